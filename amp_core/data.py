@@ -1,0 +1,140 @@
+"""Data records that cross plugin boundaries: fingerprints, loss settings and loss parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True, eq=False)
+class ImageFingerprints:
+    """A descriptor's output for one structure.
+
+    Attributes:
+        numbers: (n_atoms,) int64 atomic numbers, in atom order.
+        values: (n_atoms, n_features) float64; row ``i`` is atom ``i``'s fingerprint.
+            Atoms of one element share one length; rows of elements with fewer
+            features than ``n_features`` are zero past ``lengths[i]``.
+        lengths: (n_atoms,) int64 number of features of each atom.
+        pairs: (n_pairs, 2) int64 ``(i, m)``, or ``None`` without derivatives: every
+            centre ``i`` and every atom ``m`` (``m == i`` included) whose position
+            moves ``values[i]``, each pair once, sorted by ``i`` then ``m``.
+        derivatives: (n_pairs, 3, n_features) float64, or ``None``:
+            ``derivatives[p, l, f] = d values[i, f] / d positions[m, l]`` (1/Angstrom
+            times the fingerprint unit) for ``(i, m) = pairs[p]``.
+    """
+
+    numbers: NDArray[np.int64]
+    values: NDArray[np.float64]
+    lengths: NDArray[np.int64]
+    pairs: NDArray[np.int64] | None = None
+    derivatives: NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, atom: int) -> NDArray[np.float64]:
+        """Return atom ``atom``'s fingerprint, (lengths[atom],) float64."""
+        return self.values[atom, : self.lengths[atom]]
+
+    @property
+    def has_derivatives(self) -> bool:
+        """Whether derivative blocks were computed."""
+        return self.derivatives is not None
+
+    def dense_derivatives(self) -> NDArray[np.float64]:
+        """Return the dense array (n_atoms, n_atoms, 3, n_features).
+
+        ``out[i, m, l, f] = d values[i, f] / d positions[m, l]``; for tests and
+        small systems only (memory grows as n_atoms squared).
+        """
+        if self.pairs is None or self.derivatives is None:
+            raise ValueError("these fingerprints were computed without derivatives")
+        n = len(self.numbers)
+        out = np.zeros((n, n, 3, self.values.shape[1]))
+        out[self.pairs[:, 0], self.pairs[:, 1]] = self.derivatives
+        return out
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What the loss trains on (Amp's definitions).
+
+    Attributes:
+        energy_coefficient: weight c_E of the per-atom energy loss.
+        force_coefficient: weight c_F of the force loss; ``None`` trains energies only
+            (force terms are then neither computed nor reported).
+        overfit: weight of the model's regularisation term.
+    """
+
+    energy_coefficient: float = 1.0
+    force_coefficient: float | None = None
+    overfit: float = 0.0
+
+    @property
+    def forces(self) -> bool:
+        """Whether force terms are part of the loss."""
+        return self.force_coefficient is not None
+
+
+@dataclass
+class LossParts:
+    """One shard's share of the loss, summed (or maxed) over its images.
+
+    Attributes:
+        energy_loss: sum over images of ((E_pred - E_ref) / N_atoms)^2, eV^2.
+        force_loss: sum over images of sum((F_pred - F_ref)^2) / (3 N_atoms), (eV/A)^2.
+        energy_maxresid: max over images of |E_pred - E_ref| / N_atoms, eV.
+        force_maxresid: max over force components of |F_pred - F_ref|, eV/A.
+        n_images: number of images in the shard.
+        gradient: (n_parameters,) d(c_E energy_loss + c_F force_loss) / d parameters.
+    """
+
+    energy_loss: float
+    force_loss: float
+    energy_maxresid: float
+    force_maxresid: float
+    n_images: int
+    gradient: NDArray[np.float64]
+
+    @staticmethod
+    def combine(parts: list[LossParts]) -> LossParts:
+        """Add shard parts in the order given (shard-index order, for reproducibility)."""
+        if not parts:
+            raise ValueError("no loss parts to combine")
+        gradient = parts[0].gradient.copy()
+        for part in parts[1:]:
+            gradient += part.gradient
+        return LossParts(
+            energy_loss=float(sum(p.energy_loss for p in parts)),
+            force_loss=float(sum(p.force_loss for p in parts)),
+            energy_maxresid=max(p.energy_maxresid for p in parts),
+            force_maxresid=max(p.force_maxresid for p in parts),
+            n_images=sum(p.n_images for p in parts),
+            gradient=gradient,
+        )
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """The loss over a data set, its parts, error measures and gradient.
+
+    Attributes:
+        loss: c_E energy_loss + c_F force_loss + overfit penalty.
+        energy_loss, force_loss: as in :class:`LossParts`, summed over all images.
+        energy_rmse: sqrt(energy_loss / n_images), eV/atom.
+        force_rmse: sqrt(force_loss / n_images), eV/A (0 when forces are not trained).
+        energy_maxresid, force_maxresid: as in :class:`LossParts`, over all images.
+        gradient: (n_parameters,) d loss / d parameters, in the model's vector order.
+    """
+
+    loss: float
+    energy_loss: float
+    force_loss: float
+    energy_rmse: float
+    force_rmse: float
+    energy_maxresid: float
+    force_maxresid: float
+    gradient: NDArray[np.float64] = field(repr=False)

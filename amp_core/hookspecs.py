@@ -1,0 +1,78 @@
+"""Hook specifications: the three registration hooks every plugin package implements."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from amp_core.entries import BackendEntry, DescriptorEntry, ModelEntry
+
+PROJECT = "amp"
+"""pluggy project name, hook prefix and entry-point group."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def amp_descriptors() -> list[DescriptorEntry]:
+    """Register descriptors (atom-environment fingerprints).
+
+    Called once per process, when the plugin manager is built (before a run
+    starts, and by ``amp plugins``); never inside worker processes.
+
+    Returns:
+        One :class:`~amp_core.entries.DescriptorEntry` per descriptor this
+        plugin provides.
+
+    Example::
+
+        @hookimpl
+        def amp_descriptors():
+            return [DescriptorEntry(name="coordination", params=CoordinationParams,
+                                    factory=Coordination, summary="Smooth coordination numbers.")]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def amp_models() -> list[ModelEntry]:
+    """Register models (fingerprints or structures -> energy and forces).
+
+    Called once per process, when the plugin manager is built; never in workers.
+
+    Returns:
+        One :class:`~amp_core.entries.ModelEntry` per model this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def amp_models():
+            return [ModelEntry(name="linear", params=LinearParams, factory=Linear,
+                               summary="Linear model.", loader=Linear.from_dict)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def amp_backends() -> list[BackendEntry]:
+    """Register compute backends (where pipeline stages run).
+
+    Called once per process, when the plugin manager is built; never in workers.
+
+    Returns:
+        One :class:`~amp_core.entries.BackendEntry` per backend this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def amp_backends():
+            return [BackendEntry(name="threads", params=ThreadParams, factory=Threads,
+                                 summary="Run shards in threads.", probe=lambda: None)]
+
+    .. versionadded:: 0.1
+    """

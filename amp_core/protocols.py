@@ -1,0 +1,169 @@
+"""Structural contracts for the three plugin kinds.
+
+Plugins need not subclass anything: an object with these attributes and methods
+is a descriptor, model or backend. Capabilities are declared in ``implemented``
+(as ASE's ``implemented_properties``); the core checks them before dispatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from amp_core.data import ImageFingerprints, LossParts, LossSettings
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+LossEvaluator = Callable[[NDArray[np.float64]], "LossParts"]
+"""``evaluator(vector) -> LossParts`` for one shard, built once per worker."""
+
+
+@runtime_checkable
+class Descriptor(Protocol):
+    """Turns a structure into per-atom fingerprints.
+
+    A descriptor is a pure function of (structure, params): no caching, no I/O,
+    no parallelism inside it. It must pickle (workers receive it built).
+
+    Attributes:
+        name: the registered name.
+        params: the frozen parameter dataclass it was built from.
+        implemented: capabilities, a subset of ``{"fingerprints",
+            "fingerprint_derivatives", "compiled"}``. Without ``"fingerprints"``
+            (the ``none`` descriptor) the pipeline skips fingerprinting and models
+            receive raw structures.
+        elements: chemical symbols it can fingerprint, or ``None`` for any.
+    """
+
+    name: str
+    params: Any
+    implemented: frozenset[str]
+    elements: tuple[str, ...] | None
+
+    def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
+        """Fingerprint one structure (positions in Angstrom)."""
+        ...
+
+    def cost(self, atoms: Atoms) -> float:
+        """Estimate the relative work of :meth:`compute` (for balancing shards)."""
+        ...
+
+    def todict(self) -> dict[str, Any]:
+        """Return JSON-serialisable keyword arguments that rebuild this descriptor."""
+        ...
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Turns fingerprints (or raw structures) into energies and forces.
+
+    Attributes:
+        name: the registered name.
+        params: the frozen hyper-parameter dataclass it was built from.
+        implemented: subset of ``{"energy", "forces", "compiled"}``.
+        inputs: ``"fingerprints"`` or ``"structures"`` (what it consumes).
+        elements: chemical symbols it has parameters for, or ``None`` before
+            :meth:`initialize`.
+
+    The model reads shard arrays in the layout of :mod:`amp_core.reshape`.
+    """
+
+    name: str
+    params: Any
+    implemented: frozenset[str]
+    inputs: str
+    elements: tuple[str, ...] | None
+
+    def initialize(self, arrays: Sequence[Mapping[str, NDArray[Any]]]) -> None:
+        """Fill in whatever is not yet set (scalings, weights, ...) from training shards."""
+        ...
+
+    def vector(self) -> NDArray[np.float64]:
+        """Return the flat parameter vector (a copy)."""
+        ...
+
+    def set_vector(self, vector: NDArray[np.float64]) -> None:
+        """Set the parameters from a flat vector."""
+        ...
+
+    def loss_evaluator(self, arrays: Mapping[str, NDArray[Any]], settings: LossSettings) -> LossEvaluator:
+        """Prepare one shard once; return ``evaluator(vector) -> LossParts``."""
+        ...
+
+    def regularization(self, vector: NDArray[np.float64], overfit: float) -> tuple[float, NDArray[np.float64]]:
+        """Return the penalty and its gradient for ``overfit`` (added once, in the parent)."""
+        ...
+
+    def predict(
+        self, atoms: Atoms, fingerprints: ImageFingerprints | None, forces: bool
+    ) -> tuple[float, NDArray[np.float64] | None]:
+        """Return energy (eV) and, when asked, forces (n_atoms, 3) eV/A of one structure."""
+        ...
+
+    def todict(self) -> dict[str, Any]:
+        """Return a JSON document (hyper-parameters and trained parameters)."""
+        ...
+
+
+class TrainingSession(Protocol):
+    """Resident workers holding their shards' arrays, evaluated once per optimiser step."""
+
+    def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
+        """Return every shard's loss parts, in shard-index order."""
+        ...
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs pipeline stages over shards.
+
+    Results are always returned in shard-index (task) order, never completion
+    order, so every backend and worker count gives the same numbers.
+
+    Attributes:
+        name: the registered name.
+        params: its settings dataclass.
+        cores: number of workers it runs.
+        compiled: whether it asks plugins with the ``"compiled"`` capability for
+            their compiled implementation (``plugin.compiled()``).
+    """
+
+    name: str
+    params: Any
+    cores: int
+    compiled: bool
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        tasks: Sequence[T],
+        *,
+        stage: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[R]:
+        """Run ``function`` on each task (both picklable); return results in task order.
+
+        ``progress(k)`` is called in the parent after each finished task (k = tasks
+        done so far). A task that raises or a worker that dies raises
+        :class:`~amp_core.errors.BackendError` naming ``stage`` and the task index.
+        """
+        ...
+
+    def start(self, model: Model, shard_dirs: Sequence[str], settings: LossSettings) -> TrainingSession:
+        """Start resident workers, each mapping its shard arrays from ``shard_dirs`` once."""
+        ...
+
+    def close(self) -> None:
+        """Release every worker (idempotent)."""
+        ...

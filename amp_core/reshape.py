@@ -1,0 +1,139 @@
+"""Reshape one shard's structures, targets and fingerprints into rectangular arrays.
+
+The layout (all keys; ``Z`` is an atomic number, ``n`` the shard's atom count over
+all its images, ``I`` its image count):
+
+* ``natoms`` (I,) int64: atoms per image.
+* ``atom_image`` (n,) int64: image index (within the shard) of each atom.
+* ``numbers`` (n,) int64: atomic numbers.
+* ``positions`` (n, 3) float64, Angstrom; ``cell`` (I, 3, 3) float64, Angstrom;
+  ``pbc`` (I, 3) bool.
+* ``energy`` (I,) float64, eV: reference energies.
+* ``forces`` (n, 3) float64, eV/A: reference forces (zeros when not trained).
+* ``elements`` (E,) int64: sorted atomic numbers present in the shard.
+
+With fingerprints, for every ``Z`` in ``elements``:
+
+* ``fp_Z`` (n_Z, F_Z) float64: fingerprints of the atoms of element Z, in shard order.
+* ``atoms_Z`` (n_Z,) int64: shard atom index of each row of ``fp_Z``.
+
+With fingerprint derivatives, for every ``Z``:
+
+* ``dcentre_Z`` (P_Z,) int64: row of ``fp_Z`` of the centre atom of each block.
+* ``dneighbour_Z`` (P_Z,) int64: shard atom index of the atom that moves.
+* ``dfp_Z`` (P_Z, 3, F_Z) float64: d fp_Z[dcentre] / d positions[dneighbour].
+
+The arrays of a shard are written once as ``<key>.npy`` files in one folder and
+memory-mapped by the worker that owns the shard.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from amp_core.data import ImageFingerprints
+
+
+def build_arrays(
+    images: Sequence[Atoms],
+    targets: Sequence[tuple[float, NDArray[np.float64] | None]],
+    fingerprints: Sequence[ImageFingerprints] | None,
+) -> dict[str, NDArray[Any]]:
+    """Return the rectangular arrays of one shard (layout in the module docstring).
+
+    Args:
+        images: the shard's structures.
+        targets: (energy eV, forces (n_atoms, 3) eV/A or ``None``) per image.
+        fingerprints: descriptor output per image, or ``None`` for raw structures.
+    """
+    natoms = np.array([len(a) for a in images], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(natoms)])
+    arrays: dict[str, NDArray[Any]] = {
+        "natoms": natoms,
+        "atom_image": np.repeat(np.arange(len(images), dtype=np.int64), natoms),
+        "numbers": _concat([a.numbers.astype(np.int64) for a in images], (0,), np.int64),
+        "positions": _concat([a.positions for a in images], (0, 3), np.float64),
+        "cell": np.array([a.cell.array for a in images], dtype=np.float64).reshape(-1, 3, 3),
+        "pbc": np.array([a.pbc for a in images], dtype=bool).reshape(-1, 3),
+        "energy": np.array([t[0] for t in targets], dtype=np.float64),
+        "forces": _concat(
+            [np.zeros((len(a), 3)) if t[1] is None else t[1] for a, t in zip(images, targets)],
+            (0, 3),
+            np.float64,
+        ),
+    }
+    elements = np.unique(arrays["numbers"])
+    arrays["elements"] = elements.astype(np.int64)
+    if fingerprints is not None:
+        for z in elements:
+            arrays.update(_element_arrays(int(z), fingerprints, offsets))
+    return arrays
+
+
+def _element_arrays(
+    z: int, fingerprints: Sequence[ImageFingerprints], offsets: NDArray[np.int64]
+) -> dict[str, NDArray[Any]]:
+    rows, atoms, centres, neighbours, blocks = [], [], [], [], []
+    width = None
+    row0 = 0
+    for k, fp in enumerate(fingerprints):
+        mine = np.flatnonzero(fp.numbers == z)
+        if len(mine) == 0:
+            continue
+        length = int(fp.lengths[mine[0]])
+        if width is None:
+            width = length
+        elif length != width:
+            raise ValueError(f"element {z} has {length} features in one image and {width} in another")
+        rows.append(fp.values[mine, :width])
+        atoms.append(mine + offsets[k])
+        if fp.pairs is not None and fp.derivatives is not None:
+            row_of = np.full(len(fp.numbers), -1, dtype=np.int64)
+            row_of[mine] = np.arange(len(mine)) + row0
+            keep = fp.numbers[fp.pairs[:, 0]] == z
+            centres.append(row_of[fp.pairs[keep, 0]])
+            neighbours.append(fp.pairs[keep, 1] + offsets[k])
+            blocks.append(fp.derivatives[keep, :, :width])
+        row0 += len(mine)
+    assert width is not None
+    out: dict[str, NDArray[Any]] = {
+        f"fp_{z}": np.concatenate(rows).astype(np.float64, copy=False),
+        f"atoms_{z}": np.concatenate(atoms).astype(np.int64),
+    }
+    if blocks:
+        out[f"dcentre_{z}"] = _concat(centres, (0,), np.int64)
+        out[f"dneighbour_{z}"] = _concat(neighbours, (0,), np.int64)
+        out[f"dfp_{z}"] = _concat(blocks, (0, 3, width), np.float64)
+    return out
+
+
+def _concat(parts: Sequence[NDArray[Any]], empty: tuple[int, ...], dtype: type) -> NDArray[Any]:
+    if not parts:
+        return np.zeros(empty, dtype=dtype)
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def save_arrays(arrays: Mapping[str, NDArray[Any]], folder: str | os.PathLike[str]) -> None:
+    """Write each array as ``folder/<key>.npy`` (then an ``ok`` marker, last)."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for key, value in arrays.items():
+        np.save(path / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
+    (path / "ok").write_text("\n".join(sorted(arrays)))
+
+
+def load_arrays(folder: str | os.PathLike[str], mmap: bool = True) -> dict[str, NDArray[Any]]:
+    """Map (or read) every array a :func:`save_arrays` folder holds."""
+    path = Path(folder)
+    keys = (path / "ok").read_text().split()
+    mode = "r" if mmap else None
+    return {key: np.load(path / f"{key}.npy", mmap_mode=mode, allow_pickle=False) for key in keys}

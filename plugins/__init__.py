@@ -1,0 +1,1 @@
+"""Built-in amp-core plugins (installed as ``amp_plugins``)."""

@@ -1,0 +1,100 @@
+"""The ``serial`` backend: every stage in the calling process, shard after shard."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from amp_core import BackendEntry, hookimpl
+from amp_core.data import LossParts, LossSettings
+from amp_core.errors import AmpError, BackendError
+from amp_core.reshape import load_arrays
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SerialParams:
+    """The serial backend takes no settings."""
+
+
+class SerialSession:
+    """Loss evaluators of every shard, held in this process."""
+
+    def __init__(self, evaluators: list[Callable[[NDArray[np.float64]], LossParts]]) -> None:
+        self._evaluators = evaluators
+
+    def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
+        """Return each shard's loss parts, in shard order."""
+        return [
+            run_task(evaluator, vector, stage="loss", index=k) for k, evaluator in enumerate(self._evaluators)
+        ]
+
+    def close(self) -> None:
+        """Drop the evaluators."""
+        self._evaluators = []
+
+
+def run_task(function: Callable[[T], R], task: T, *, stage: str, index: int) -> R:
+    """Call ``function(task)``; wrap an unexpected exception in :class:`BackendError`."""
+    try:
+        return function(task)
+    except AmpError:
+        raise
+    except Exception as exc:
+        raise BackendError(
+            f"stage {stage!r}, shard {index} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            stage=stage,
+            shard=index,
+        ) from exc
+
+
+class Serial:
+    """Run in process; the reference every other backend must agree with."""
+
+    name = "serial"
+    cores = 1
+    compiled = False
+
+    def __init__(self, params: SerialParams | None = None) -> None:
+        self.params = params or SerialParams()
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        tasks: Sequence[T],
+        *,
+        stage: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[R]:
+        """Run each task in order."""
+        results = []
+        for k, task in enumerate(tasks):
+            results.append(run_task(function, task, stage=stage, index=k))
+            if progress is not None:
+                progress(k + 1)
+        return results
+
+    def start(self, model: Any, shard_dirs: Sequence[str], settings: LossSettings) -> SerialSession:
+        """Build every shard's evaluator over its memory-mapped arrays."""
+        return SerialSession(
+            [
+                run_task(lambda d: model.loss_evaluator(load_arrays(d), settings), d, stage="start", index=k)
+                for k, d in enumerate(shard_dirs)
+            ]
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@hookimpl
+def amp_backends() -> list[BackendEntry]:
+    """Register ``serial``."""
+    return [BackendEntry(name="serial", params=SerialParams, factory=Serial, summary="Run every stage in process.")]
