@@ -81,8 +81,8 @@ def create_backend(name: str, **params: Any) -> Any:
 _LAZY = {
     "Potential": "amp_core.calculator",
     "load": "amp_core.calculator",
-    "evaluate_loss": "amp_core.pipeline",
-    "loss_function": "amp_core.pipeline",
+    "evaluate_loss": "amp_core.loss",
+    "loss_function": "amp_core.loss",
     "train": "amp_core.training",
 }
 

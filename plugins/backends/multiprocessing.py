@@ -1,9 +1,250 @@
-"""Work in progress: registers nothing yet."""
+"""The ``multiprocessing`` backend: every stage in a pool of worker processes.
 
-from amp_core import hookimpl
+Workers are started with ``spawn`` on first use and reused by every later
+:meth:`~Multiprocessing.map` and :meth:`~Multiprocessing.start` until
+:meth:`~Multiprocessing.close`. Fingerprinting hands task ``k`` to the next free
+worker; training keeps each shard's memory-mapped arrays and loss evaluator
+resident in one worker (shard ``k`` in worker ``k % cores``) and sends only the
+parameter vector per optimiser step. Results always come back in task or shard
+order, so every core count gives the numbers of ``serial``.
+
+Scripts that use this backend must guard their entry point with
+``if __name__ == "__main__":`` (spawned workers import the main module).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from amp_core import BackendEntry, hookimpl
+from amp_core.data import LossParts, LossSettings
+from amp_core.errors import BackendError
+from amp_plugins.backends._workers import WorkerPool, _Worker, dumps
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class MultiprocessingParams:
+    """Settings of the process backends.
+
+    Attributes:
+        cores: number of worker processes; ``None`` uses every core this process
+            may run on (``os.sched_getaffinity``).
+    """
+
+    cores: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cores is None:
+            return
+        if isinstance(self.cores, bool) or not isinstance(self.cores, int):
+            raise ValueError(f"cores must be a whole number >= 1, or left out to use all cores; got {self.cores!r}")
+        if self.cores < 1:
+            raise ValueError(f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}")
+
+
+def detect_cores() -> int:
+    """Return the number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _pickled(value: Any, stage: str, index: int, what: str) -> bytes:
+    try:
+        return dumps(value)
+    except Exception as exc:  # noqa: BLE001 - pickle raises many types
+        raise BackendError(
+            f"stage {stage!r}, shard {index}: cannot send the {what} to a worker process "
+            f"({type(exc).__name__}: {exc}). Functions, tasks and models must pickle: use "
+            "module-level functions and classes, not lambdas or local definitions.",
+            stage=stage,
+            shard=index,
+        ) from exc
+
+
+def _label(shards: Sequence[int]) -> str:
+    return ("shard " if len(shards) == 1 else "shards ") + ", ".join(map(str, shards))
+
+
+class PoolSession:
+    """Resident shard evaluators inside the pool's workers (a ``TrainingSession``)."""
+
+    def __init__(self, pool: WorkerPool, session: int, plan: list[tuple[_Worker, list[int]]], n_shards: int) -> None:
+        self._pool = pool
+        self._generation = pool.generation
+        self._session = session
+        self._plan = plan
+        self._n_shards = n_shards
+        self._closed = False
+
+    def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
+        """Send ``vector`` (n_parameters,) to the workers; return every shard's parts in shard order.
+
+        Raises:
+            BackendError: a worker raised or died, or the session is closed.
+        """
+        self._check_open()
+        pool = self._pool
+        job = pool.new_job()
+        parts: list[Any] = [None] * self._n_shards
+        with pool.guard():
+            pool.drain([w for w, _ in self._plan], "loss")
+            payload = dumps((self._session, np.asarray(vector, dtype=np.float64)))
+            for worker, shards in self._plan:
+                header = ("evaluate", job, -1, payload)
+                pool.send(worker, header, stage="loss", index=shards[0], label=_label(shards))
+            waiting = len(self._plan)
+            while waiting:
+                answers = pool.replies(job, "loss")
+                for _, pairs in answers:
+                    for k, part in pairs:
+                        parts[k] = part
+                waiting -= len(answers)
+        return parts
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this training session is closed; start a new one with backend.start()", stage="loss")
+        if self._pool.generation != self._generation:
+            raise BackendError(
+                "the workers of this training session were stopped (the backend was closed or a worker "
+                "failed earlier); start a new session with backend.start()",
+                stage="loss",
+            )
+
+    def close(self) -> None:
+        """Let the workers drop this session's arrays and evaluators (idempotent)."""
+        if not self._closed and self._pool.generation == self._generation:
+            self._pool.send_quietly(("drop", 0, -1, self._session))
+        self._closed = True
+
+    def __enter__(self) -> PoolSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Multiprocessing:
+    """Run stages in ``cores`` worker processes (started once, reused, stopped by :meth:`close`)."""
+
+    name = "multiprocessing"
+    compiled = False
+    start_method = "spawn"
+
+    def __init__(self, params: MultiprocessingParams | None = None) -> None:
+        self.params = params or MultiprocessingParams()
+        self.cores = self.params.cores or detect_cores()
+        self._pool = WorkerPool(self.cores, self.start_method)
+        self._sessions = itertools.count()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickled backend is a fresh, unstarted one with the same settings.
+        return (type(self), (self.params,))
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (empty until first use and after :meth:`close`)."""
+        return self._pool.pids
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        tasks: Sequence[T],
+        *,
+        stage: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[R]:
+        """Run ``function(task)`` in the workers, task ``k`` on the next free one; return results in task order.
+
+        Raises:
+            BackendError: a task raised (the pool stays usable) or a worker died
+                (the pool is stopped and restarted on next use).
+        """
+        if not tasks:
+            return []
+        pool = self._pool
+        pool.ensure_started()
+        job = pool.new_job()
+        function_bytes = _pickled(function, stage, 0, "function")
+        results: list[Any] = [None] * len(tasks)
+        primed: set[int] = set()  # workers that already hold this job's function
+        sent = done = 0
+        with pool.guard():
+            while done < len(tasks):
+                for worker in pool.idle()[: len(tasks) - sent]:
+                    task = _pickled(tasks[sent], stage, sent, "task")
+                    header = ("call", job, sent, None if id(worker) in primed else function_bytes, task)
+                    pool.send(worker, header, stage=stage, index=sent, label=f"task {sent}")
+                    primed.add(id(worker))
+                    sent += 1
+                for k, value in pool.replies(job, stage):
+                    results[k] = value
+                    done += 1
+                    if progress is not None:
+                        progress(done)
+        return results
+
+    def start(self, model: Any, shard_dirs: Sequence[str], settings: LossSettings) -> PoolSession:
+        """Load shard ``k`` (its memory-mapped arrays and loss evaluator) in worker ``k % cores``, once.
+
+        Raises:
+            BackendError: a shard failed to load or a worker died.
+        """
+        pool = self._pool
+        pool.ensure_started()
+        session = next(self._sessions)
+        workers = pool.workers
+        shards: dict[int, list[int]] = {}
+        for k in range(len(shard_dirs)):
+            shards.setdefault(k % len(workers), []).append(k)
+        plan = [(workers[i], ks) for i, ks in sorted(shards.items())]
+        job = pool.new_job()
+        with pool.guard():
+            pool.drain([w for w, _ in plan], "start")
+            try:
+                for worker, ks in plan:
+                    load = [(k, os.fspath(shard_dirs[k])) for k in ks]
+                    payload = _pickled((session, load, model, settings, self.compiled), "start", ks[0], "model")
+                    pool.send(worker, ("load", job, -1, payload), stage="start", index=ks[0], label=_label(ks))
+                waiting = len(plan)
+                while waiting:
+                    waiting -= len(pool.replies(job, "start"))
+            except Exception:
+                pool.send_quietly(("drop", 0, -1, session))
+                raise
+        return PoolSession(pool, session, plan, len(shard_dirs))
+
+    def close(self) -> None:
+        """Stop every worker process (idempotent; the next use starts new ones)."""
+        self._pool.close()
+
+    def __enter__(self) -> Multiprocessing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @hookimpl
-def amp_backends() -> list[object]:
-    """Register nothing until the plugin is complete."""
-    return []
+def amp_backends() -> list[BackendEntry]:
+    """Register ``multiprocessing``."""
+    return [
+        BackendEntry(
+            name="multiprocessing",
+            params=MultiprocessingParams,
+            factory=Multiprocessing,
+            summary="Run every stage in worker processes, one per core.",
+        )
+    ]

@@ -1,0 +1,139 @@
+"""``Potential``: a descriptor and a model as one ASE calculator; saving and loading."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from amp_core.errors import ModelFileError
+from amp_core.images import check_elements, check_structure
+from amp_core.manager import create, default_manager
+
+FORMAT = "amp-core-potential"
+FORMAT_VERSION = 1
+
+
+class Potential(Calculator):  # type: ignore[misc]
+    """A trained (or trainable) potential: ``descriptor`` + ``model``, usable as an ASE calculator.
+
+    Args:
+        descriptor: a descriptor object (``create_descriptor(...)``).
+        model: a model object (``create_model(...)``).
+        config: the resolved config it was trained with (saved with it).
+
+    ``implemented_properties`` lists forces only when the model predicts them and,
+    for fingerprint models, the descriptor provides derivatives.
+    """
+
+    def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self.descriptor = descriptor
+        self.model = model
+        self.config = config
+        self.training: dict[str, Any] | None = None
+        props = ["energy"]
+        derivatives = model.inputs == "structures" or "fingerprint_derivatives" in descriptor.implemented
+        if "forces" in model.implemented and derivatives:
+            props.append("forces")
+        self.implemented_properties = props
+        super().__init__(**kwargs)
+
+    def calculate(self, atoms: Atoms | None = None, properties: Any = ("energy",),
+                  system_changes: Any = all_changes) -> None:
+        """Compute energy (eV) and, when asked, forces (eV/A) of ``atoms``."""
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        check_structure(atoms, "structure given to the calculator")
+        forces = "forces" in properties and "forces" in self.implemented_properties
+        if self.model.inputs == "fingerprints":
+            check_elements([atoms], ["structure given to the calculator"], self.descriptor.elements,
+                           f"descriptor {self.descriptor.name!r}")
+        check_elements([atoms], ["structure given to the calculator"], self.model.elements,
+                       f"model {self.model.name!r}")
+        fingerprints = None
+        if self.model.inputs == "fingerprints":
+            fingerprints = self.descriptor.compute(atoms, derivatives=forces)
+        energy, force_values = self.model.predict(atoms, fingerprints, forces)
+        self.results["energy"] = float(energy)
+        self.results["free_energy"] = float(energy)
+        if forces and force_values is not None:
+            self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    def todict_document(self) -> dict[str, Any]:
+        """Return the JSON document of this potential (descriptor, model, config, versions)."""
+        from amp_core import __version__
+        from amp_core.pipeline import plugin_version
+
+        d_dist, d_version = plugin_version("descriptor", self.descriptor.name)
+        m_dist, m_version = plugin_version("model", self.model.name)
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "amp_core_version": __version__,
+            "descriptor": {"name": self.descriptor.name, "params": self.descriptor.todict(),
+                           "provider": d_dist, "version": d_version},
+            "model": {"name": self.model.name, "document": self.model.todict(),
+                      "provider": m_dist, "version": m_version},
+            "config": self.config,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the potential as one JSON file (atomically); return its path."""
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(json.dumps(self.todict_document(), indent=1, default=_jsonable))
+        os.replace(partial, target)
+        return target
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def load(path: str | os.PathLike[str]) -> Potential:
+    """Load a potential saved by :meth:`Potential.save`, or an Amp ``.amp`` file.
+
+    Raises:
+        ModelFileError: the file is missing, of another format or version, or damaged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    text = path.read_text()
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return _load_amp(path)
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an amp-core potential file (no \"format\": \"{FORMAT}\")")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has format version {document.get('format_version')!r}; this amp-core "
+                             f"reads version {FORMAT_VERSION}; use the amp-core release that wrote it")
+    try:
+        descriptor = create("descriptor", document["descriptor"]["name"], document["descriptor"]["params"],
+                            where=f"{path}, descriptor")
+        entry = default_manager().lookup("model", document["model"]["name"], where=f"{path}, model")
+        model = entry.entry.loader(document["model"]["document"])
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path} is damaged: missing or malformed {exc}") from exc
+    return Potential(descriptor, model, config=document.get("config"))
+
+
+def _load_amp(path: Path) -> Potential:
+    try:
+        from amp_plugins.models._ampfile import read_amp_file
+    except ImportError as exc:
+        raise ModelFileError(f"{path} is not JSON, and the Amp file reader is not installed") from exc
+    descriptor_kwargs, model_kwargs = read_amp_file(path)
+    descriptor = create("descriptor", "gaussian", descriptor_kwargs, where=f"{path}, descriptor")
+    model = create("model", "neuralnetwork", model_kwargs, where=f"{path}, model")
+    return Potential(descriptor, model)

@@ -1,0 +1,261 @@
+"""TOML config -> validated, frozen parameter objects (all checks before any work starts).
+
+A config has five tables::
+
+    [descriptor]            # name = "<registered descriptor>", then its parameters
+    [model]                 # name = "<registered model>", then its parameters
+    [backend]               # name = "serial" | "multiprocessing" | ..., then its settings
+    [data]                  # train = "file" or ["files"], validation = optional
+    [training]              # optimizer, maxiter, coefficients, checkpoints, seed, directory
+    [training.convergence]  # energy_rmse, energy_maxresid, force_rmse, force_maxresid
+
+Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amp_core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+OPTIMIZERS = ("L-BFGS-B", "BFGS", "CG")
+TABLES = ("descriptor", "model", "backend", "data", "training")
+FORCE_COEFFICIENT = 0.04
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Stop when every criterion that is set is met (Amp's defaults); ``None`` = not checked."""
+
+    energy_rmse: float | None = 0.001
+    energy_maxresid: float | None = None
+    force_rmse: float | None = None
+    force_maxresid: float | None = None
+
+    @property
+    def forces(self) -> bool:
+        """Whether a force criterion is set."""
+        return self.force_rmse is not None or self.force_maxresid is not None
+
+
+@dataclass(frozen=True)
+class Training:
+    """The ``[training]`` table."""
+
+    optimizer: str = "L-BFGS-B"
+    maxiter: int = 1000
+    energy_coefficient: float = 1.0
+    force_coefficient: float | None = None
+    overfit: float = 0.0
+    checkpoint_interval: int = 100
+    seed: int = 0
+    directory: str = "run"
+    convergence: Convergence = field(default_factory=Convergence)
+
+
+@dataclass(frozen=True)
+class Data:
+    """The ``[data]`` table: training files and optional validation files (absolute paths)."""
+
+    train: tuple[str, ...]
+    validation: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config. Plugin tables keep their raw options (validated by :func:`build`)."""
+
+    path: str
+    descriptor: dict[str, Any]
+    model: dict[str, Any]
+    backend: dict[str, Any]
+    data: Data
+    training: Training
+
+    @property
+    def folder(self) -> Path:
+        """The folder relative paths refer to."""
+        return Path(self.path).parent
+
+    @property
+    def run_dir(self) -> Path:
+        """Where results, logs, the store and checkpoints go."""
+        return (self.folder / self.training.directory).resolve()
+
+    @property
+    def force_coefficient(self) -> float | None:
+        """c_F: as given, else 0.04 when a force criterion is set, else ``None`` (energies only)."""
+        if self.training.force_coefficient is not None:
+            return self.training.force_coefficient
+        return FORCE_COEFFICIENT if self.training.convergence.forces else None
+
+
+def _check(value: Any, kinds: tuple[type, ...], where: str, what: str) -> Any:
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise ConfigError(f"{where}: expected {what}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _fields(cls: type, table: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    known = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    unknown = sorted(set(table) - set(known) - set(skip))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}. Accepted keys: "
+                          f"{', '.join(known)}.")
+    return {k: v for k, v in table.items() if k not in skip}
+
+
+def _number(value: Any, where: str, minimum: float = 0.0) -> float:
+    _check(value, (int, float), where, "a number")
+    if value < minimum:
+        raise ConfigError(f"{where}: must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def _training(table: dict[str, Any], where: str) -> Training:
+    values = _fields(Training, table, where)
+    conv_table = values.pop("convergence", {})
+    _check(conv_table, (dict,), f"{where} convergence", "a table")
+    conv_where = where.replace("[training]", "[training.convergence]")
+    conv = {k: None if v is None else _number(v, f"{conv_where} key '{k}'")
+            for k, v in _fields(Convergence, conv_table, conv_where).items()}
+    for key in ("energy_coefficient", "force_coefficient", "overfit"):
+        if key in values:
+            values[key] = _number(values[key], f"{where} key '{key}'")
+    for key, minimum in (("maxiter", 1), ("checkpoint_interval", 0), ("seed", 0)):
+        if key in values:
+            _check(values[key], (int,), f"{where} key '{key}'", "an integer")
+            if values[key] < minimum:
+                raise ConfigError(f"{where} key '{key}': must be >= {minimum}, got {values[key]}")
+    for key in ("optimizer", "directory"):
+        if key in values:
+            _check(values[key], (str,), f"{where} key '{key}'", "a string")
+    if values.get("optimizer", OPTIMIZERS[0]) not in OPTIMIZERS:
+        raise ConfigError(f"{where} key 'optimizer': unknown optimizer {values['optimizer']!r}; "
+                          f"choose one of {', '.join(OPTIMIZERS)}")
+    return Training(**values, convergence=Convergence(**conv))
+
+
+def _data(table: dict[str, Any], folder: Path, where: str) -> Data:
+    values = _fields(Data, table, where)
+    if "train" not in values:
+        raise ConfigError(f"{where}: missing key 'train' (the training data file or list of files)")
+    out = {}
+    for key, value in values.items():
+        items = [value] if isinstance(value, str) else value
+        _check(items, (list,), f"{where} key '{key}'", "a file name or a list of file names")
+        paths = []
+        for item in items:
+            _check(item, (str,), f"{where} key '{key}'", "a file name")
+            path = (folder / item).resolve()
+            if not path.is_file():
+                raise ConfigError(f"{where} key '{key}': data file {path} does not exist")
+            paths.append(str(path))
+        out[key] = tuple(paths)
+    return Data(**out)
+
+
+def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and check a TOML config file.
+
+    Args:
+        path: the TOML file.
+        overrides: per-table keys that replace the file's (e.g. ``{"backend": {"cores": 2}}``).
+
+    Raises:
+        ConfigError: naming file, table and key of the first problem found.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for table, values in (overrides or {}).items():
+        raw.setdefault(table, {}).update(values)
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Config:
+    """Check a config given as a dictionary (as parsed from TOML)."""
+    path = Path(path)
+    unknown = sorted(set(raw) - set(TABLES))
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(f'[{t}]' for t in unknown)}. "
+                          f"Accepted tables: {', '.join(f'[{t}]' for t in TABLES)}.")
+    plugins = {}
+    for table in ("descriptor", "model", "backend"):
+        values = raw.get(table, {"name": "serial"} if table == "backend" else None)
+        if values is None:
+            raise ConfigError(f"{path}: missing table [{table}] (with at least name = \"...\")")
+        _check(values, (dict,), f"{path}, [{table}]", "a table")
+        if "name" not in values:
+            raise ConfigError(f"{path}, [{table}]: missing key 'name'; run 'amp plugins' to see the names")
+        _check(values["name"], (str,), f"{path}, [{table}] key 'name'", "a string")
+        plugins[table] = dict(values)
+    if "data" not in raw:
+        raise ConfigError(f"{path}: missing table [data] (train = \"file\")")
+    return Config(
+        path=str(path),
+        descriptor=plugins["descriptor"],
+        model=plugins["model"],
+        backend=plugins["backend"],
+        data=_data(raw["data"], path.parent, f"{path}, [data]"),
+        training=_training(raw.get("training", {}), f"{path}, [training]"),
+    )
+
+
+def build(config: Config) -> tuple[Any, Any, Any]:
+    """Build (descriptor, model, backend) from a config; every error names file, table and key.
+
+    A model whose parameters have a ``seed`` field gets ``[training] seed`` unless its
+    table sets one.
+    """
+    from amp_core.manager import create, default_manager
+
+    made = []
+    for kind in ("descriptor", "model", "backend"):
+        options = dict(getattr(config, kind))
+        name = options.pop("name")
+        where = f"{config.path}, [{kind}]"
+        if kind == "model":
+            params = default_manager().lookup("model", name, f"{where} name").entry.params
+            if "seed" in {f.name for f in dataclasses.fields(params)} and "seed" not in options:
+                options["seed"] = config.training.seed
+        made.append(create(kind, name, options, where=where))
+    return made[0], made[1], made[2]
+
+
+def resolved(config: Config, descriptor: Any, model: Any, backend: Any) -> dict[str, Any]:
+    """Return the config with defaults filled in, as saved with results."""
+    training = dataclasses.asdict(config.training)
+    training["force_coefficient"] = config.force_coefficient
+    return {
+        "path": config.path,
+        "descriptor": {"name": descriptor.name, **descriptor.todict()},
+        "model": {"name": model.name, **_simple_fields(model.params)},
+        "backend": {"name": backend.name, "cores": backend.cores, **config.backend},
+        "data": dataclasses.asdict(config.data),
+        "training": training,
+    }
+
+
+def _simple_fields(params: Any) -> dict[str, Any]:
+    """Return the scalar-like fields of a parameter dataclass (large arrays are saved elsewhere)."""
+    out = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        flat = value if isinstance(value, tuple) else (value,)
+        if all(v is None or isinstance(v, (int, float, str, bool)) for v in flat):
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

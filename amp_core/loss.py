@@ -1,0 +1,174 @@
+"""``loss_function`` and ``evaluate_loss``: set up the pipeline once, evaluate every step."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from amp_core.data import LossParts, LossResult, LossSettings
+from amp_core.errors import ConfigError, PropertyNotImplementedError
+from amp_core.images import ImageSource, check_elements, load_dataset
+from amp_core.manager import create
+from amp_core.pipeline import (
+    Log,
+    _quiet,
+    balanced_split,
+    build_shards,
+    compute_fingerprints,
+    plugin_version,
+    use_compiled,
+)
+from amp_core.progress import Progress
+from amp_core.reshape import load_arrays
+from amp_core.store import FingerprintStore, descriptor_key
+
+
+def check_compatible(descriptor: Any, model: Any, forces: bool) -> bool:
+    """Check that the descriptor provides what the model consumes; return whether to fingerprint."""
+    if model.inputs == "structures":
+        return False
+    if model.inputs != "fingerprints":
+        raise ConfigError(f"model {model.name!r} declares inputs {model.inputs!r}; expected "
+                          "'fingerprints' or 'structures'")
+    if "fingerprints" not in descriptor.implemented:
+        raise ConfigError(f"model {model.name!r} needs fingerprints, but descriptor {descriptor.name!r} "
+                          "computes none; choose a fingerprinting descriptor such as 'gaussian'")
+    if forces and "fingerprint_derivatives" not in descriptor.implemented:
+        raise PropertyNotImplementedError(
+            f"force training needs fingerprint derivatives, which descriptor {descriptor.name!r} does not "
+            f"implement (implemented: {', '.join(sorted(descriptor.implemented)) or 'nothing'}); "
+            "train energies only or choose another descriptor")
+    return True
+
+
+class LossFunction:
+    """The loss over a data set, callable by an optimiser: ``f(vector) -> (loss, gradient)``.
+
+    Set-up (fingerprints, store, reshape, workers) happens once, in the constructor.
+    Use :meth:`close` (or ``with``) to release the workers.
+    """
+
+    def __init__(self, images: ImageSource, potential: Any, backend: Any = "serial",
+                 energy_coefficient: float = 1.0, force_coefficient: float | None = None,
+                 overfit: float = 0.0, *, run_dir: str | Path | None = None, log: Log = _quiet,
+                 progress: bool | None = None) -> None:
+        self.settings = LossSettings(float(energy_coefficient),
+                                     None if force_coefficient is None else float(force_coefficient),
+                                     float(overfit))
+        self.potential = potential
+        self._own_backend = isinstance(backend, str)
+        self.backend = create("backend", backend, {}) if isinstance(backend, str) else backend
+        self._tmp = None if run_dir is not None else tempfile.mkdtemp(prefix="amp-run-")
+        self.run_dir = Path(run_dir if run_dir is not None else self._tmp)  # type: ignore[arg-type]
+        self.session: Any = None
+        self.last: LossResult | None = None
+        self._last_vector: NDArray[np.float64] | None = None
+        try:
+            self.dataset = load_dataset(images, forces=self.settings.forces)
+            self.session = self._setup(log, progress)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, log: Log, progress: bool | None) -> Any:
+        descriptor, model, forces = self.potential.descriptor, self.potential.model, self.settings.forces
+        data = self.dataset
+        fingerprinting = check_compatible(descriptor, model, forces)
+        if fingerprinting:
+            check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}")
+        check_elements(data.images, data.origins, model.elements, f"model {model.name!r}")
+        store = None
+        if fingerprinting:
+            version = plugin_version("descriptor", descriptor.name)[1]
+            store = FingerprintStore(self.run_dir / "fingerprints",
+                                     descriptor_key(descriptor.name, version, descriptor.todict()))
+            worker_descriptor = use_compiled(descriptor, self.backend, log)
+            done = compute_fingerprints(data, worker_descriptor, self.backend, store, forces,
+                                        Progress("fingerprinting", len(data), enabled=progress))
+            log(f"fingerprints: {done} computed, {len(data) - done} reused from {store.folder}")
+        costs = [descriptor.cost(a) if fingerprinting else len(a) for a in data.images]
+        shards = balanced_split(costs, self.backend.cores)
+        dirs = build_shards(data, shards, self.run_dir / "arrays", store, forces,
+                            Progress("reshaping", len(shards), "shards", enabled=progress))
+        model.initialize([load_arrays(d) for d in dirs])
+        return self.backend.start(use_compiled(model, self.backend, log), dirs, self.settings)
+
+    def evaluate(self, vector: NDArray[np.float64] | None = None) -> LossResult:
+        """Return the loss, its parts and gradient at ``vector`` (default: the model's)."""
+        if self.session is None:
+            raise RuntimeError("this loss function is closed")
+        model = self.potential.model
+        vector = model.vector() if vector is None else np.asarray(vector, dtype=np.float64)
+        if self.last is not None and self._last_vector is not None and np.array_equal(vector, self._last_vector):
+            return self.last
+        parts = LossParts.combine(self.session.evaluate(vector))
+        penalty, penalty_gradient = model.regularization(vector, self.settings.overfit)
+        s = self.settings
+        loss = s.energy_coefficient * parts.energy_loss + penalty
+        if s.forces:
+            loss += s.force_coefficient * parts.force_loss  # type: ignore[operator]
+        n = parts.n_images
+        self.last = LossResult(
+            loss=float(loss), energy_loss=parts.energy_loss, force_loss=parts.force_loss,
+            energy_rmse=math.sqrt(parts.energy_loss / n), force_rmse=math.sqrt(parts.force_loss / n),
+            energy_maxresid=parts.energy_maxresid, force_maxresid=parts.force_maxresid,
+            gradient=parts.gradient + penalty_gradient,
+        )
+        self._last_vector = vector.copy()
+        return self.last
+
+    def __call__(self, vector: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        """Return (loss, gradient) at ``vector``: what SciPy's optimisers call."""
+        result = self.evaluate(vector)
+        return result.loss, result.gradient
+
+    def close(self) -> None:
+        """Stop the workers and remove a temporary run folder (idempotent)."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self._own_backend:
+            self.backend.close()
+            self._own_backend = False
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> LossFunction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def loss_function(images: ImageSource, potential: Any, backend: Any = "serial",
+                  energy_coefficient: float = 1.0, force_coefficient: float | None = None,
+                  overfit: float = 0.0, **options: Any) -> LossFunction:
+    """Set up the pipeline once and return ``f(vector) -> (loss, gradient)`` (see :class:`LossFunction`).
+
+    Args:
+        images: labelled structures: ``Atoms`` with calculators, or file path(s).
+        potential: an :class:`amp_core.Potential`; an uninitialised model takes its
+            scalings/ranges/weights from these images first.
+        backend: a backend name or an object from ``create_backend``.
+        energy_coefficient, force_coefficient, overfit: loss weights (Amp's);
+            ``force_coefficient=None`` trains energies only.
+        **options: ``run_dir`` (folder for the store; default a temporary one),
+            ``log`` (callable for notices), ``progress`` (force progress lines on/off).
+    """
+    return LossFunction(images, potential, backend, energy_coefficient, force_coefficient, overfit, **options)
+
+
+def evaluate_loss(images: ImageSource, potential: Any, backend: Any = "serial",
+                  energy_coefficient: float = 1.0, force_coefficient: float | None = None,
+                  overfit: float = 0.0, **options: Any) -> LossResult:
+    """Return the loss, errors and gradient of ``potential`` on ``images`` (one call of :func:`loss_function`)."""
+    with loss_function(images, potential, backend, energy_coefficient, force_coefficient, overfit,
+                       **options) as f:
+        return f.evaluate()

@@ -1,0 +1,101 @@
+"""Parity and convergence plots (PNG, matplotlib) for ``amp plot``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amp_core.errors import AmpError, ConfigError
+
+COLUMNS = ("iter", "time", "loss", "energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid")
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise AmpError("plots need matplotlib: pip install 'amp-core[plot]'") from exc
+    return plt
+
+
+def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Return the iteration rows of a ``train-log.txt`` as columns (see ``COLUMNS``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"log file {path} does not exist")
+    rows = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= len(COLUMNS) and fields[0].isdigit():
+            try:
+                rows.append([float(x) for x in fields[: len(COLUMNS)]])
+            except ValueError:
+                continue
+    if not rows:
+        raise ConfigError(f"{path} holds no iteration rows; is it a train-log.txt of 'amp train'?")
+    data = np.array(rows)
+    return {name: data[:, k] for k, name in enumerate(COLUMNS)}
+
+
+def convergence_plot(log: str | os.PathLike[str], output: str | None = None) -> Path:
+    """Plot loss and error measures against iteration; return the PNG path."""
+    plt = _pyplot()
+    data = read_log(log)
+    fig, axes = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
+    axes[0].semilogy(data["iter"], data["loss"], label="loss")
+    axes[0].set_ylabel("loss")
+    for key in ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid"):
+        if np.any(data[key] > 0):
+            axes[1].semilogy(data["iter"], data[key], label=key)
+    axes[1].set_xlabel("iteration")
+    axes[1].set_ylabel("error (eV/atom, eV/A)")
+    axes[1].legend()
+    target = Path(output or Path(log).with_name("convergence.png"))
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+    return target
+
+
+def parity_plot(model: str | os.PathLike[str], data: Sequence[str], output: str | None = None) -> Path:
+    """Plot predicted against reference energies per atom (and forces); return the PNG path."""
+    from amp_core.calculator import load
+    from amp_core.images import load_dataset
+
+    plt = _pyplot()
+    potential = load(model)
+    forces = "forces" in potential.implemented_properties
+    dataset = load_dataset(list(data), forces=forces)
+    e_ref, e_pred, f_ref, f_pred = [], [], [], []
+    for atoms, (energy, ref_forces) in zip(dataset.images, dataset.targets):
+        atoms = atoms.copy()
+        atoms.calc = potential
+        e_ref.append(energy / len(atoms))
+        e_pred.append(atoms.get_potential_energy() / len(atoms))
+        if forces and ref_forces is not None:
+            f_ref.append(ref_forces.ravel())
+            f_pred.append(atoms.get_forces().ravel())
+    panels = [("energy (eV/atom)", np.array(e_ref), np.array(e_pred))]
+    if f_ref:
+        panels.append(("force (eV/A)", np.concatenate(f_ref), np.concatenate(f_pred)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    for ax, (label, ref, pred) in zip(axes[0], panels):
+        ax.plot(ref, pred, ".", ms=3)
+        lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.5)
+        rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
+        ax.set_title(f"{label}: RMSE {rmse:.3g}")
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"predicted {label}")
+    target = Path(output or Path(model).with_name("parity.png"))
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+    return target

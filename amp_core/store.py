@@ -1,0 +1,108 @@
+"""Content-addressed fingerprint store in a run directory.
+
+Layout: ``<root>/<descriptor key>/<image hash>.npz`` (values and derivatives) or
+``<image hash>.v.npz`` (values only). The descriptor key hashes the descriptor's
+name, provider version and parameters, so a changed parameter never reuses stale
+entries. Entries are written to ``tmp/`` and renamed into place (atomic); each
+holds a checksum over its arrays, so a corrupt or partial entry is detected,
+removed and recomputed, never used. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amp_core.data import ImageFingerprints
+
+_FIELDS = ("numbers", "values", "lengths", "pairs", "derivatives")
+
+
+def descriptor_key(name: str, version: str, params: dict[str, Any]) -> str:
+    """Return the store key of a descriptor (hex, 20 characters)."""
+    text = json.dumps({"name": name, "version": version, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(key.encode())
+        digest.update(str(value.dtype).encode())
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def write_entry(fingerprints: ImageFingerprints, path: Path) -> None:
+    """Write ``fingerprints`` to ``path`` atomically (temporary name, then rename)."""
+    arrays = {k: getattr(fingerprints, k) for k in _FIELDS if getattr(fingerprints, k) is not None}
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    with open(partial, "wb") as handle:
+        np.savez(handle, checksum=np.array(_checksum(arrays)), **arrays)
+    os.replace(partial, path)
+
+
+def read_entry(path: Path) -> ImageFingerprints:
+    """Read an entry; raise ``ValueError`` when it is corrupt or incomplete."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != "checksum"}
+            stored = str(data["checksum"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"unreadable store entry {path}: {exc}") from exc
+    if stored != _checksum(arrays):
+        raise ValueError(f"store entry {path} fails its checksum")
+    return ImageFingerprints(**{k: arrays.get(k) for k in _FIELDS})
+
+
+class FingerprintStore:
+    """Fingerprints of one descriptor configuration, keyed by image hash."""
+
+    def __init__(self, root: str | os.PathLike[str], key: str) -> None:
+        self.folder = Path(root) / key
+        self.tmp = self.folder / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, image_hash: str, derivatives: bool) -> Path:
+        """Where the entry for ``image_hash`` lives."""
+        return self.folder / (f"{image_hash}.npz" if derivatives else f"{image_hash}.v.npz")
+
+    def has(self, image_hash: str, derivatives: bool) -> bool:
+        """Whether a (possibly corrupt: see :meth:`get`) entry exists."""
+        if self.path(image_hash, True).exists():
+            return True
+        return not derivatives and self.path(image_hash, False).exists()
+
+    def get(self, image_hash: str, derivatives: bool) -> ImageFingerprints | None:
+        """Return the stored fingerprints, or ``None`` (missing; corrupt entries are removed)."""
+        for path in (self.path(image_hash, True), self.path(image_hash, False)):
+            if not path.exists() or (derivatives and path.name.endswith(".v.npz")):
+                continue
+            try:
+                return read_entry(path)
+            except ValueError as exc:
+                warnings.warn(f"{exc}; removing it, it will be recomputed", RuntimeWarning, stacklevel=2)
+                path.unlink(missing_ok=True)
+        return None
+
+    def merge(self) -> int:
+        """Move finished temporary entries (``tmp/<hash>[.v].npz``) into the store; return how many."""
+        moved = 0
+        for path in sorted(self.tmp.glob("*.npz")):
+            if path.name.startswith("."):
+                continue
+            os.replace(path, self.folder / path.name)
+            moved += 1
+        for stale in self.tmp.glob(".*.partial"):
+            stale.unlink(missing_ok=True)
+        return moved

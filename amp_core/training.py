@@ -1,0 +1,211 @@
+"""Training: optimiser loop, convergence, checkpoints, resume and ``train-log.txt``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import scipy.optimize
+from numpy.typing import NDArray
+
+from amp_core.calculator import Potential, load
+from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
+from amp_core.data import LossResult
+from amp_core.errors import ConfigError
+from amp_core.loss import LossFunction, evaluate_loss
+from amp_core.pipeline import plugin_version
+
+CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid")
+CHECKPOINT = "checkpoint.json"
+MODEL_FILE = "potential.json"
+
+
+class TrainLog:
+    """Append lines to ``train-log.txt`` and echo them to a stream."""
+
+    def __init__(self, path: Path, echo: TextIO | None = sys.stdout) -> None:
+        self.path = path
+        self.echo = echo
+        self._file = open(path, "a", buffering=1)
+
+    def __call__(self, line: str) -> None:
+        self._file.write(line + "\n")
+        if self.echo is not None:
+            self.echo.write(line + "\n")
+            self.echo.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Converged(Exception):
+    """Raised from the optimiser callback when every criterion is met."""
+
+
+def detected_cores() -> int:
+    """Return the number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def met(result: LossResult, convergence: Convergence) -> dict[str, bool]:
+    """Return, for each criterion that is set, whether ``result`` meets it."""
+    out = {}
+    for name in CRITERIA:
+        target = getattr(convergence, name)
+        if target is not None:
+            out[name] = getattr(result, name) <= target
+    return out
+
+
+def _header(log: TrainLog, config: Config, descriptor: Any, model: Any, backend: Any) -> None:
+    from amp_core import __version__
+
+    log(f"cores detected: {detected_cores()}, used: {backend.cores}")
+    log(f"amp-core {__version__}, backend: {backend.name} ({backend.cores} worker(s))")
+    parts = []
+    for kind, plugin in (("descriptor", descriptor), ("model", model), ("backend", backend)):
+        dist, version = plugin_version(kind, plugin.name)
+        parts.append(f"{kind} {plugin.name} ({dist} {version})")
+    log("plugins: " + ", ".join(parts))
+    log(f"config: {config.path}; run directory: {config.run_dir}")
+
+
+def _row(iteration: int, result: LossResult, flags: dict[str, bool], elapsed: float) -> str:
+    marks = " ".join(f"{name}{'*' if ok else '-'}" for name, ok in flags.items())
+    return (f"{iteration:6d} {elapsed:9.1f} {result.loss:12.5e} {result.energy_rmse:10.3e} "
+            f"{result.energy_maxresid:10.3e} {result.force_rmse:10.3e} {result.force_maxresid:10.3e}  {marks}")
+
+
+def save_checkpoint(potential: Potential, run_dir: Path, iteration: int) -> Path:
+    """Save the potential with the iteration count as ``checkpoint.json`` (atomic)."""
+    document = potential.todict_document()
+    document["iteration"] = iteration
+    partial = run_dir / f".{CHECKPOINT}.partial"
+    partial.write_text(json.dumps(document, indent=1))
+    os.replace(partial, run_dir / CHECKPOINT)
+    return run_dir / CHECKPOINT
+
+
+def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: bool = False,
+          overrides: dict[str, dict[str, Any]] | None = None, echo: TextIO | None = sys.stdout,
+          progress: bool | None = None) -> Potential:
+    """Train a potential as a config describes; return it (also saved as ``potential.json``).
+
+    Args:
+        config: a TOML file, a dictionary shaped like one, or a loaded :class:`Config`.
+        resume: continue from ``checkpoint.json`` in the run directory.
+        overrides: per-table keys replacing the config's (``{"backend": {"cores": 2}}``).
+        echo: where progress rows are echoed besides ``train-log.txt`` (``None``: nowhere).
+        progress: force stage progress lines on/off (default: when on a terminal).
+
+    Ctrl-C saves a checkpoint before the ``KeyboardInterrupt`` propagates.
+    """
+    if isinstance(config, Config):
+        cfg = config
+    elif isinstance(config, dict):
+        cfg = from_dict({**config, **{k: {**config.get(k, {}), **v} for k, v in (overrides or {}).items()}})
+    else:
+        cfg = load_config(config, overrides)
+    descriptor, model, backend = build(cfg)
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = 0
+    if resume:
+        checkpoint = run_dir / CHECKPOINT
+        if not checkpoint.is_file():
+            raise ConfigError(f"--resume: no checkpoint {checkpoint}; train without --resume first")
+        restored = load(checkpoint)
+        if (restored.descriptor.name, restored.model.name) != (descriptor.name, model.name):
+            raise ConfigError(f"--resume: {checkpoint} holds a {restored.descriptor.name}/{restored.model.name} "
+                              f"potential but {cfg.path} asks for {descriptor.name}/{model.name}")
+        descriptor, model = restored.descriptor, restored.model
+        start = int(json.loads(checkpoint.read_text()).get("iteration", 0))
+    log = TrainLog(run_dir / "train-log.txt", echo)
+    potential = Potential(descriptor, model, config=resolved(cfg, descriptor, model, backend))
+    try:
+        _header(log, cfg, descriptor, model, backend)
+        if resume:
+            log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
+        with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
+                          cfg.force_coefficient, cfg.training.overfit, run_dir=run_dir, log=log,
+                          progress=progress) as loss:
+            _optimise(loss, potential, cfg, log, run_dir, start)
+        _validate(potential, cfg, log, run_dir, backend)
+    finally:
+        backend.close()
+        log.close()
+    return potential
+
+
+def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainLog, run_dir: Path,
+              start: int) -> None:
+    model = potential.model
+    t0 = time.perf_counter()
+    state: dict[str, Any] = {"iteration": start, "vector": model.vector(), "converged": False}
+    log(f"{'iter':>6} {'time/s':>9} {'loss':>12} {'E_rmse':>10} {'E_maxres':>10} {'F_rmse':>10} "
+        f"{'F_maxres':>10}  criteria (* met)")
+
+    def step(vector: NDArray[np.float64]) -> None:
+        result = loss.evaluate(vector)
+        flags = met(result, cfg.training.convergence)
+        state["vector"] = np.array(vector, copy=True)
+        log(_row(state["iteration"], result, flags, time.perf_counter() - t0))
+        interval = cfg.training.checkpoint_interval
+        if interval and state["iteration"] > start and state["iteration"] % interval == 0:
+            model.set_vector(state["vector"])
+            save_checkpoint(potential, run_dir, state["iteration"])
+        if flags and all(flags.values()):
+            raise _Converged
+
+    def callback(vector: NDArray[np.float64]) -> None:
+        state["iteration"] += 1
+        step(vector)
+
+    message = ""
+    try:
+        step(state["vector"])
+        remaining = cfg.training.maxiter - start
+        if remaining <= 0:
+            message = f"maxiter {cfg.training.maxiter} reached"
+        else:
+            options: dict[str, Any] = {"maxiter": remaining}
+            if cfg.training.optimizer == "L-BFGS-B":
+                options.update(maxfun=50 * remaining, ftol=0.0, gtol=1e-12)
+            else:
+                options.update(gtol=1e-12)
+            outcome = scipy.optimize.minimize(loss, state["vector"], jac=True, method=cfg.training.optimizer,
+                                              callback=callback, options=options)
+            message = str(outcome.message)
+    except _Converged:
+        state["converged"] = True
+    except KeyboardInterrupt:
+        model.set_vector(state["vector"])
+        path = save_checkpoint(potential, run_dir, state["iteration"])
+        log(f"interrupted at iteration {state['iteration']}; checkpoint saved to {path}; "
+            "continue with 'amp train CONFIG --resume'")
+        raise
+    model.set_vector(state["vector"])
+    save_checkpoint(potential, run_dir, state["iteration"])
+    path = potential.save(run_dir / MODEL_FILE)
+    if state["converged"]:
+        log(f"converged at iteration {state['iteration']}; potential saved to {path}")
+    else:
+        log(f"NOT converged after {state['iteration']} iterations ({message}); potential saved to {path}")
+    potential.training = {"converged": state["converged"], "iterations": state["iteration"]}
+
+
+def _validate(potential: Potential, cfg: Config, log: TrainLog, run_dir: Path, backend: Any) -> None:
+    if not cfg.data.validation:
+        return
+    result = evaluate_loss(list(cfg.data.validation), potential, backend, cfg.training.energy_coefficient,
+                           cfg.force_coefficient, run_dir=run_dir)
+    log(f"validation: energy RMSE {result.energy_rmse:.4e} eV/atom, max {result.energy_maxresid:.4e}; "
+        f"force RMSE {result.force_rmse:.4e} eV/A, max {result.force_maxresid:.4e}")

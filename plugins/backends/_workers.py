@@ -1,0 +1,393 @@
+"""Process-pool machinery shared by the process backends (``multiprocessing``, ``fortran``).
+
+Parent and workers talk over one duplex pipe per worker. Every request gets
+exactly one reply, tagged with the request's job number, so replies of an
+abandoned job (another task raised) are recognised and discarded. The parent
+waits on every busy worker's pipe *and* process sentinel at once
+(:func:`multiprocessing.connection.wait`), so a worker killed by a signal or by
+the out-of-memory killer is noticed as soon as the kernel reaps it.
+
+Messages are pickled bytes: a header of built-in types plus the payload pickled
+separately, so a payload that does not unpickle in the worker is reported
+against its task index instead of killing the worker.
+
+Worker requests (``(kind, job, index, *payload)``):
+
+* ``("call", job, k, function_bytes | None, task_bytes)``: run ``function(task)``;
+  the function is sent once per worker and job, then cached.
+* ``("load", job, -1, payload_bytes)``: payload ``(session, [(k, folder)], model,
+  settings, compiled)``; map each shard folder once and build its loss evaluator.
+* ``("evaluate", job, -1, payload_bytes)``: payload ``(session, vector)``; evaluate
+  every shard this worker holds for that session, in shard order.
+* ``("drop", 0, -1, session)``: forget a session's shards (no reply).
+* ``("stop", 0, -1)``: exit (no reply).
+
+Replies: ``("ok", job, k, value)`` or ``("error", job, k, summary, traceback,
+exception_bytes | None)``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from amp_core.errors import AmpError, BackendError
+
+Message = tuple[Any, ...]
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle ``value`` with the highest protocol (raises whatever pickle raises)."""
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def use_compiled(model: Any, compiled: bool) -> Any:
+    """Return the model's compiled implementation when asked for and declared, else the model."""
+    if compiled and "compiled" in getattr(model, "implemented", ()):
+        return model.compiled()
+    return model
+
+
+class _WorkerState:
+    """What one worker process holds between requests."""
+
+    def __init__(self) -> None:
+        self.function: tuple[int, Callable[[Any], Any]] | None = None
+        self.sessions: dict[int, list[tuple[int, Callable[[Any], Any]]]] = {}
+
+    def call(self, job: int, function_bytes: bytes | None, task_bytes: bytes) -> Any:
+        if function_bytes is not None:
+            self.function = (job, pickle.loads(function_bytes))
+        if self.function is None or self.function[0] != job:
+            raise RuntimeError(f"worker {os.getpid()} has no function for job {job} (internal error)")
+        return self.function[1](pickle.loads(task_bytes))
+
+    def load(self, payload: tuple[int, list[tuple[int, str]], Any, Any, bool]) -> Message:
+        # Imported here: the worker loop itself needs nothing from amp_core.
+        from amp_core.reshape import load_arrays
+
+        session, shards, model, settings, compiled = payload
+        model = use_compiled(model, compiled)
+        built = self.sessions.setdefault(session, [])
+        for k, folder in shards:
+            try:
+                built.append((k, model.loss_evaluator(load_arrays(folder), settings)))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent with the shard index
+                return _error_reply(0, k, exc)
+        return ("ok", 0, -1, None)
+
+    def evaluate(self, session: int, vector: Any) -> Message:
+        results = []
+        for k, evaluator in self.sessions.get(session, []):
+            try:
+                results.append((k, evaluator(vector)))
+            except Exception as exc:  # noqa: BLE001
+                return _error_reply(0, k, exc)
+        return ("ok", 0, -1, results)
+
+
+def _error_reply(job: int, index: int, exc: BaseException) -> Message:
+    """Describe ``exc`` for the parent; include the exception itself if it survives pickling."""
+    summary = f"{type(exc).__name__}: {exc}"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        raw: bytes | None = dumps(exc)
+        pickle.loads(raw)
+    except Exception:  # noqa: BLE001 - exceptions with keyword-only constructors do not round-trip
+        raw = None
+    return ("error", job, index, summary, text, raw)
+
+
+def _handle(state: _WorkerState, header: Message) -> Message | None:
+    kind, job, index = header[:3]
+    try:
+        if kind == "call":
+            return ("ok", job, index, state.call(job, header[3], header[4]))
+        if kind == "load":
+            reply = state.load(pickle.loads(header[3]))
+        elif kind == "evaluate":
+            reply = state.evaluate(*pickle.loads(header[3]))
+        elif kind == "drop":
+            state.sessions.pop(header[3], None)
+            return None
+        else:
+            raise RuntimeError(f"unknown request {kind!r} (internal error)")
+    except Exception as exc:  # noqa: BLE001
+        return _error_reply(job, index, exc)
+    return (reply[0], job, *reply[2:])
+
+
+def worker_main(conn: Connection) -> None:
+    """Serve requests from the parent until told to stop or the parent goes away.
+
+    SIGINT is ignored: Ctrl-C reaches the whole process group, and the parent
+    alone decides to stop the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    state = _WorkerState()
+    while True:
+        try:
+            header = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if header[0] == "stop":
+            return
+        reply = _handle(state, header)
+        if reply is None:
+            continue
+        try:
+            raw = dumps(reply)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result is the task's fault
+            raw = dumps(_error_reply(reply[1], reply[2], TypeError(f"cannot send the result back: {exc}")))
+        try:
+            conn.send_bytes(raw)
+        except (EOFError, OSError):
+            return
+
+
+# ---------------------------------------------------------------- parent side
+
+
+class _WorkerTraceback(Exception):
+    """The traceback of an exception raised in a worker process (attached as ``__cause__``)."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0])
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One worker process as the parent sees it."""
+
+    process: BaseProcess
+    conn: Connection
+    busy: int | None = None  # job number of the request in flight
+    index: int = -1  # task or first shard index of that request
+    label: str = ""  # "task 3" / "shards 1, 3": what a failure names
+    answered: bool = False  # replied at least once (i.e. started up)
+
+
+class WorkerPool:
+    """A fixed set of worker processes, started on first use and reused until :meth:`close`.
+
+    Args:
+        size: number of worker processes (>= 1).
+        method: multiprocessing start method; ``"spawn"`` (default) or ``"forkserver"``.
+    """
+
+    def __init__(self, size: int, method: str = "spawn") -> None:
+        self.size = size
+        self.generation = 0  # bumped by every shutdown; sessions of older generations are dead
+        self._context = multiprocessing.get_context(method)
+        self._workers: list[_Worker] = []
+        self._job = 0
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (empty before the first use)."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    def ensure_started(self) -> None:
+        """Start ``size`` worker processes unless they are running."""
+        if self._workers:
+            return
+        try:
+            for i in range(self.size):
+                parent, child = self._context.Pipe(duplex=True)
+                process = self._context.Process(target=worker_main, args=(child,), name=f"amp-worker-{i}")
+                process.daemon = True
+                process.start()
+                child.close()
+                self._workers.append(_Worker(process, parent))
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, Exception):
+                raise BackendError(f"cannot start {self.size} worker processes: {exc}", stage="spawn") from exc
+            raise
+        self._finalizer = weakref.finalize(self, _shutdown, list(self._workers))
+
+    def close(self) -> None:
+        """Stop every worker: idle ones politely, busy ones with SIGTERM (idempotent)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        workers, self._workers = self._workers, []
+        if workers:
+            self.generation += 1
+            _shutdown(workers)
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Shut the pool down if the parent is interrupted (Ctrl-C) while talking to workers."""
+        try:
+            yield
+        except Exception:
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def new_job(self) -> int:
+        """Return a fresh job number."""
+        self._job += 1
+        return self._job
+
+    def idle(self) -> list[_Worker]:
+        """Return the workers with no request in flight."""
+        return [w for w in self._workers if w.busy is None]
+
+    @property
+    def workers(self) -> list[_Worker]:
+        """The running workers, in start order."""
+        return list(self._workers)
+
+    def send(self, worker: _Worker, header: Message, *, stage: str, index: int, label: str) -> None:
+        """Send one request to an idle worker; it will answer with one reply."""
+        assert worker.busy is None, "request sent to a busy worker"
+        worker.busy, worker.index, worker.label = header[1], index, label
+        try:
+            worker.conn.send_bytes(dumps(header))
+        except OSError as exc:
+            raise self._died(worker, stage) from exc
+
+    def send_quietly(self, header: Message) -> None:
+        """Send a request that has no reply (``drop``) to every worker; ignore dead pipes."""
+        for worker in self._workers:
+            try:
+                worker.conn.send_bytes(dumps(header))
+            except OSError:
+                pass
+
+    def replies(self, job: int, stage: str) -> list[tuple[int, Any]]:
+        """Wait until some busy worker answers or dies; return ``(index, value)`` answers of ``job``.
+
+        Answers of older jobs (abandoned after an error) are discarded. An error
+        answer raises; a dead worker shuts the pool down and raises.
+
+        Raises:
+            BackendError: a worker raised, died, or sent something unreadable.
+        """
+        busy = {}
+        for worker in self._workers:
+            if worker.busy is not None:
+                busy[worker.conn] = worker
+                busy[worker.process.sentinel] = worker
+        out = []
+        for ready in wait(list(busy)):
+            worker = busy[ready]
+            if worker.busy is None:  # already handled through its other handle
+                continue
+            reply = self._receive(worker, stage)
+            worker.busy, worker.answered = None, True
+            if reply[1] != job:
+                continue
+            if reply[0] == "error":
+                raise _task_error(stage, worker, reply)
+            out.append((worker.index, reply[3]))
+        return out
+
+    def drain(self, workers: list[_Worker], stage: str) -> None:
+        """Wait until ``workers`` have answered (and discard) whatever they still owe."""
+        while any(w.busy is not None for w in workers):
+            self.replies(-1, stage)
+
+    def _receive(self, worker: _Worker, stage: str) -> Message:
+        try:
+            if worker.conn.poll():
+                message: Message = pickle.loads(worker.conn.recv_bytes())
+                return message
+        except (EOFError, OSError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - a reply that does not unpickle
+            raise BackendError(
+                f"stage {stage!r}, {worker.label}: the result sent by worker process {worker.process.pid} "
+                f"cannot be read: {type(exc).__name__}: {exc}",
+                stage=stage,
+                shard=worker.index,
+            ) from exc
+        raise self._died(worker, stage)
+
+    def _died(self, worker: _Worker, stage: str) -> BackendError:
+        """Shut the pool down and describe how ``worker`` ended."""
+        worker.process.join(timeout=5)
+        pid, code = worker.process.pid, worker.process.exitcode
+        self.close()
+        return BackendError(
+            f"stage {stage!r}, {worker.label}: worker process {pid} {_describe_exit(code)}; "
+            f"all workers were stopped. {_hint(code, worker.answered)}",
+            stage=stage,
+            shard=worker.index,
+        )
+
+
+def _task_error(stage: str, worker: _Worker, reply: Message) -> Exception:
+    """Turn an error reply into the exception to raise in the parent."""
+    _, _, index, summary, text, raw = reply
+    index = worker.index if index < 0 else index
+    if raw is not None:
+        exc = pickle.loads(raw)
+        if isinstance(exc, AmpError):  # deliberate errors (DataError, ...) pass through, as in serial
+            exc.__cause__ = _WorkerTraceback(text)
+            return exc
+    label = worker.label if index == worker.index else f"shard {index}"
+    return BackendError(
+        f"stage {stage!r}, {label} failed in worker process {worker.process.pid}: {summary}\n"
+        f"Worker traceback:\n{text}",
+        stage=stage,
+        shard=index,
+    )
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (exit code {code})"
+    return f"exited unexpectedly with code {code}"
+
+
+def _hint(code: int | None, answered: bool) -> str:
+    if not answered and code is not None and code > 0:
+        return (
+            "It died while starting: if you run a script, guard its entry point with "
+            "`if __name__ == '__main__':` (workers are started with 'spawn' and import the main module)."
+        )
+    if code == -signal.SIGKILL:
+        return "SIGKILL often means the system ran out of memory: use fewer cores or smaller shards."
+    return "Check the worker's output above and the system log."
+
+
+def _shutdown(workers: list[_Worker]) -> None:
+    """Stop ``workers`` and reap them; never leaves a process behind."""
+    for worker in workers:
+        if worker.process.exitcode is None:
+            if worker.busy is None:
+                try:
+                    worker.conn.send_bytes(dumps(("stop", 0, -1)))
+                except OSError:
+                    worker.process.terminate()
+            else:
+                worker.process.terminate()
+        worker.conn.close()
+    deadline = time.monotonic() + 2.0
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.exitcode is None:
+            worker.process.kill()
+            worker.process.join(5.0)

@@ -1,0 +1,108 @@
+"""Neighbour lists for the ``gaussian`` descriptor, built with vesin (cell lists, linear in atoms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from amp_core.errors import DataError
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+OVERLAP = 1e-6
+"""Two atoms closer than this (Angstrom) are reported as overlapping."""
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Every (centre, neighbour image) pair within the cutoff, sorted by centre.
+
+    ``n_entries`` counts the pairs; a neighbour atom appears once per periodic
+    image within reach, and a centre's own images are neighbours too.
+
+    Attributes:
+        centre: (n_entries,) int64 index i of the centre atom.
+        neighbour: (n_entries,) int64 index j of the neighbour atom.
+        shift: (n_entries, 3) int64 cell shift S of the image: its position is
+            positions[j] + S @ cell.
+        vectors: (n_entries, 3) float64 r_ij = positions[j] + S @ cell - positions[i], Angstrom.
+        distances: (n_entries,) float64 |r_ij|, Angstrom.
+        starts: (n_atoms + 1,) int64; centre i's entries are ``starts[i]:starts[i + 1]``.
+    """
+
+    centre: NDArray[np.int64]
+    neighbour: NDArray[np.int64]
+    shift: NDArray[np.int64]
+    vectors: NDArray[np.float64]
+    distances: NDArray[np.float64]
+    starts: NDArray[np.int64]
+
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        """(n_atoms,) int64 number of neighbour images of each centre."""
+        return np.diff(self.starts)
+
+
+def neighbour_list(atoms: Atoms, cutoff: float) -> Neighbours:
+    """Return all neighbour images within ``cutoff`` (Angstrom) of every atom.
+
+    Periodic directions follow ``atoms.pbc``; positions outside the cell are
+    fine. Entries are sorted by centre, then neighbour index, then shift.
+
+    Raises:
+        DataError: non-finite positions or cell, a periodic direction with a
+            zero cell vector, or two atoms at the same place.
+    """
+    from vesin import NeighborList
+
+    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    _check_structure(positions, cell, pbc)
+    n = len(positions)
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return Neighbours(empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(1, np.int64))
+    box = cell.copy()
+    box[~pbc] = 0.0  # vesin ignores non-periodic directions; a zero vector there is accepted
+    calculator = NeighborList(cutoff=float(cutoff), full_list=True, n_threads=1)
+    i, j, shift, vectors, distances = calculator.compute(positions, box, [bool(p) for p in pbc], "ijSDd")
+    i = i.astype(np.int64)
+    j = j.astype(np.int64)
+    shift = shift.astype(np.int64)
+    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
+    i, j, shift, vectors, distances = i[order], j[order], shift[order], vectors[order], distances[order]
+    keep = distances < cutoff
+    if not keep.all():
+        i, j, shift, vectors, distances = i[keep], j[keep], shift[keep], vectors[keep], distances[keep]
+    if len(distances) and distances.min() < OVERLAP:
+        k = int(np.argmin(distances))
+        raise DataError(
+            f"atoms {i[k]} and {j[k]} overlap (distance {distances[k]:.2e} Angstrom); "
+            "fingerprints need distinct positions: remove duplicate atoms"
+        )
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(i, minlength=n), out=starts[1:])
+    return Neighbours(i, j, shift, np.ascontiguousarray(vectors), distances, starts)
+
+
+def _check_structure(positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]) -> None:
+    if not np.isfinite(positions).all():
+        bad = int(np.nonzero(~np.isfinite(positions).all(axis=1))[0][0])
+        raise DataError(f"atom {bad} has a non-finite position {positions[bad].tolist()}; fix the structure")
+    if not np.isfinite(cell).all():
+        raise DataError(f"the cell has non-finite entries {cell.tolist()}; fix the structure")
+    if pbc.any():
+        periodic = cell[pbc]
+        lengths = np.linalg.norm(periodic, axis=1)
+        if (lengths < 1e-9).any():
+            raise DataError(
+                f"periodic direction(s) {np.nonzero(pbc)[0].tolist()} have a zero cell vector "
+                f"(cell {cell.tolist()}, pbc {pbc.tolist()}); set the cell or make the direction non-periodic"
+            )
+        if pbc.all() and abs(np.linalg.det(cell)) < 1e-9:
+            raise DataError(f"the periodic cell {cell.tolist()} has zero volume; fix the cell")

@@ -1,0 +1,249 @@
+"""ctypes wrapper of the compiled neural-network loss kernel (``neuralnetwork_kernels.f90``).
+
+:func:`compiled_loss_evaluator` prepares one shard once (scaled fingerprints, 1-based
+index arrays, per-image row ranges, scratch space) and returns a callable that passes
+only pointers to the kernel per call. The numbers equal those of the numpy model in
+:mod:`amp_plugins.models.neuralnetwork` to round-off; the model definitions are in the
+module header of the Fortran source.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ase.data import atomic_numbers
+from numpy.typing import NDArray
+
+from amp_core.compiled import load_library
+from amp_core.data import LossParts, LossSettings
+from amp_core.errors import ConfigError, DataError
+
+PACKAGE = "amp_plugins.models"
+STEM = "neuralnetwork_kernels"
+ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "linear": 2}
+SPAN_MIN = 1e-8  # features whose range is at most this stay unscaled (Amp's rule)
+
+_I64 = ctypes.c_int64
+_PTR = ctypes.c_void_p
+
+
+def _setup(lib: ctypes.CDLL) -> Any:
+    function = lib.amp_nn_loss
+    function.argtypes = [_I64] * 5 + [_PTR, _PTR, _I64, _I64] + [_PTR] * 17
+    function.restype = None
+    return function
+
+
+def parameter_layout(
+    elements: Sequence[str], hiddenlayers: Mapping[str, Sequence[int]], nfeatures: Mapping[str, int]
+) -> tuple[dict[str, tuple[int, ...]], dict[str, int], int]:
+    """Return each element's layer widths, weight offset (0-based) and the vector length.
+
+    The vector holds, per element in ``elements`` order, every layer's W_k
+    (n_(k-1) + 1, n_k) flattened row-major (bias row last); then per element its
+    (intercept, slope), starting at ``sum of weights``.
+    """
+    sizes, offsets, total = {}, {}, 0
+    for symbol in elements:
+        widths = (int(nfeatures[symbol]), *(int(h) for h in hiddenlayers[symbol]), 1)
+        sizes[symbol] = widths
+        offsets[symbol] = total
+        total += sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    return sizes, offsets, total + 2 * len(elements)
+
+
+def scale_fingerprints(
+    values: NDArray[np.float64], fprange: Sequence[Sequence[float]]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return scaled fingerprints (n, F) and dx'/dx (F,) for ranges [[min, max], ...] (F, 2)."""
+    bounds = np.asarray(fprange, dtype=np.float64).reshape(-1, 2)
+    low, span = bounds[:, 0], bounds[:, 1] - bounds[:, 0]
+    scaled = span > SPAN_MIN
+    safe = np.where(scaled, span, 1.0)
+    xs = np.where(scaled, -1.0 + 2.0 * (values - low) / safe, values)
+    return np.ascontiguousarray(xs), np.where(scaled, 2.0 / safe, 1.0)
+
+
+def _element_block(
+    arrays: Mapping[str, NDArray[Any]], z: int, symbol: str, fprange: Sequence[Sequence[float]], forces: bool
+) -> dict[str, NDArray[Any]]:
+    """Prepare one element's kernel arrays (see the Fortran module header)."""
+    fp = np.asarray(arrays[f"fp_{z}"], dtype=np.float64)
+    if len(fprange) != fp.shape[1]:
+        raise DataError(
+            f"element {symbol}: the shard has {fp.shape[1]} features per atom but the model's fprange "
+            f"has {len(fprange)}; fingerprint with the descriptor the model was initialised with"
+        )
+    xs, scale = scale_fingerprints(fp, fprange)
+    atoms = np.asarray(arrays[f"atoms_{z}"], dtype=np.int64)
+    image = np.asarray(arrays["atom_image"], dtype=np.int64)[atoms]
+    if np.any(np.diff(image) < 0):
+        raise DataError(f"element {symbol}: rows of 'fp_{z}' are not in image order; rebuild the shard")
+    rows = np.searchsorted(image, np.arange(len(arrays["natoms"]) + 1)) + 1
+    out = {"xs": xs, "scale": scale, "rows": rows.astype(np.int64)}
+    if forces:
+        out.update(_derivative_block(arrays, z, symbol, len(fp), image))
+    return out
+
+
+def _derivative_block(
+    arrays: Mapping[str, NDArray[Any]], z: int, symbol: str, n: int, image: NDArray[np.int64]
+) -> dict[str, NDArray[Any]]:
+    """Return blocks sorted by centre, their CSR pointer and 1-based neighbour indices."""
+    if f"dfp_{z}" not in arrays:
+        raise DataError(
+            f"element {symbol}: force training needs fingerprint derivatives but the shard has "
+            f"none ('dfp_{z}' missing); fingerprint again with derivatives"
+        )
+    centre = np.asarray(arrays[f"dcentre_{z}"], dtype=np.int64)
+    neighbour = np.asarray(arrays[f"dneighbour_{z}"], dtype=np.int64)
+    dfp = arrays[f"dfp_{z}"]
+    if np.any(np.diff(centre) < 0):  # reshape sorts by centre; anything else is copied once
+        order = np.argsort(centre, kind="stable")
+        centre, neighbour, dfp = centre[order], neighbour[order], np.asarray(dfp)[order]
+    if len(centre) and not np.array_equal(image[centre], np.asarray(arrays["atom_image"])[neighbour]):
+        raise DataError(
+            f"element {symbol}: a derivative block couples atoms of two different images; "
+            "rebuild the shard with amp_core.reshape.build_arrays"
+        )
+    return {
+        "bptr": (np.searchsorted(centre, np.arange(n + 1)) + 1).astype(np.int64),
+        "neigh": neighbour + 1,
+        "dfp": np.ascontiguousarray(dfp, dtype=np.float64),
+    }
+
+
+class CompiledLossEvaluator:
+    """``evaluator(vector) -> LossParts`` of one shard, computed by the Fortran kernel.
+
+    Holds every prepared array (so the pointers stay valid) and the argument list;
+    a call fills in only the parameter vector.
+    """
+
+    def __init__(self, function: Any, header: list[Any], keep: list[Any], n_images: int) -> None:
+        self._function = function
+        self._header = header
+        self._keep = keep  # the arrays the header points into
+        self.n_images = n_images
+        self.n_parameters = int(header[3])
+        self._out = np.zeros(4)
+        self._grad = np.zeros(self.n_parameters)
+
+    def __call__(self, vector: NDArray[np.float64]) -> LossParts:
+        """Return the shard's loss parts for ``vector`` (n_parameters,) float64."""
+        vec = np.ascontiguousarray(vector, dtype=np.float64)
+        if vec.shape != (self.n_parameters,):
+            raise ConfigError(
+                f"the parameter vector has shape {vec.shape}, the neural network expects "
+                f"({self.n_parameters},); pass the model's own vector()"
+            )
+        *head, f, scratch = self._header
+        self._function(*head, vec.ctypes.data, f, scratch, self._out.ctypes.data, self._grad.ctypes.data)
+        out = self._out
+        return LossParts(
+            energy_loss=float(out[0]),
+            force_loss=float(out[1]),
+            energy_maxresid=float(out[2]),
+            force_maxresid=float(out[3]),
+            n_images=self.n_images,
+            gradient=self._grad.copy(),
+        )
+
+
+def compiled_loss_evaluator(
+    arrays: Mapping[str, NDArray[Any]],
+    settings: LossSettings,
+    *,
+    elements: tuple[str, ...],
+    hiddenlayers: Mapping[str, Sequence[int]],
+    activation: str,
+    fprange: Mapping[str, Sequence[Sequence[float]]],
+) -> CompiledLossEvaluator:
+    """Prepare one shard for the compiled kernel; return ``evaluator(vector) -> LossParts``.
+
+    Args:
+        arrays: the shard's arrays (layout of :mod:`amp_core.reshape`), fingerprints
+            included, derivatives too when ``settings.forces``.
+        settings: loss coefficients; ``force_coefficient=None`` skips every force term.
+        elements: the model's chemical symbols, sorted (the vector's element order).
+        hiddenlayers: hidden-layer widths per symbol.
+        activation: ``"tanh"``, ``"sigmoid"`` or ``"linear"``.
+        fprange: per symbol, [[min, max], ...] (F, 2) of each feature.
+
+    Raises:
+        PropertyNotImplementedError: the kernels were not built.
+        ConfigError: unknown activation. DataError: the shard does not fit the model.
+    """
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    function = _setup(load_library(PACKAGE, STEM))
+    forces = settings.forces
+    present = [int(z) for z in arrays["elements"]]
+    symbols = [_symbol(z, elements) for z in present]
+    nfeatures = {s: len(fprange[s]) for s in elements}
+    sizes, offsets, nparam = parameter_layout(elements, hiddenlayers, nfeatures)
+    blocks = [_element_block(arrays, z, s, fprange[s], forces) for z, s in zip(present, symbols)]
+    info, table = _tables(symbols, blocks, sizes, offsets, elements, nparam)
+    for block, row in zip(blocks, info):
+        block["work"] = np.zeros((int(row[0]), int(row[7])))
+    natoms = np.ascontiguousarray(arrays["natoms"], dtype=np.int64)
+    ntot = int(natoms.sum())
+    keep: dict[str, NDArray[Any]] = {
+        "info": info,
+        "sizes": table,
+        "coef": np.array([settings.energy_coefficient, settings.force_coefficient or 0.0]),
+        "natoms": natoms,
+        "atomstart": np.concatenate([[0], np.cumsum(natoms)]).astype(np.int64) + 1,
+        "eref": np.ascontiguousarray(arrays["energy"], dtype=np.float64),
+        "fref": np.ascontiguousarray(arrays["forces"], dtype=np.float64).reshape(ntot, 3),
+        "f": np.zeros((ntot, 3)),
+        "scratch": np.zeros(2 * int(info[:, 1].max()) + 5 * int(info[:, 7].max())),
+    }
+    pointers = {key: _pointer_array(blocks, key) for key in ("xs", "scale", "rows", "bptr", "neigh", "dfp", "work")}
+    header: list[Any] = [len(blocks), len(natoms), ntot, nparam, table.shape[1] - 1]
+    header += [keep["info"].ctypes.data, keep["sizes"].ctypes.data, ACTIVATIONS[activation], int(forces)]
+    header += [keep[k].ctypes.data for k in ("coef", "natoms", "atomstart", "eref", "fref")]
+    header += [ctypes.addressof(pointers[k]) for k in pointers]
+    header += [keep["f"].ctypes.data, keep["scratch"].ctypes.data]
+    return CompiledLossEvaluator(function, header, [blocks, keep, pointers], len(natoms))
+
+
+def _symbol(z: int, elements: Sequence[str]) -> str:
+    for symbol in elements:
+        if atomic_numbers.get(symbol) == z:
+            return symbol
+    raise DataError(
+        f"the shard has atoms with atomic number {z}, which the neural network has no parameters for "
+        f"(elements: {', '.join(elements)}); initialise the model on data containing every element"
+    )
+
+
+def _tables(
+    symbols: Sequence[str],
+    blocks: Sequence[Mapping[str, NDArray[Any]]],
+    sizes: Mapping[str, tuple[int, ...]],
+    offsets: Mapping[str, int],
+    elements: Sequence[str],
+    nparam: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return info (E, 8) [n, F, P, L, weight start, slope, intercept, H] (1-based) and widths (E, maxL+1)."""
+    maxl = max(len(sizes[s]) - 1 for s in symbols)
+    table = np.zeros((len(symbols), maxl + 1), dtype=np.int64)
+    info = np.zeros((len(symbols), 8), dtype=np.int64)
+    for e, (symbol, block) in enumerate(zip(symbols, blocks)):
+        widths = sizes[symbol]
+        table[e, : len(widths)] = widths
+        intercept = nparam - 2 * len(elements) + 2 * elements.index(symbol)
+        npairs = len(block["neigh"]) if "neigh" in block else 0
+        info[e] = [len(block["xs"]), widths[0], npairs, len(widths) - 1, offsets[symbol] + 1]
+        info[e, 5:] = [intercept + 2, intercept + 1, sum(widths[1:])]
+    return info, table
+
+
+def _pointer_array(blocks: Sequence[Mapping[str, NDArray[Any]]], key: str) -> ctypes.Array[ctypes.c_void_p]:
+    """Return a C array of each element's ``key`` data pointer (null when absent)."""
+    values = [block[key].ctypes.data if key in block else None for block in blocks]
+    return (ctypes.c_void_p * len(blocks))(*values)

@@ -1,0 +1,99 @@
+"""Config validation: every error names the file, the table and the key, before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from amp_core.config import build, load_config
+from amp_core.errors import ConfigError, UnknownPluginError
+
+DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "ptcu-train.xyz"
+
+GOOD = f"""
+[descriptor]
+name = "none"
+[model]
+name = "pairpotential"
+cutoff = 5.0
+[backend]
+name = "serial"
+[data]
+train = "{DATA}"
+[training]
+maxiter = 5
+[training.convergence]
+energy_rmse = 0.01
+force_rmse = 0.2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_builds_plugins_and_force_coefficient(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    descriptor, model, backend = build(config)
+    assert (descriptor.name, model.name, backend.name) == ("none", "pairpotential", "serial")
+    assert config.force_coefficient == 0.04  # a force criterion turns force training on (Amp's default)
+    assert config.run_dir == (tmp_path / "run").resolve()
+
+
+def test_energy_only_when_no_force_criterion(tmp_path):
+    text = GOOD.replace("force_rmse = 0.2", "")
+    assert load_config(write(tmp_path, text)).force_coefficient is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "pattern"),
+    [
+        ('name = "serial"', 'name = "seral"', r"unknown backend 'seral' \(.*run.toml, \[backend\].*Did you mean 'serial'"),
+        ("cutoff = 5.0", "cutof = 5.0", r"run.toml, \[model\]: unknown key\(s\) 'cutof'.*Accepted keys:"),
+        ("cutoff = 5.0", "cutoff = -1.0", r"run.toml, \[model\]: invalid parameters"),
+        ("maxiter = 5", 'maxiter = "5"', r"run.toml, \[training\] key 'maxiter': expected an integer"),
+        ("maxiter = 5", "maxiter = 5\nlearning_rate = 3", r"\[training\]: unknown key\(s\) 'learning_rate'"),
+        ("energy_rmse = 0.01", "energy_rms = 0.01", r"\[training.convergence\]: unknown key\(s\) 'energy_rms'"),
+        ("energy_rmse = 0.01", 'energy_rmse = "small"', r"\[training.convergence\] key 'energy_rmse': expected a number"),
+        (f'train = "{DATA}"', 'train = "missing.traj"', r"\[data\] key 'train': data file .*missing.traj does not exist"),
+        (f'train = "{DATA}"', "train = 3", r"\[data\] key 'train': expected a file name"),
+        ("[training]", "[trianing]", r"unknown table\(s\) \[trianing\]"),
+        ("maxiter = 5", 'optimizer = "adam"', r"\[training\] key 'optimizer': unknown optimizer 'adam'"),
+    ],
+)
+def test_config_errors_name_file_table_and_key(tmp_path, old, new, pattern):
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ConfigError, match=pattern):
+        build(load_config(path))
+
+
+def test_unknown_plugin_error_is_lookup_error(tmp_path):
+    path = write(tmp_path, GOOD.replace('name = "none"', 'name = "gausian"'))
+    with pytest.raises(UnknownPluginError) as info:
+        build(load_config(path))
+    assert info.value.kind == "descriptor" and "run.toml, [descriptor]" in str(info.value)
+
+
+def test_missing_config_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[model\nname="))
+
+
+def test_missing_tables(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing table \[data\]"):
+        load_config(write(tmp_path, GOOD.split("[data]")[0]))
+    with pytest.raises(ConfigError, match=r"\[model\]: missing key 'name'"):
+        load_config(write(tmp_path, GOOD.replace('name = "pairpotential"', "")))
+
+
+def test_overrides_replace_keys(tmp_path):
+    config = load_config(write(tmp_path, GOOD), {"backend": {"cores": 2}})
+    assert config.backend["cores"] == 2
+    with pytest.raises(ConfigError, match=r"\[backend\]: unknown key\(s\) 'cores' for backend 'serial'"):
+        build(config)
