@@ -69,6 +69,8 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
         if not path.is_file():
             raise ConfigError(f"data file {label} does not exist; check the path (relative paths "
                               "in a config are relative to the config file)")
+        if path.stat().st_size == 0:
+            raise DataError(f"data file {label} is empty; give a file with at least one labelled structure")
         try:
             read = ase.io.read(path, index=":")
         except Exception as exc:  # noqa: BLE001 - ASE raises many types for bad files

@@ -55,7 +55,7 @@ def write_entry(fingerprints: ImageFingerprints, path: Path) -> None:
 def read_entry(path: Path) -> ImageFingerprints:
     """Read an entry; raise ``ValueError`` when it is corrupt or incomplete."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files if k != "checksum"}
             stored = str(data["checksum"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:

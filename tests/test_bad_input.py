@@ -41,7 +41,7 @@ def copy_with_calc(atoms):
 def test_empty_file(tmp_path, potential):
     path = tmp_path / "empty.xyz"
     path.write_text("")
-    with pytest.raises(AmpError, match="empty.xyz"):
+    with pytest.raises(DataError, match="empty.xyz.* is empty"):
         evaluate_loss(str(path), potential)
 
 

@@ -142,7 +142,9 @@ def test_task_exception_names_stage_task_and_traceback(backend: Multiprocessing,
     assert backend.pids == pids
 
 
-def test_deliberate_amp_error_passes_through_like_serial(backend: Multiprocessing, support: ModuleType) -> None:
+def test_deliberate_amp_error_passes_through_like_serial(
+    backend: Multiprocessing, support: ModuleType
+) -> None:
     with pytest.raises(DataError, match="image 1 has no energy") as info:
         backend.map(support.data_error, [1], stage="fingerprint")
     assert "data_error" in str(info.value.__cause__)  # the worker's traceback
@@ -187,9 +189,13 @@ def test_ctrl_c_in_parent_stops_workers(fresh: Multiprocessing, support: ModuleT
     for pid in pids:  # workers ignore SIGINT: Ctrl-C is the parent's to handle
         os.kill(pid, signal.SIGINT)
     assert fresh.map(abs, [-1, -2], stage="fingerprint") == [1, 2] and fresh.pids == pids
+    # The signal lands in the timer thread, the harder case: the waiting main thread
+    # is not woken by it and must notice the pending KeyboardInterrupt by itself.
     threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,)).start()
+    began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         fresh.map(support.delayed_square, [(1.0, 20.0), (2.0, 20.0)], stage="fingerprint")
+    assert time.monotonic() - began < 5.0
     assert _gone(pids)
 
 
@@ -201,7 +207,9 @@ def test_interrupt_from_progress_callback_stops_workers(fresh: Multiprocessing, 
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fresh.map(support.delayed_square, [(1.0, 0.0), (2.0, 20.0), (3.0, 20.0)], stage="x", progress=interrupt)
+        fresh.map(
+            support.delayed_square, [(1.0, 0.0), (2.0, 20.0), (3.0, 20.0)], stage="x", progress=interrupt
+        )
     assert _gone(pids)
 
 
@@ -237,7 +245,9 @@ def test_session_matches_serial(backend: Multiprocessing, support: ModuleType, s
     assert got[0].energy_loss == pytest.approx(expected[0].energy_loss, rel=1e-12)
 
 
-def test_session_total_against_direct_sum(backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]) -> None:
+def test_session_total_against_direct_sum(
+    backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+) -> None:
     # Independent reference: loop over every image of every shard in plain Python.
     from amp_core.reshape import load_arrays
 
@@ -246,7 +256,9 @@ def test_session_total_against_direct_sum(backend: Multiprocessing, support: Mod
         a = load_arrays(folder, mmap=False)
         start = 0
         for n, e in zip(a["natoms"], a["energy"]):
-            pred = sum(VECTOR @ [1, *a["positions"][i], a["numbers"][i] / 10] for i in range(start, start + n))
+            pred = sum(
+                VECTOR @ [1, *a["positions"][i], a["numbers"][i] / 10] for i in range(start, start + n)
+            )
             total += ((pred - e) / n) ** 2
             start += n
     with backend.start(support.ToyModel(), shard_dirs, LossSettings()) as session:
@@ -254,7 +266,9 @@ def test_session_total_against_direct_sum(backend: Multiprocessing, support: Mod
     assert sum(p.energy_loss for p in parts) == pytest.approx(total, rel=1e-12)
 
 
-def test_session_more_workers_than_shards(backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]) -> None:
+def test_session_more_workers_than_shards(
+    backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+) -> None:
     with backend.start(support.ToyModel(), shard_dirs[:1], LossSettings()) as session:
         (part,) = session.evaluate(VECTOR)
     assert part.n_images == SHARD_SIZES[0]
@@ -262,7 +276,9 @@ def test_session_more_workers_than_shards(backend: Multiprocessing, support: Mod
         session.evaluate(VECTOR)
 
 
-def test_session_errors_name_stage_and_shard(backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]) -> None:
+def test_session_errors_name_stage_and_shard(
+    backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+) -> None:
     with pytest.raises(BackendError, match="cannot prepare this shard") as info:
         backend.start(support.ToyModel(bad_load_images=2), shard_dirs, LossSettings())
     assert (info.value.stage, info.value.shard) == ("start", 2)
@@ -288,7 +304,9 @@ def test_worker_dying_in_session(fresh: Multiprocessing, support: ModuleType, sh
     session.close()
 
 
-def test_worker_killed_from_outside_between_steps(fresh: Multiprocessing, support: ModuleType, shard_dirs: list[str]) -> None:
+def test_worker_killed_from_outside_between_steps(
+    fresh: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+) -> None:
     with fresh.start(support.ToyModel(), shard_dirs, LossSettings()) as session:
         session.evaluate(VECTOR)
         pids = fresh.pids
@@ -301,4 +319,3 @@ def test_worker_killed_from_outside_between_steps(fresh: Multiprocessing, suppor
     # A new session on the same backend starts new workers and works.
     with fresh.start(support.ToyModel(), shard_dirs, LossSettings()) as session:
         assert len(session.evaluate(VECTOR)) == len(SHARD_SIZES)
-

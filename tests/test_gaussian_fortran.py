@@ -1,0 +1,187 @@
+"""The compiled Gaussian kernel against an independent brute-force reference.
+
+The kernel is built here with ``-fcheck=all`` (bounds-checked) into a temporary folder
+that ``AMP_KERNEL_DIR`` points at, so every test also proves it reads and writes no
+array out of bounds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, fcc111, molecule
+
+from amp_core.errors import DataError
+
+SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian_kernels.f90"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gfortran") is None,
+    reason="gfortran is not installed: the compiled Gaussian kernel cannot be built (apt-get install gfortran)",
+)
+
+
+@pytest.fixture(scope="session")
+def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Compile the kernel once per session, bounds-checked, and point AMP_KERNEL_DIR at it."""
+    folder = tmp_path_factory.mktemp("gaussian_kernels")
+    flags = ["-shared", "-fPIC", "-fcheck=all", "-g", "-O1"]
+    subprocess.run(
+        ["gfortran", *flags, str(SOURCE), "-o", str(folder / "gaussian_kernels.so")],
+        check=True,
+        cwd=folder,
+    )
+    return folder
+
+
+@pytest.fixture()
+def compiled(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) -> type:
+    """Return CompiledGaussian with the bounds-checked test build loaded."""
+    from amp_core.compiled import load_library
+
+    monkeypatch.setenv("AMP_KERNEL_DIR", str(kernel_dir))
+    load_library.cache_clear()
+    from amp_plugins.descriptors._gaussian_fortran import CompiledGaussian
+
+    yield CompiledGaussian
+    load_library.cache_clear()
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def cutoff_fn(cutoff: dict, r: np.ndarray) -> np.ndarray:
+    """Cosine or Polynomial cutoff, zero at and beyond Rc."""
+    rc = cutoff["Rc"]
+    if cutoff["name"] == "Cosine":
+        f = 0.5 * (np.cos(np.pi * r / rc) + 1.0)
+    else:
+        g, x = cutoff.get("gamma", 4.0), r / rc
+        f = 1.0 + g * x ** (g + 1) - (g + 1) * x**g
+    return np.where(r < rc, f, 0.0)
+
+
+def reference_neighbours(atoms: Atoms, rc: float) -> list[list[tuple[int, np.ndarray]]]:
+    """Loop over every atom and every periodic translation; keep 0 < r < rc."""
+    cell, pbc, pos = atoms.cell.complete(), atoms.pbc, atoms.positions
+    reach = [int(np.ceil(rc * np.linalg.norm(b))) + 1 if p else 0 for b, p in zip(np.linalg.inv(cell).T, pbc)]
+    shifts = [np.array(n) @ cell for n in itertools.product(*(range(-m, m + 1) for m in reach))]
+    out = []
+    for i in range(len(atoms)):
+        found = []
+        for j in range(len(atoms)):
+            for shift in shifts:
+                d = pos[j] + shift - pos[i]
+                if 0.0 < np.linalg.norm(d) < rc:
+                    found.append((j, d))
+        out.append(found)
+    return out
+
+
+def reference_values(atoms: Atoms, cutoff: dict, Gs: dict) -> list[np.ndarray]:
+    """Straightforward per-atom formulas (Amp's G2, G4, G5) over explicit neighbour images."""
+    rc, symbols = cutoff["Rc"], atoms.get_chemical_symbols()
+    result = []
+    for i, shell in enumerate(reference_neighbours(atoms, rc)):
+        els = np.array([symbols[j] for j, _ in shell])
+        vec = np.array([d for _, d in shell]).reshape(-1, 3)
+        r = np.linalg.norm(vec, axis=1)
+        fc = cutoff_fn(cutoff, r)
+        j, k = np.triu_indices(len(shell), 1)
+        rjk = np.linalg.norm(vec[k] - vec[j], axis=1)
+        cos = np.clip(np.einsum("pa,pa->p", vec[j], vec[k]) / (r[j] * r[k]), -1.0, 1.0)
+        row = []
+        for g in Gs[symbols[i]]:
+            if g["type"] == "G2":
+                mask = els == g["element"]
+                term = np.exp(-g["eta"] * (r[mask] - g.get("offset", 0.0)) ** 2 / rc**2) * fc[mask]
+                row.append(term.sum())
+                continue
+            want = sorted(g["elements"])
+            mask = np.array([sorted([a, b]) == want for a, b in zip(els[j], els[k])], dtype=bool)
+            ang = (1.0 + g["gamma"] * cos) ** g["zeta"]
+            if g["type"] == "G4":
+                term = ang * np.exp(-g["eta"] * (r[j] ** 2 + r[k] ** 2 + rjk**2) / rc**2)
+                term = term * fc[j] * fc[k] * cutoff_fn(cutoff, rjk)
+            else:
+                term = ang * np.exp(-g["eta"] * (r[j] ** 2 + r[k] ** 2) / rc**2) * fc[j] * fc[k]
+            row.append(2.0 ** (1.0 - g["zeta"]) * term[mask].sum() if len(term) else 0.0)
+        result.append(np.array(row))
+    return result
+
+
+def finite_differences(values_of, atoms: Atoms, h: float = 1e-5) -> np.ndarray:
+    """Dense (n, n, 3, F) central differences d values[i] / d positions[m] of values_of(atoms)."""
+    n = len(atoms)
+    out = None
+    for m, axis in itertools.product(range(n), range(3)):
+        moved = [atoms.copy(), atoms.copy()]
+        moved[0].positions[m, axis] += h
+        moved[1].positions[m, axis] -= h
+        diff = (values_of(moved[0]) - values_of(moved[1])) / (2 * h)
+        if out is None:
+            out = np.zeros((n, n, 3, diff.shape[1]))
+        out[:, m, axis] = diff
+    return out
+
+
+def padded(rows: list[np.ndarray], width: int) -> np.ndarray:
+    """Stack per-atom rows into (n, width), zero-padded."""
+    out = np.zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def mixed_gs(elements: list[str]) -> dict:
+    """G2 (with offsets), G4 and G5 (integer and non-integer zeta) for every element."""
+    gs = []
+    for e in elements:
+        gs += [{"type": "G2", "element": e, "eta": 0.05}, {"type": "G2", "element": e, "eta": 4.0, "offset": 1.2}]
+    for a, b in itertools.combinations_with_replacement(sorted(elements), 2):
+        gs += [
+            {"type": "G4", "elements": [a, b], "eta": 0.005, "zeta": 1.0, "gamma": -1.0},
+            {"type": "G4", "elements": [b, a], "eta": 0.3, "zeta": 2.5, "gamma": 1.0},
+            {"type": "G5", "elements": [a, b], "eta": 0.1, "zeta": 4.0, "gamma": -1.0},
+            {"type": "G5", "elements": [a, b], "eta": 0.1, "zeta": 1.5, "gamma": 1.0},
+        ]
+    return {e: gs[: len(gs) - 2 * k] for k, e in enumerate(elements)}  # different lengths per element
+
+
+def structures() -> dict[str, tuple[Atoms, dict]]:
+    """Small cells covering molecules, bulk, slabs and self-images, with both cutoffs."""
+    mol = molecule("CH3CH2OH")
+    mol.rattle(0.02, seed=1)
+    cu_pt = bulk("Cu", "fcc", a=3.7) * (2, 1, 1)
+    cu_pt.symbols[1] = "Pt"
+    cu_pt.rattle(0.05, seed=2)
+    slab = fcc111("Cu", (2, 2, 2), vacuum=4.0)
+    slab.symbols[[0, 5]] = "Pt"
+    slab.pbc = (True, True, False)
+    slab.rattle(0.05, seed=3)
+    tiny = Atoms("CuPt", scaled_positions=[(0, 0, 0), (0.45, 0.52, 0.48)], cell=[1.8, 1.8, 1.8], pbc=True)
+    tiny.rattle(0.03, seed=4)
+    return {
+        "molecule": (mol, {"name": "Cosine", "Rc": 3.0}),
+        "bulk": (cu_pt, {"name": "Polynomial", "Rc": 4.2, "gamma": 4.0}),
+        "slab": (slab, {"name": "Cosine", "Rc": 4.0}),
+        "tiny": (tiny, {"name": "Polynomial", "Rc": 2.9, "gamma": 3.5}),
+    }
+
+
+CASES = sorted(structures())
+
+
+def case(name: str) -> tuple[Atoms, dict, dict]:
+    atoms, cutoff = structures()[name]
+    return atoms, cutoff, mixed_gs(sorted(set(atoms.get_chemical_symbols())))
