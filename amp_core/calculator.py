@@ -19,7 +19,7 @@ FORMAT = "amp-core-potential"
 FORMAT_VERSION = 1
 
 
-class Potential(Calculator):  # type: ignore[misc]
+class Potential(Calculator):
     """A trained (or trainable) potential: ``descriptor`` + ``model``, usable as an ASE calculator.
 
     Args:
@@ -41,13 +41,14 @@ class Potential(Calculator):  # type: ignore[misc]
         if "forces" in model.implemented and derivatives:
             props.append("forces")
         self.implemented_properties = props
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
 
     def calculate(self, atoms: Atoms | None = None, properties: Any = ("energy",),
                   system_changes: Any = all_changes) -> None:
         """Compute energy (eV) and, when asked, forces (eV/A) of ``atoms``."""
-        super().calculate(atoms, properties, system_changes)
+        super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         atoms = self.atoms
+        assert atoms is not None
         check_structure(atoms, "structure given to the calculator")
         forces = "forces" in properties and "forces" in self.implemented_properties
         if self.model.inputs == "fingerprints":

@@ -36,6 +36,7 @@ def amp_descriptors() -> list[DescriptorEntry]:
 
     .. versionadded:: 0.1
     """
+    return []
 
 
 @hookspec
@@ -56,6 +57,7 @@ def amp_models() -> list[ModelEntry]:
 
     .. versionadded:: 0.1
     """
+    return []
 
 
 @hookspec
@@ -76,3 +78,4 @@ def amp_backends() -> list[BackendEntry]:
 
     .. versionadded:: 0.1
     """
+    return []

@@ -24,7 +24,7 @@ from amp_core.errors import AmpPluginWarning, ConfigError, PluginError, UnknownP
 OWN_DISTRIBUTION = "amp-core"
 KINDS = ("descriptor", "model", "backend")
 _HOOKS = {"descriptor": "amp_descriptors", "model": "amp_models", "backend": "amp_backends"}
-_RECORDS = {"descriptor": DescriptorEntry, "model": ModelEntry, "backend": BackendEntry}
+_RECORDS: dict[str, type[Any]] = {"descriptor": DescriptorEntry, "model": ModelEntry, "backend": BackendEntry}
 _NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 
 
@@ -185,7 +185,7 @@ def _collect(manager: AmpPluginManager, kind: str) -> dict[str, Registered]:
     return {n: found[n][0] for n in sorted(found)}
 
 
-def _check_entry(kind: str, entry: object, plugin: str, dist: str) -> None:
+def _check_entry(kind: str, entry: Any, plugin: str, dist: str) -> None:
     expected = _RECORDS[kind]
     if not isinstance(entry, expected):
         raise PluginError(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -135,5 +135,5 @@ def load_arrays(folder: str | os.PathLike[str], mmap: bool = True) -> dict[str, 
     """Map (or read) every array a :func:`save_arrays` folder holds."""
     path = Path(folder)
     keys = (path / "ok").read_text().split()
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     return {key: np.load(path / f"{key}.npy", mmap_mode=mode, allow_pickle=False) for key in keys}

@@ -62,7 +62,8 @@ def read_entry(path: Path) -> ImageFingerprints:
         raise ValueError(f"unreadable store entry {path}: {exc}") from exc
     if stored != _checksum(arrays):
         raise ValueError(f"store entry {path} fails its checksum")
-    return ImageFingerprints(**{k: arrays.get(k) for k in _FIELDS})
+    fields: dict[str, Any] = {k: arrays.get(k) for k in _FIELDS}
+    return ImageFingerprints(**fields)
 
 
 class FingerprintStore:

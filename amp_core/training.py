@@ -113,7 +113,7 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     elif isinstance(config, dict):
         cfg = from_dict({**config, **{k: {**config.get(k, {}), **v} for k, v in (overrides or {}).items()}})
     else:
-        cfg = load_config(config, overrides)
+        cfg = load_config(Path(config), overrides)
     descriptor, model, backend = build(cfg)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 from amp_core import Potential, create_descriptor, create_model, evaluate_loss
-from amp_core.errors import AmpError, ConfigError, DataError
+from amp_core.errors import ConfigError, DataError
 
 
 def labelled(images, energy=1.0, forces=True):
