@@ -79,6 +79,8 @@ class LossFunction:
     def _setup(self, log: Log, progress: bool | None) -> Any:
         descriptor, model, forces = self.potential.descriptor, self.potential.model, self.settings.forces
         data = self.dataset
+        log(f"data: {len(data)} images, {sum(len(a) for a in data.images)} atoms; "
+            f"forces {'trained' if forces else 'not trained'}")
         fingerprinting = check_compatible(descriptor, model, forces)
         if fingerprinting:
             check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}")

@@ -85,8 +85,10 @@ def main() -> None:
     model = NeuralNetwork(NeuralNetworkParams(hiddenlayers=(10, 10), activation="tanh"))
     model.initialize([arrays])
     vector = model.vector()
-    print(f"{args.images} images x 36 atoms, {FEATURES} features, {pairs:.1f} (centre, atom) pairs per centre, "
-          f"descriptor {args.descriptor}, NN (10, 10) tanh, {len(vector)} parameters")
+    print(
+        f"{args.images} images x 36 atoms, {FEATURES} features, {pairs:.1f} (centre, atom) pairs per centre, "
+        f"descriptor {args.descriptor}, NN (10, 10) tanh, {len(vector)} parameters"
+    )
     energy = rate(model.loss_evaluator(arrays, LossSettings(1.0, None)), vector, args.images, args.repeat * 5)
     forces = rate(model.loss_evaluator(arrays, LossSettings(1.0, 0.04)), vector, args.images, args.repeat)
     print(f"energy only:    {energy:10.0f} images/s  (target >= 80,000; reference numpy ~164,000)")

@@ -13,9 +13,9 @@ from ase.build import bulk, fcc111
 from ase.neighborlist import neighbor_list
 
 import amp_core
-from amp_core.data import ImageFingerprints, LossSettings
+from amp_core.data import ImageFingerprints, LossParts, LossSettings
 from amp_core.errors import ConfigError, DataError, ModelFileError
-from amp_core.reshape import build_arrays
+from amp_core.reshape import build_arrays, load_arrays, save_arrays
 from amp_plugins.models.neuralnetwork import NeuralNetwork, NeuralNetworkParams, from_dict
 
 # A toy descriptor with exact derivatives: feature k of atom i is
@@ -321,3 +321,30 @@ def test_params_are_hashable_and_normalised():
     assert hash(a) == hash(b) and a == b
     assert a.weights[0][0] == "Cu" and a.weights[0][1][1] == ((1.5,), (-0.5,), (0.25,))
     assert NeuralNetworkParams(hiddenlayers=7).hiddenlayers == (7,)
+
+
+def test_shards_add_up_to_the_whole_set(data, tmp_path):
+    atoms, fps, targets, arrays = data
+    model = NeuralNetwork(NeuralNetworkParams(hiddenlayers=(3,), seed=6))
+    model.initialize([arrays])
+    assert isinstance(model, amp_core.Model)
+    settings = LossSettings(1.0, 0.2)
+    cu_only = [2]  # the bulk cell has Cu and Pt only: O's parameters get no gradient from it
+    rest = [0, 1, 3]
+    shards = []
+    for k, picked in enumerate((cu_only, rest)):
+        shard = build_arrays(
+            [atoms[i] for i in picked], [targets[i] for i in picked], [fps[i] for i in picked]
+        )
+        save_arrays(shard, tmp_path / str(k))
+        shards.append(model.loss_evaluator(load_arrays(tmp_path / str(k)), settings)(model.vector()))
+    layout = model.layout
+    offset, shape = layout.weights["O"][0]
+    assert not shards[0].gradient[offset : offset + shape[0] * shape[1]].any()
+    assert shards[0].gradient[layout.scalings["O"]] == 0.0
+    combined = LossParts.combine(shards)
+    whole = model.loss_evaluator(arrays, settings)(model.vector())
+    assert combined.energy_loss == pytest.approx(whole.energy_loss, rel=1e-12)
+    assert combined.force_loss == pytest.approx(whole.force_loss, rel=1e-12)
+    assert combined.force_maxresid == pytest.approx(whole.force_maxresid, rel=1e-12)
+    np.testing.assert_allclose(combined.gradient, whole.gradient, rtol=1e-10, atol=1e-12)

@@ -16,7 +16,7 @@ Worker requests (``(kind, job, index, *payload)``):
 * ``("call", job, k, function_bytes | None, task_bytes)``: run ``function(task)``;
   the function is sent once per worker and job, then cached.
 * ``("load", job, -1, payload_bytes)``: payload ``(session, [(k, folder)], model,
-  settings, compiled)``; map each shard folder once and build its loss evaluator.
+  settings)``; map each shard folder once and build its loss evaluator.
 * ``("evaluate", job, -1, payload_bytes)``: payload ``(session, vector)``; evaluate
   every shard this worker holds for that session, in shard order.
 * ``("drop", 0, -1, session)``: forget a session's shards (no reply).
@@ -45,18 +45,12 @@ from typing import Any
 from amp_core.errors import AmpError, BackendError
 
 Message = tuple[Any, ...]
+_TICK = 0.5  # seconds between checks for pending signals while waiting for workers
 
 
 def dumps(value: Any) -> bytes:
     """Pickle ``value`` with the highest protocol (raises whatever pickle raises)."""
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def use_compiled(model: Any, compiled: bool) -> Any:
-    """Return the model's compiled implementation when asked for and declared, else the model."""
-    if compiled and "compiled" in getattr(model, "implemented", ()):
-        return model.compiled()
-    return model
 
 
 class _WorkerState:
@@ -73,12 +67,11 @@ class _WorkerState:
             raise RuntimeError(f"worker {os.getpid()} has no function for job {job} (internal error)")
         return self.function[1](pickle.loads(task_bytes))
 
-    def load(self, payload: tuple[int, list[tuple[int, str]], Any, Any, bool]) -> Message:
+    def load(self, payload: tuple[int, list[tuple[int, str]], Any, Any]) -> Message:
         # Imported here: the worker loop itself needs nothing from amp_core.
         from amp_core.reshape import load_arrays
 
-        session, shards, model, settings, compiled = payload
-        model = use_compiled(model, compiled)
+        session, shards, model, settings = payload
         built = self.sessions.setdefault(session, [])
         for k, folder in shards:
             try:
@@ -101,11 +94,13 @@ def _error_reply(job: int, index: int, exc: BaseException) -> Message:
     """Describe ``exc`` for the parent; include the exception itself if it survives pickling."""
     summary = f"{type(exc).__name__}: {exc}"
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    raw: bytes | None = None
     try:
-        raw: bytes | None = dumps(exc)
-        pickle.loads(raw)
+        pickled = dumps(exc)
+        pickle.loads(pickled)
+        raw = pickled
     except Exception:  # noqa: BLE001 - exceptions with keyword-only constructors do not round-trip
-        raw = None
+        pass
     return ("error", job, index, summary, text, raw)
 
 
@@ -167,7 +162,7 @@ class _WorkerTraceback(Exception):
 
 
 @dataclass(eq=False)
-class _Worker:
+class Worker:
     """One worker process as the parent sees it."""
 
     process: BaseProcess
@@ -190,7 +185,7 @@ class WorkerPool:
         self.size = size
         self.generation = 0  # bumped by every shutdown; sessions of older generations are dead
         self._context = multiprocessing.get_context(method)
-        self._workers: list[_Worker] = []
+        self._workers: list[Worker] = []
         self._job = 0
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -204,19 +199,26 @@ class WorkerPool:
         if self._workers:
             return
         try:
-            for i in range(self.size):
-                parent, child = self._context.Pipe(duplex=True)
-                process = self._context.Process(target=worker_main, args=(child,), name=f"amp-worker-{i}")
-                process.daemon = True
-                process.start()
-                child.close()
-                self._workers.append(_Worker(process, parent))
+            with _sigint_blocked():
+                self._start_all()
         except BaseException as exc:
             self.close()
             if isinstance(exc, Exception):
-                raise BackendError(f"cannot start {self.size} worker processes: {exc}", stage="spawn") from exc
+                raise BackendError(
+                    f"cannot start {self.size} worker processes: {exc}", stage="spawn"
+                ) from exc
             raise
         self._finalizer = weakref.finalize(self, _shutdown, list(self._workers))
+
+    def _start_all(self) -> None:
+        for i in range(self.size):
+            parent, child = self._context.Pipe(duplex=True)
+            name = f"amp-worker-{i}"
+            process = self._context.Process(target=worker_main, args=(child,), name=name)  # type: ignore[attr-defined]
+            process.daemon = True
+            process.start()
+            child.close()
+            self._workers.append(Worker(process, parent))
 
     def close(self) -> None:
         """Stop every worker: idle ones politely, busy ones with SIGTERM (idempotent)."""
@@ -244,16 +246,16 @@ class WorkerPool:
         self._job += 1
         return self._job
 
-    def idle(self) -> list[_Worker]:
+    def idle(self) -> list[Worker]:
         """Return the workers with no request in flight."""
         return [w for w in self._workers if w.busy is None]
 
     @property
-    def workers(self) -> list[_Worker]:
+    def workers(self) -> list[Worker]:
         """The running workers, in start order."""
         return list(self._workers)
 
-    def send(self, worker: _Worker, header: Message, *, stage: str, index: int, label: str) -> None:
+    def send(self, worker: Worker, header: Message, *, stage: str, index: int, label: str) -> None:
         """Send one request to an idle worker; it will answer with one reply."""
         assert worker.busy is None, "request sent to a busy worker"
         worker.busy, worker.index, worker.label = header[1], index, label
@@ -279,14 +281,18 @@ class WorkerPool:
         Raises:
             BackendError: a worker raised, died, or sent something unreadable.
         """
-        busy = {}
+        busy: dict[Any, Worker] = {}
         for worker in self._workers:
             if worker.busy is not None:
                 busy[worker.conn] = worker
                 busy[worker.process.sentinel] = worker
+        handles = list(busy)
+        ready = wait(handles, timeout=_TICK)
+        while not ready:  # wake up now and then, so a Ctrl-C caught by another thread is raised here
+            ready = wait(handles, timeout=_TICK)
         out = []
-        for ready in wait(list(busy)):
-            worker = busy[ready]
+        for ready_handle in ready:
+            worker = busy[ready_handle]
             if worker.busy is None:  # already handled through its other handle
                 continue
             reply = self._receive(worker, stage)
@@ -298,12 +304,12 @@ class WorkerPool:
             out.append((worker.index, reply[3]))
         return out
 
-    def drain(self, workers: list[_Worker], stage: str) -> None:
+    def drain(self, workers: list[Worker], stage: str) -> None:
         """Wait until ``workers`` have answered (and discard) whatever they still owe."""
         while any(w.busy is not None for w in workers):
             self.replies(-1, stage)
 
-    def _receive(self, worker: _Worker, stage: str) -> Message:
+    def _receive(self, worker: Worker, stage: str) -> Message:
         try:
             if worker.conn.poll():
                 message: Message = pickle.loads(worker.conn.recv_bytes())
@@ -319,7 +325,7 @@ class WorkerPool:
             ) from exc
         raise self._died(worker, stage)
 
-    def _died(self, worker: _Worker, stage: str) -> BackendError:
+    def _died(self, worker: Worker, stage: str) -> BackendError:
         """Shut the pool down and describe how ``worker`` ended."""
         worker.process.join(timeout=5)
         pid, code = worker.process.pid, worker.process.exitcode
@@ -332,7 +338,25 @@ class WorkerPool:
         )
 
 
-def _task_error(stage: str, worker: _Worker, reply: Message) -> Exception:
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while starting workers.
+
+    Started processes inherit the blocked SIGINT, so a Ctrl-C while they import
+    cannot kill them with a traceback; the parent gets the signal as soon as the
+    mask is restored and then stops them.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _task_error(stage: str, worker: Worker, reply: Message) -> Exception:
     """Turn an error reply into the exception to raise in the parent."""
     _, _, index, summary, text, raw = reply
     index = worker.index if index < 0 else index
@@ -373,7 +397,7 @@ def _hint(code: int | None, answered: bool) -> str:
     return "Check the worker's output above and the system log."
 
 
-def _shutdown(workers: list[_Worker]) -> None:
+def _shutdown(workers: list[Worker]) -> None:
     """Stop ``workers`` and reap them; never leaves a process behind."""
     for worker in workers:
         if worker.process.exitcode is None:

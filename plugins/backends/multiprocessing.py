@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from amp_core import BackendEntry, hookimpl
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import BackendError
-from amp_plugins.backends._workers import WorkerPool, _Worker, dumps
+from amp_plugins.backends._workers import Worker, WorkerPool, dumps
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,9 +47,13 @@ class MultiprocessingParams:
         if self.cores is None:
             return
         if isinstance(self.cores, bool) or not isinstance(self.cores, int):
-            raise ValueError(f"cores must be a whole number >= 1, or left out to use all cores; got {self.cores!r}")
+            raise ValueError(
+                f"cores must be a whole number >= 1, or left out to use all cores; got {self.cores!r}"
+            )
         if self.cores < 1:
-            raise ValueError(f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}")
+            raise ValueError(
+                f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}"
+            )
 
 
 def detect_cores() -> int:
@@ -80,7 +84,9 @@ def _label(shards: Sequence[int]) -> str:
 class PoolSession:
     """Resident shard evaluators inside the pool's workers (a ``TrainingSession``)."""
 
-    def __init__(self, pool: WorkerPool, session: int, plan: list[tuple[_Worker, list[int]]], n_shards: int) -> None:
+    def __init__(
+        self, pool: WorkerPool, session: int, plan: list[tuple[Worker, list[int]]], n_shards: int
+    ) -> None:
         self._pool = pool
         self._generation = pool.generation
         self._session = session
@@ -115,7 +121,9 @@ class PoolSession:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError("this training session is closed; start a new one with backend.start()", stage="loss")
+            raise BackendError(
+                "this training session is closed; start a new one with backend.start()", stage="loss"
+            )
         if self._pool.generation != self._generation:
             raise BackendError(
                 "the workers of this training session were stopped (the backend was closed or a worker "
@@ -137,7 +145,12 @@ class PoolSession:
 
 
 class Multiprocessing:
-    """Run stages in ``cores`` worker processes (started once, reused, stopped by :meth:`close`)."""
+    """Run stages in ``cores`` worker processes (started once, reused, stopped by :meth:`close`).
+
+    Other process backends subclass this and change class attributes only: ``name``,
+    ``compiled`` (read by the pipeline, which hands the workers the plugins' compiled
+    implementations) and ``start_method`` (``"spawn"`` or ``"forkserver"``).
+    """
 
     name = "multiprocessing"
     compiled = False
@@ -216,8 +229,10 @@ class Multiprocessing:
             try:
                 for worker, ks in plan:
                     load = [(k, os.fspath(shard_dirs[k])) for k in ks]
-                    payload = _pickled((session, load, model, settings, self.compiled), "start", ks[0], "model")
-                    pool.send(worker, ("load", job, -1, payload), stage="start", index=ks[0], label=_label(ks))
+                    payload = _pickled((session, load, model, settings), "start", ks[0], "model")
+                    pool.send(
+                        worker, ("load", job, -1, payload), stage="start", index=ks[0], label=_label(ks)
+                    )
                 waiting = len(plan)
                 while waiting:
                     waiting -= len(pool.replies(job, "start"))

@@ -35,15 +35,15 @@ def _is_per_element(value: Any) -> bool:
     if isinstance(value, Mapping):
         return True
     return (
-        isinstance(value, tuple)
+        isinstance(value, (tuple, list))
         and len(value) > 0
-        and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value)
+        and all(isinstance(v, (tuple, list)) and len(v) == 2 and isinstance(v[0], str) for v in value)
     )
 
 
 def _items(value: Any, what: str) -> list[tuple[str, Any]]:
     """Return sorted ``(symbol, value)`` pairs of a mapping or of a tuple of pairs."""
-    items = list(value.items()) if isinstance(value, Mapping) else list(value)
+    items = list(value.items()) if isinstance(value, Mapping) else [tuple(v) for v in value]
     for item in items:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
             raise ValueError(f"{what} must map chemical symbols to values, got entry {item!r}")
