@@ -24,30 +24,50 @@ HOW_TO_GET = (
 
 def find_library(package: str, stem: str) -> Path | None:
     """Return the path of ``<stem>.so`` for ``package``, or ``None`` when it was not built."""
-    folders = []
+    names = [f"{stem}{suffix}" for suffix in SUFFIXES]
     override = os.environ.get("AMP_KERNEL_DIR")
     if override:
-        folders.append(Path(override))
+        for name in names:
+            if (Path(override) / name).is_file():
+                return Path(override) / name
     try:
-        folders.append(Path(str(importlib.resources.files(package))))
+        # A Traversable, not a folder: editable installs keep built files elsewhere.
+        root = importlib.resources.files(package)
     except (ModuleNotFoundError, TypeError):
-        pass
-    for folder in folders:
-        for suffix in SUFFIXES:
-            candidate = folder / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
+        return None
+    for name in names:
+        candidate = root.joinpath(name)
+        if candidate.is_file():
+            return Path(str(candidate))
     return None
+
+
+def wide_vectors() -> bool:
+    """Whether this processor runs the ``x86-64-v3`` (AVX2 + FMA) builds.
+
+    ``AMP_KERNEL_GENERIC=1`` forces the portable build.
+    """
+    if os.environ.get("AMP_KERNEL_GENERIC", "") not in ("", "0"):
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return all(features.get(flag, False) for flag in ("AVX2", "FMA3"))
 
 
 @functools.cache
 def load_library(package: str, stem: str) -> ctypes.CDLL:
-    """Load ``<stem>.so`` of ``package`` once per process.
+    """Load ``<stem>.so`` of ``package`` once per process (its AVX2/FMA build where it runs).
 
     Raises:
         PropertyNotImplementedError: the library was not built, with how to get it.
     """
-    path = find_library(package, stem)
+    path = find_library(package, f"{stem}_x86_64_v3") if wide_vectors() else None
+    path = path or find_library(package, stem)
     if path is None:
         raise PropertyNotImplementedError(
             f"the compiled kernels '{stem}' of {package} are not installed: {HOW_TO_GET}"

@@ -81,7 +81,13 @@ def check_descriptor(
         if not (isinstance(cost, (int, float)) and np.isfinite(cost) and cost >= 0):
             raise AssertionError(f"{where}: cost() returned {cost!r}; expected a finite number >= 0")
         _close(copied.compute(atoms.copy()).values, fp.values, atol, rtol, f"{where}: after pickling, values")
-        _close(rebuilt.compute(atoms.copy()).values, fp.values, atol, rtol, f"{where}: after todict round trip, values")
+        _close(
+            rebuilt.compute(atoms.copy()).values,
+            fp.values,
+            atol,
+            rtol,
+            f"{where}: after todict round trip, values",
+        )
         _descriptor_invariances(descriptor, atoms, fp, where, atol, rtol, seed=k)
         if "fingerprint_derivatives" in descriptor.implemented:
             _descriptor_derivatives(descriptor, atoms, fp, where, fd_step, atol, rtol)
@@ -120,28 +126,40 @@ def _descriptor_attributes(descriptor: Any, label: str) -> None:
     if not isinstance(descriptor.name, str) or not descriptor.name:
         raise AssertionError(f"{label}: name must be a non-empty str, got {descriptor.name!r}")
     if not isinstance(descriptor.implemented, frozenset):
-        raise AssertionError(f"{label}: implemented must be a frozenset, got {type(descriptor.implemented).__name__}")
+        raise AssertionError(
+            f"{label}: implemented must be a frozenset, got {type(descriptor.implemented).__name__}"
+        )
     known = {"fingerprints", "fingerprint_derivatives", "compiled"}
     if not descriptor.implemented <= known:
-        raise AssertionError(f"{label}: implemented has unknown items {sorted(descriptor.implemented - known)}")
+        raise AssertionError(
+            f"{label}: implemented has unknown items {sorted(descriptor.implemented - known)}"
+        )
     if "fingerprint_derivatives" in descriptor.implemented and "fingerprints" not in descriptor.implemented:
         raise AssertionError(f"{label}: implements 'fingerprint_derivatives' but not 'fingerprints'")
     elements = descriptor.elements
-    if elements is not None and not (isinstance(elements, tuple) and all(isinstance(s, str) for s in elements)):
+    if elements is not None and not (
+        isinstance(elements, tuple) and all(isinstance(s, str) for s in elements)
+    ):
         raise AssertionError(f"{label}: elements must be None or a tuple of symbols, got {elements!r}")
     try:
         hash(descriptor.params)
     except TypeError as exc:
-        raise AssertionError(f"{label}: params must be hashable (a frozen dataclass of tuples): {exc}") from None
+        raise AssertionError(
+            f"{label}: params must be hashable (a frozen dataclass of tuples): {exc}"
+        ) from None
 
 
 def _descriptor_roundtrips(descriptor: Any, label: str) -> None:
     try:
         copied = pickle.loads(pickle.dumps(descriptor))
     except Exception as exc:  # noqa: BLE001 - any pickling failure is the finding
-        raise AssertionError(f"{label}: does not pickle ({type(exc).__name__}: {exc}); workers need it") from None
+        raise AssertionError(
+            f"{label}: does not pickle ({type(exc).__name__}: {exc}); workers need it"
+        ) from None
     if copied.params != descriptor.params:
-        raise AssertionError(f"{label}: params differ after pickling: {copied.params!r} != {descriptor.params!r}")
+        raise AssertionError(
+            f"{label}: params differ after pickling: {copied.params!r} != {descriptor.params!r}"
+        )
     document = descriptor.todict()
     if not isinstance(document, dict):
         raise AssertionError(f"{label}: todict() must return a dict, got {type(document).__name__}")
@@ -162,7 +180,9 @@ def _descriptor_rebuilt(descriptor: Any, label: str) -> Any:
             f"{label}: {params_class.__name__}(**todict()) does not rebuild it: {type(exc).__name__}: {exc}"
         ) from None
     if rebuilt.params != descriptor.params:
-        raise AssertionError(f"{label}: todict() round trip changed params: {rebuilt.params!r} != {descriptor.params!r}")
+        raise AssertionError(
+            f"{label}: todict() round trip changed params: {rebuilt.params!r} != {descriptor.params!r}"
+        )
     return rebuilt
 
 
@@ -186,7 +206,9 @@ def _descriptor_layout(fp: Any, atoms: Atoms, where: str, derivatives: bool) -> 
         raise AssertionError(f"{where}: compute() returned {type(fp).__name__}, expected ImageFingerprints")
     _array(fp.numbers, (n,), np.int64, f"{where}: numbers")
     if not np.array_equal(fp.numbers, atoms.numbers):
-        raise AssertionError(f"{where}: numbers {fp.numbers.tolist()} are not the atoms' numbers in atom order")
+        raise AssertionError(
+            f"{where}: numbers {fp.numbers.tolist()} are not the atoms' numbers in atom order"
+        )
     if fp.values.ndim != 2 or fp.values.shape[0] != n:
         raise AssertionError(f"{where}: values have shape {fp.values.shape}, expected ({n}, n_features)")
     n_features = fp.values.shape[1]
@@ -230,7 +252,9 @@ def _descriptor_invariances(
     rng = np.random.default_rng(seed)
     moved = atoms.copy()
     moved.positions += rng.uniform(-2.0, 2.0, size=3)
-    _close(descriptor.compute(moved).values, fp.values, atol, rtol, f"{where}: after a rigid translation, values")
+    _close(
+        descriptor.compute(moved).values, fp.values, atol, rtol, f"{where}: after a rigid translation, values"
+    )
     order = rng.permutation(len(atoms))
     shuffled = atoms[order]
     _close(descriptor.compute(shuffled).values, fp.values[order], atol, rtol,
@@ -267,13 +291,16 @@ def _array(array: Any, shape: tuple[int, ...], dtype: type, what: str) -> None:
 
 
 def _close(actual: NDArray[Any], expected: NDArray[Any], atol: float, rtol: float, what: str) -> None:
+    """Raise unless ``actual`` matches ``expected``; arrays are (atom, feature) indexed."""
     if actual.shape != expected.shape:
         raise AssertionError(f"{what}: shape {actual.shape} differs from {expected.shape}")
     error = np.abs(actual - expected)
     bound = atol + rtol * np.abs(expected)
     if not (error <= bound).all():
         worst = np.unravel_index(int(np.argmax(error - bound)), error.shape)
+        where = ", ".join(f"{name} {int(k)}" for name, k in zip(("atom", "feature"), worst))
         raise AssertionError(
-            f"{what} differ: worst at index {tuple(int(x) for x in worst)}: {actual[worst]!r} versus "
-            f"{expected[worst]!r} (|difference| {error[worst]:.3e} > atol {atol:g} + rtol {rtol:g} * |expected|)"
+            f"{what} differ ({int((error > bound).sum())} of {error.size} entries); worst at {where}: "
+            f"{float(actual[worst])!r} versus {float(expected[worst])!r} (|difference| {float(error[worst]):.3e} > "
+            f"atol {atol:g} + rtol {rtol:g} * |expected|)"
         )

@@ -63,7 +63,9 @@ def test_amp_gs_dict_is_accepted_verbatim_and_feature_order_is_list_order():
 
 
 def test_todict_is_json_and_rebuilds_an_equal_descriptor():
-    d = create_descriptor("gaussian", cutoff={"name": "Polynomial", "Rc": 5.0, "gamma": 3}, elements=["Cu", "Pt"])
+    d = create_descriptor(
+        "gaussian", cutoff={"name": "Polynomial", "Rc": 5.0, "gamma": 3}, elements=["Cu", "Pt"]
+    )
     document = json.loads(json.dumps(d.todict()))
     assert document["cutoff"] == {"name": "Polynomial", "Rc": 5.0, "gamma": 3.0}
     rebuilt = create_descriptor("gaussian", **document)
@@ -85,7 +87,10 @@ def test_params_are_frozen_and_hashable():
         (6.5, {"name": "Cosine", "Rc": 6.5}),
         ({"name": "Cosine", "Rc": 4}, {"name": "Cosine", "Rc": 4.0}),
         ({"name": "Cosine", "kwargs": {"Rc": 6.5}}, {"name": "Cosine", "Rc": 6.5}),
-        ({"name": "Polynomial", "kwargs": {"Rc": 5.0, "gamma": 2.0}}, {"name": "Polynomial", "Rc": 5.0, "gamma": 2.0}),
+        (
+            {"name": "Polynomial", "kwargs": {"Rc": 5.0, "gamma": 2.0}},
+            {"name": "Polynomial", "Rc": 5.0, "gamma": 2.0},
+        ),
         ({"name": "Polynomial", "Rc": 5.0}, {"name": "Polynomial", "Rc": 5.0, "gamma": 4.0}),
     ],
 )
@@ -103,10 +108,19 @@ def test_cutoff_forms(cutoff, expected):
         ({"cutoff": {"name": "Polynomial", "Rc": 5, "gamma": 0.5}, "elements": ["Cu"]}, "gamma"),
         ({}, "either Gs"),
         ({"elements": ["Cu", "Qq"]}, "chemical symbol"),
-        ({"Gs": {"Cu": [{"type": "G3", "element": "Cu", "eta": 1.0}]}}, "unknown symmetry function type 'G3'"),
+        (
+            {"Gs": {"Cu": [{"type": "G3", "element": "Cu", "eta": 1.0}]}},
+            "unknown symmetry function type 'G3'",
+        ),
         ({"Gs": {"Cu": [{"type": "G2", "elment": "Cu", "eta": 1.0}]}}, "unknown: ['elment']"),
-        ({"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 0.5, "gamma": 1}]}}, "zeta"),
-        ({"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 1, "gamma": 2}]}}, "gamma"),
+        (
+            {"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 0.5, "gamma": 1}]}},
+            "zeta",
+        ),
+        (
+            {"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 1, "gamma": 2}]}},
+            "gamma",
+        ),
         ({"Gs": {"Cu": [{"type": "G4", "elements": ["Cu"], "eta": 0.005, "zeta": 1, "gamma": 1}]}}, "pair"),
         ({"Gs": {"Cu": [{"type": "G2", "element": "Cu", "eta": -1.0}]}}, "eta"),
         ({"Gs": {"Cu": [{"type": "G2", "element": "Cu", "eta": float("nan")}]}}, "finite"),

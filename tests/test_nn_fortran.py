@@ -34,7 +34,9 @@ def checked_kernels(tmp_path_factory):
         pytest.skip("gfortran is not installed: the compiled neural-network kernel cannot be built")
     folder = tmp_path_factory.mktemp("nn_kernels")
     flags = ["-shared", "-fPIC", "-fcheck=all", "-g", "-O1", "-std=f2008", "-Wall", "-Werror"]
-    subprocess.run([compiler, *flags, str(SOURCE), "-o", str(folder / "neuralnetwork_kernels.so")], check=True)
+    subprocess.run(
+        [compiler, *flags, str(SOURCE), "-o", str(folder / "neuralnetwork_kernels.so")], check=True
+    )
     old = os.environ.get("AMP_KERNEL_DIR")
     os.environ["AMP_KERNEL_DIR"] = str(folder)
     load_library.cache_clear()
@@ -54,8 +56,12 @@ def fake_fingerprints(atoms: Atoms, rng: np.random.Generator) -> ImageFingerprin
     values = rng.normal(size=(n, width)) * (np.arange(width) < lengths[:, None])
     values[atoms.numbers == 29, 2] = 0.7  # a constant feature: left unscaled
     pairs = np.array([(i, m) for i in range(n) for m in range(n) if i == m or rng.random() < 0.6])
-    derivatives = rng.normal(size=(len(pairs), 3, width)) * (np.arange(width) < lengths[pairs[:, 0], None, None])
-    return ImageFingerprints(atoms.numbers.astype(np.int64), values, lengths, pairs.astype(np.int64), derivatives)
+    derivatives = rng.normal(size=(len(pairs), 3, width)) * (
+        np.arange(width) < lengths[pairs[:, 0], None, None]
+    )
+    return ImageFingerprints(
+        atoms.numbers.astype(np.int64), values, lengths, pairs.astype(np.int64), derivatives
+    )
 
 
 def fake_shard(n_images: int = 4, seed: int = 0):
@@ -242,7 +248,11 @@ def test_bad_input_is_refused():
 
     with pytest.raises(DataError, match="no parameters"):
         compiled_loss_evaluator(
-            arrays, LossSettings(), elements=("Cu", "H"), hiddenlayers=HIDDEN, activation="tanh",
+            arrays,
+            LossSettings(),
+            elements=("Cu", "H"),
+            hiddenlayers=HIDDEN,
+            activation="tanh",
             fprange=fprange_of(prints),
         )
 
@@ -272,4 +282,6 @@ def test_matches_the_numpy_model():
     )(vector)
     for name in ("energy_loss", "force_loss", "energy_maxresid", "force_maxresid"):
         np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-10)
-    np.testing.assert_allclose(got.gradient, expected.gradient, rtol=1e-10, atol=1e-12 * np.abs(expected.gradient).max())
+    np.testing.assert_allclose(
+        got.gradient, expected.gradient, rtol=1e-10, atol=1e-12 * np.abs(expected.gradient).max()
+    )

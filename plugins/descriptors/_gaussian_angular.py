@@ -32,7 +32,7 @@ class Block:
     Attributes:
         vectors: (n_e, 3) float64 r_ij of each entry, Angstrom.
         r: (n_e,) float64 |r_ij|, Angstrom.
-        fc: (n_e,) float64 cutoff value; dfc: (n_e,) its derivative, 1/Angstrom.
+        fc: (n_e,) float64 cutoff value; dfc: (n_e,) its derivative, 1/Angstrom (None for values only).
         species: (n_e,) int64 species index of the neighbour.
         starts: (n_c + 1,) int64; centre c's entries are ``starts[c]:starts[c + 1]``.
         n_species: number of species the descriptor knows.
@@ -41,7 +41,7 @@ class Block:
     vectors: NDArray[np.float64]
     r: NDArray[np.float64]
     fc: NDArray[np.float64]
-    dfc: NDArray[np.float64]
+    dfc: NDArray[np.float64] | None
     species: NDArray[np.int64]
     starts: NDArray[np.int64]
     n_species: int
@@ -69,35 +69,50 @@ class Triplets:
 
     Attributes:
         e1, e2: (n_t,) int64 local entry indices.
-        dot: (n_t,) float64 a . b, Angstrom^2.
         rjk2: (n_t,) float64 |b - a|^2, Angstrom^2.
     """
 
     e1: NDArray[np.int64]
     e2: NDArray[np.int64]
-    dot: NDArray[np.float64]
     rjk2: NDArray[np.float64]
 
 
 def find_triplets(block: Block, rc: float, keep_far: bool) -> Triplets:
-    """Return every neighbour pair of each centre; drop r_jk >= rc unless ``keep_far`` (G5)."""
+    """Return every neighbour pair of each centre; drop r_jk >= rc unless ``keep_far`` (G5).
+
+    One batched matrix product gives all |b - a|^2 at once: with u_j = (a_j, |a_j|^2, 1)
+    and w_k = (-2 a_k, 1, |a_k|^2), u_j . w_k = |a_k - a_j|^2. Padding slots get a huge
+    value so they never pass the cutoff test.
+    """
     counts = np.diff(block.starts)
     n_c = len(counts)
     width = int(counts.max()) if n_c else 0
     rank = np.arange(block.n_entries) - np.repeat(block.starts[:-1], counts)
-    owner = np.repeat(np.arange(n_c), counts)
-    padded = np.zeros((n_c, width, 3))
-    padded[owner, rank] = block.vectors
-    gram = padded @ padded.transpose(0, 2, 1)
-    r2 = np.zeros((n_c, width))
-    r2[owner, rank] = block.r * block.r
-    rjk2 = r2[:, :, None] + r2[:, None, :] - 2.0 * gram
-    mask = np.triu(np.ones((width, width), dtype=bool), 1)[None] & (np.arange(width) < counts[:, None])[:, None, :]
-    if not keep_far:
-        mask &= rjk2 < rc * rc
-    c, j, k = np.nonzero(mask)
-    base = block.starts[c]
-    return Triplets(base + j, base + k, gram[c, j, k], np.maximum(rjk2[c, j, k], 0.0))
+    slot = np.repeat(np.arange(n_c) * width, counts) + rank  # flat (centre, rank) of each entry
+    r2 = block.r * block.r
+    left = np.zeros((n_c * width, 5))
+    right = np.zeros((n_c * width, 5))
+    left[:, 4] = 1.0
+    right[:, 4] = 1e30
+    left[slot, :3] = block.vectors
+    left[slot, 3] = r2
+    right[slot, :3] = -2.0 * block.vectors
+    right[slot, 3] = 1.0
+    right[slot, 4] = r2
+    rjk2 = left.reshape(n_c, width, 5) @ right.reshape(n_c, width, 5).transpose(0, 2, 1)
+    upper = np.triu(np.ones((width, width), dtype=bool), 1)
+    if keep_far:
+        mask = upper & (rjk2 < 1e29)
+    else:
+        mask = upper & (rjk2 < rc * rc)
+    flat = np.flatnonzero(mask)
+    row = flat // width  # centre * width + j
+    centre = row // width
+    entry = np.full(n_c * width, -1, np.int64)
+    entry[slot] = np.arange(block.n_entries)
+    e1 = entry[row]
+    e2 = entry[flat - row * width + centre * width]
+    return Triplets(e1, e2, np.maximum(rjk2.ravel()[flat], 0.0))
 
 
 @dataclass
@@ -116,96 +131,129 @@ class AngularTerms:
     delta: NDArray[np.float64] | None
 
 
-def angular_terms(plan: AngularPlan, block: Block, t: Triplets, cutoff: Cutoff, derivatives: bool) -> AngularTerms:
+def angular_terms(
+    plan: AngularPlan, block: Block, t: Triplets, cutoff: Cutoff, derivatives: bool
+) -> AngularTerms:
     """Evaluate every pair term for each distinct (type, eta, zeta, gamma)."""
     ra, rb = block.r[t.e1], block.r[t.e2]
-    fa, fb = block.fc[t.e1], block.fc[t.e2]
+    ra2, rb2 = ra * ra, rb * rb
     inv_ab = 1.0 / (ra * rb)
-    cos = t.dot * inv_ab
+    cos = (0.5 * inv_ab) * (ra2 + rb2 - t.rjk2)
     n_p, n_t = len(plan.eta), len(ra)
     value = np.empty((n_p, n_t))
     alpha = np.empty((n_p, n_t)) if derivatives else None
     beta = np.empty((n_p, n_t)) if derivatives else None
     delta = np.empty((n_p, n_t)) if derivatives else None
-    rjk = np.sqrt(t.rjk2)
-    fjk, dfjk = cutoff.evaluate(rjk)
-    radial2 = ra * ra + rb * rb
-    shared = {}
+    geometry = _Geometry(block, t, ra, rb, ra2 + rb2, cutoff, derivatives)
+    if derivatives:
+        cos_a, cos_b = cos / ra2, cos / rb2
+    shared: dict[tuple[bool, float], tuple[NDArray[np.float64], ...]] = {}
     for p in range(n_p):
-        g4, eta = bool(plan.g4[p]), float(plan.eta[p])
-        if (g4, eta) not in shared:
-            shared[(g4, eta)] = _radial_part(g4, eta, block, t, radial2, rjk, fa, fb, fjk, dfjk, derivatives)
-        ef, ua, w, ub = shared[(g4, eta)]
+        key = (bool(plan.g4[p]), float(plan.eta[p]))
+        if key not in shared:
+            shared[key] = geometry.radial(*key)
+        ef, ua, w, ub = shared[key]
         zeta, gamma = float(plan.zeta[p]), float(plan.gamma[p])
-        base = 1.0 + gamma * cos
-        power = _power(base, zeta - 1.0)
         prefactor = 2.0 ** (1.0 - zeta)
-        value[p] = prefactor * power * base * ef
+        base = 1.0 + cos if gamma == 1.0 else (1.0 - cos if gamma == -1.0 else 1.0 + gamma * cos)
+        kp = (
+            prefactor if zeta == 1.0 else prefactor * _power(base, zeta - 1.0)
+        )  # K (1 + gamma cos)^(zeta - 1)
+        term = kp * base  # K T
+        np.multiply(term, ef, out=value[p])
         if derivatives:
-            angle = (prefactor * zeta * gamma) * power * ef  # dT/dcos times E F
-            term = prefactor * power * base  # T
-            alpha[p] = angle * (-cos / (ra * ra)) + term * ua  # type: ignore[index]
-            beta[p] = angle * inv_ab + term * w  # type: ignore[index]
-            delta[p] = angle * (-cos / (rb * rb)) + term * ub  # type: ignore[index]
+            angle = (zeta * gamma) * (kp * ef)  # K dT/dcos E F
+            np.subtract(term * ua, angle * cos_a, out=alpha[p])  # type: ignore[index]
+            np.add(term * w, angle * inv_ab, out=beta[p])  # type: ignore[index]
+            np.subtract(term * ub, angle * cos_b, out=delta[p])  # type: ignore[index]
     return AngularTerms(value, alpha, beta, delta)
 
 
-def _power(base: NDArray[np.float64], exponent: float) -> NDArray[np.float64]:
-    if exponent == 0.0:
-        return np.ones_like(base)
+def _power(base: NDArray[np.float64], exponent: float) -> NDArray[np.float64] | float:
     if exponent == 1.0:
         return base
+    if exponent == 2.0:
+        return base * base
     if exponent == 3.0:
         return base * base * base
     return np.power(np.maximum(base, 0.0), exponent)
 
 
-def _radial_part(
-    g4: bool,
-    eta: float,
-    block: Block,
-    t: Triplets,
-    radial2: NDArray[np.float64],
-    rjk: NDArray[np.float64],
-    fa: NDArray[np.float64],
-    fb: NDArray[np.float64],
-    fjk: NDArray[np.float64],
-    dfjk: NDArray[np.float64],
-    derivatives: bool,
-) -> tuple[NDArray[np.float64], ...]:
-    """Return E F and the radial gradient coefficients E dF-style (a-, shared-, b-) terms."""
-    if g4:
-        e = np.exp(-eta * (radial2 + t.rjk2))
-        f = fa * fb * fjk
-    else:
-        e = np.exp(-eta * radial2)
-        f = fa * fb
-    ef = e * f
-    if not derivatives:
-        return ef, ef, ef, ef
-    ra, rb = block.r[t.e1], block.r[t.e2]
-    da = block.dfc[t.e1] * fb / ra  # d fc(a) / da / a, times fc(b)
-    db = fa * block.dfc[t.e2] / rb
-    if g4:
-        da = da * fjk
-        db = db * fjk
-        dc = fa * fb * dfjk / np.where(rjk > 0, rjk, 1.0)
-        ua = e * (-4.0 * eta * f + da + dc)
-        ub = e * (-4.0 * eta * f + db + dc)
-        w = e * (2.0 * eta * f - dc)
-    else:
-        ua = e * (-2.0 * eta * f + da)
-        ub = e * (-2.0 * eta * f + db)
-        w = np.zeros_like(e)
-    return ef, ua, w, ub
+class _Geometry:
+    """Radial factors of the pair terms, shared by parameter sets with one (type, eta)."""
+
+    def __init__(self, block: Block, t: Triplets, ra, rb, radial2, cutoff: Cutoff, derivatives: bool) -> None:  # noqa: ANN001
+        self.derivatives = derivatives
+        self.radial2, self.rjk2 = radial2, t.rjk2
+        fa, fb = block.fc[t.e1], block.fc[t.e2]
+        self.fab = fa * fb
+        rjk = np.sqrt(t.rjk2)
+        self.fjk, dfjk = cutoff.evaluate(rjk, derivatives)
+        if derivatives:
+            self.da = block.dfc[t.e1] * fb / ra  # fc'(a) fc(b) / a
+            self.db = fa * block.dfc[t.e2] / rb  # fc(a) fc'(b) / b
+            self.dc = self.fab * dfjk / np.where(rjk > 0, rjk, 1.0)  # fc(a) fc(b) fc'(c) / c
+
+    def radial(self, g4: bool, eta: float) -> tuple[NDArray[np.float64], ...]:
+        """Return E F and the coefficients ua, w, ub (E times radial gradient terms)."""
+        if g4:
+            e = np.exp(-eta * (self.radial2 + self.rjk2))
+            f = self.fab * self.fjk
+        else:
+            e = np.exp(-eta * self.radial2)
+            f = self.fab
+        ef = e * f
+        if not self.derivatives:
+            return ef, ef, ef, ef
+        if g4:
+            common = -4.0 * eta * f + self.dc
+            ua = e * (common + self.da * self.fjk)
+            ub = e * (common + self.db * self.fjk)
+            w = e * (2.0 * eta * f - self.dc)
+        else:
+            ua = e * (-2.0 * eta * f + self.da)
+            ub = e * (-2.0 * eta * f + self.db)
+            w = np.zeros_like(e)
+        return ef, ua, w, ub
 
 
-def pair_operator(t: Triplets, n_e: int, n_p: int, data: NDArray[np.float64]) -> sp.csr_matrix:
-    """(P n_e, P n_e) block-diagonal CSR; block p has ``data[p]`` at (e1, e2)."""
-    n_t = len(t.e1)
-    indptr = np.empty(n_p * n_e + 1, np.int64)
-    single = np.searchsorted(t.e1, np.arange(n_e))
-    indptr[:-1] = (single[None, :] + n_t * np.arange(n_p)[:, None]).ravel()
-    indptr[-1] = n_p * n_t
-    indices = (t.e2[None, :] + n_e * np.arange(n_p)[:, None]).ravel()
-    return sp.csr_matrix((data.ravel(), indices, indptr), shape=(n_p * n_e, n_p * n_e))
+class PairOperators:
+    """Sparse sums over pairs, split by the partner's species, for all parameter sets at once.
+
+    Entries must be sorted by species within each centre, so that for a fixed e1 the
+    partners e2 > e1 come in species order. With ``data`` of shape (P, n_t):
+
+    * ``rows(data, x)[p, e, Y]`` = sum over pairs (e, e2), species(e2) = Y, of data * x[e2];
+    * ``cols(data, x)[p, e, Y]`` = sum over pairs (e1, e), species(e1) = Y, of data * x[e1];
+
+    where ``x`` is (n_e,) or (n_e, 3); results are (P, n_e, n_species[, 3]).
+    """
+
+    def __init__(self, t: Triplets, species: NDArray[np.int64], n_p: int, n_species: int) -> None:
+        n_e, n_t = len(species), len(t.e1)
+        self.shape = (n_p, n_e, n_species)
+        offsets = np.arange(n_p)[:, None]
+        key = t.e1 * n_species + species[t.e2]  # sorted: entries are in species order per centre
+        single = np.searchsorted(key, np.arange(n_e * n_species))
+        indptr = np.append((single[None, :] + offsets * n_t).ravel(), n_p * n_t)
+        indices = (t.e2[None, :] + offsets * n_e).ravel()
+        size = n_p * n_e
+        self._rows = sp.csr_matrix((np.zeros(n_p * n_t), indices, indptr), shape=(size * n_species, size))
+        first = single[::n_species][None, :] + offsets * n_t
+        indptr = np.append(first.ravel(), n_p * n_t)
+        indices = ((t.e2 * n_species + species[t.e1])[None, :] + offsets * (n_e * n_species)).ravel()
+        self._cols = sp.csr_matrix((np.zeros(n_p * n_t), indices, indptr), shape=(size, size * n_species))
+        self.n_p = n_p
+
+    def rows(self, data: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Sum data * x[e2] into (e1, species(e2)) for every parameter set."""
+        self._rows.data = data.ravel()
+        return np.asarray(self._rows @ self._tile(x)).reshape(self.shape + x.shape[1:])
+
+    def cols(self, data: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Sum data * x[e1] into (e2, species(e1)) for every parameter set."""
+        self._cols.data = data.ravel()
+        return np.asarray(self._cols.T @ self._tile(x)).reshape(self.shape + x.shape[1:])
+
+    def _tile(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.tile(x, (self.n_p,) + (1,) * (x.ndim - 1))

@@ -97,7 +97,7 @@ class FeatureTable:
             e = code[symbol]
             self.counts[e] = len(Gs[symbol])
             for f, feature in enumerate(Gs[symbol]):
-                self._set(e, f, feature, code, symbol)
+                self._set(e, f, feature, code)
         self.code_of_z = np.full(len(chemical_symbols), -1, dtype=np.int64)
         for c, symbol in enumerate(self.symbols[: self.n_centre]):
             self.code_of_z[atomic_numbers[symbol]] = c
@@ -107,12 +107,8 @@ class FeatureTable:
         """Width of the values array: the most features of any element."""
         return int(self.types.shape[1])
 
-    def _set(self, e: int, f: int, feature: Mapping[str, Any], code: dict[str, int], symbol: str) -> None:
-        kind = str(feature.get("type", ""))
-        if kind not in TYPE_CODES:
-            raise ConfigError(
-                f"Gaussian descriptor: feature {f} of {symbol} has type {kind!r}; use one of G2, G4, G5"
-            )
+    def _set(self, e: int, f: int, feature: Mapping[str, Any], code: dict[str, int]) -> None:
+        kind = str(feature["type"])
         self.types[e, f] = TYPE_CODES[kind]
         neighbours = _neighbour_elements(feature)
         self.el1[e, f] = code[neighbours[0]]
@@ -127,11 +123,17 @@ class FeatureTable:
 
 def _neighbour_elements(feature: Mapping[str, Any]) -> list[str]:
     """Return the neighbour element(s) a feature dict names: one for G2, two for G4/G5."""
-    if feature.get("type") == "G2":
+    kind = feature.get("type")
+    if kind not in TYPE_CODES:
+        raise ConfigError(
+            f"Gaussian descriptor: feature {dict(feature)} has type {kind!r}; use one of G2, G4, G5"
+        )
+    if kind == "G2" and "element" in feature:
         return [str(feature["element"])]
-    elements = [str(e) for e in feature["elements"]]
-    if len(elements) != 2:
-        raise ConfigError(f"Gaussian descriptor: {feature} must name exactly two 'elements'")
+    elements = [str(e) for e in feature.get("elements", ())]
+    if kind == "G2" or len(elements) != 2:
+        wanted = "one 'element'" if kind == "G2" else "exactly two 'elements'"
+        raise ConfigError(f"Gaussian descriptor: feature {dict(feature)} must name {wanted}")
     return elements
 
 
@@ -166,10 +168,12 @@ def neighbour_list(atoms: Any, rc: float) -> tuple[NDArray[np.int64], NDArray[np
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
     try:
         i, j, vectors = NeighborList(cutoff=rc, full_list=True).compute(
-            positions, cell, pbc, quantities="ijD", copy=False
+            positions, cell, pbc, quantities="ijD"
         )
     except RuntimeError as error:
-        raise DataError(f"neighbour search failed on this structure (cell {cell.tolist()}): {error}") from error
+        raise DataError(
+            f"neighbour search failed on this structure (cell {cell.tolist()}): {error}"
+        ) from error
     i, j = i.astype(np.int64), j.astype(np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float64)
     if len(i) > 1 and np.any(i[1:] < i[:-1]):
@@ -202,13 +206,24 @@ class CompiledGaussian:
         Gs: Amp's format, ``{symbol: [feature dict, ...]}``; a feature dict is
             ``{'type': 'G2', 'element', 'eta', 'offset'}`` or ``{'type': 'G4' | 'G5',
             'elements': [a, b], 'eta', 'zeta', 'gamma'}``; feature order = list order.
+        elements: optional, as in the ``gaussian`` descriptor's ``todict()``; must name
+            exactly the ``Gs`` keys.
 
     Only the plain parameters are pickled; the library is loaded on first use in each process.
     """
 
-    def __init__(self, cutoff: Mapping[str, Any], Gs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    def __init__(
+        self,
+        cutoff: Mapping[str, Any],
+        Gs: Mapping[str, Sequence[Mapping[str, Any]]],
+        elements: Sequence[str] | None = None,
+    ) -> None:
         self.cutoff = dict(cutoff)
         self.Gs = {str(s): [dict(f) for f in fs] for s, fs in Gs.items()}
+        if elements is not None and sorted(elements) != sorted(self.Gs):
+            raise ConfigError(
+                f"Gaussian descriptor: elements {list(elements)} differ from the Gs keys {list(self.Gs)}"
+            )
         self._cut = _cutoff(self.cutoff)
         self._table = FeatureTable(self.Gs)
         self.elements = self._table.symbols[: self._table.n_centre]

@@ -19,7 +19,7 @@ OVERLAP = 1e-6
 
 @dataclass(frozen=True)
 class Neighbours:
-    """Every (centre, neighbour image) pair within the cutoff, sorted by centre.
+    """Every (centre, neighbour image) pair within the cutoff, grouped by centre.
 
     ``n_entries`` counts the pairs; a neighbour atom appears once per periodic
     image within reach, and a centre's own images are neighbours too.
@@ -51,7 +51,7 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> Neighbours:
     """Return all neighbour images within ``cutoff`` (Angstrom) of every atom.
 
     Periodic directions follow ``atoms.pbc``; positions outside the cell are
-    fine. Entries are sorted by centre, then neighbour index, then shift.
+    fine. Entries are grouped by centre (ascending); their order within a centre is fixed but unspecified.
 
     Raises:
         DataError: non-finite positions or cell, a periodic direction with a
@@ -66,16 +66,16 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> Neighbours:
     n = len(positions)
     if n == 0:
         empty = np.zeros(0, np.int64)
-        return Neighbours(empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(1, np.int64))
+        return Neighbours(
+            empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(1, np.int64)
+        )
     box = cell.copy()
     box[~pbc] = 0.0  # vesin ignores non-periodic directions; a zero vector there is accepted
-    calculator = NeighborList(cutoff=float(cutoff), full_list=True, n_threads=1)
+    calculator = NeighborList(cutoff=float(cutoff), full_list=True, sorted=True, n_threads=1)
     i, j, shift, vectors, distances = calculator.compute(positions, box, [bool(p) for p in pbc], "ijSDd")
     i = i.astype(np.int64)
     j = j.astype(np.int64)
     shift = shift.astype(np.int64)
-    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
-    i, j, shift, vectors, distances = i[order], j[order], shift[order], vectors[order], distances[order]
     keep = distances < cutoff
     if not keep.all():
         i, j, shift, vectors, distances = i[keep], j[keep], shift[keep], vectors[keep], distances[keep]
@@ -90,7 +90,9 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> Neighbours:
     return Neighbours(i, j, shift, np.ascontiguousarray(vectors), distances, starts)
 
 
-def _check_structure(positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]) -> None:
+def _check_structure(
+    positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
+) -> None:
     if not np.isfinite(positions).all():
         bad = int(np.nonzero(~np.isfinite(positions).all(axis=1))[0][0])
         raise DataError(f"atom {bad} has a non-finite position {positions[bad].tolist()}; fix the structure")

@@ -86,17 +86,20 @@ class Cutoff:
             out["gamma"] = self.gamma
         return out
 
-    def evaluate(self, r: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Return fc(r) and dfc/dr (1/Angstrom), each shaped like ``r`` (Angstrom)."""
+    def evaluate(
+        self, r: NDArray[np.float64], derivative: bool = True
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+        """Return fc(r) and (if ``derivative``) dfc/dr in 1/Angstrom, each shaped like ``r`` (Angstrom)."""
         x = np.minimum(r * (1.0 / self.Rc), 1.0)
         if self.name == "Cosine":
             arg = math.pi * x
-            return 0.5 * (np.cos(arg) + 1.0), (-0.5 * math.pi / self.Rc) * np.sin(arg)
+            value = 0.5 * (np.cos(arg) + 1.0)
+            return value, (-0.5 * math.pi / self.Rc) * np.sin(arg) if derivative else None
         g = float(self.gamma)  # type: ignore[arg-type]
         xg1 = x ** (g - 1.0)
         xg = xg1 * x
         value = 1.0 + g * xg * x - (g + 1.0) * xg
-        return value, (g * (g + 1.0) / self.Rc) * xg1 * (x - 1.0)
+        return value, (g * (g + 1.0) / self.Rc) * xg1 * (x - 1.0) if derivative else None
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,9 @@ class SymmetryFunction:
             raise ValueError(f"{where}: expected a dict like {{'type': 'G2', ...}}, got {item!r}")
         kind = item.get("type")
         if kind not in G_TYPES:
-            raise ValueError(f"{where}: unknown symmetry function type {kind!r}; use one of {', '.join(G_TYPES)}")
+            raise ValueError(
+                f"{where}: unknown symmetry function type {kind!r}; use one of {', '.join(G_TYPES)}"
+            )
         allowed = _G2_KEYS if kind == "G2" else _G4_KEYS
         unknown = set(item) - allowed
         missing = allowed - set(item) - {"offset"}

@@ -61,7 +61,9 @@ class AngularPlan:
         """Whether some feature has no fc(r_jk) factor (then no pair may be skipped)."""
         return bool((~self.g4).any())
 
-    def by_element(self, n_species: int) -> list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]]:
+    def by_element(
+        self, n_species: int
+    ) -> list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]]:
         """For each neighbour species X: (features, partner species, params) of pairs containing X."""
         out = []
         for x in range(n_species):
@@ -71,7 +73,9 @@ class AngularPlan:
                     features.append(f)
                     partners.append(b if a == x else a)
                     params.append(p)
-            out.append((np.array(features, np.int64), np.array(partners, np.int64), np.array(params, np.int64)))
+            out.append(
+                (np.array(features, np.int64), np.array(partners, np.int64), np.array(params, np.int64))
+            )
         return out
 
 

@@ -1,9 +1,222 @@
-"""Work in progress: registers nothing yet."""
+"""The ``gaussian`` descriptor: Behler-Parrinello atom-centred symmetry functions, as Amp defines them.
 
-from amp_core import hookimpl
+J. Behler, "Atom-centered symmetry functions for constructing high-dimensional neural
+network potentials", J. Chem. Phys. 134, 074106 (2011); conventions of Amp
+(A. Khorshidi and A. A. Peterson, Comput. Phys. Commun. 207, 310 (2016)):
+
+* G2 (neighbour element X; eta, offset Rs):
+  sum_j exp(-eta (r_ij - Rs)^2 / Rc^2) fc(r_ij).
+* G4 (neighbour elements {A, B}; eta, zeta, gamma): 2^(1 - zeta) times the sum over
+  unordered neighbour pairs (j, k) of (1 + gamma cos theta_ijk)^zeta
+  exp(-eta (r_ij^2 + r_ik^2 + r_jk^2) / Rc^2) fc(r_ij) fc(r_ik) fc(r_jk).
+* G5: G4 without r_jk^2 in the exponent and without fc(r_jk).
+
+Neighbours are all atoms within Rc, periodic images included (also the centre's own
+images). Parameters take Amp's ``Gs`` dictionary verbatim, so Amp settings carry over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from amp_core import DescriptorEntry, hookimpl
+from amp_core.data import ImageFingerprints
+from amp_core.errors import DataError
+from amp_plugins.descriptors._gaussian_params import (
+    Cutoff,
+    SymmetryFunctions,
+    gs_todict,
+    parse_gs,
+)
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from amp_plugins.descriptors._gaussian_plan import ElementPlan
+
+DEFAULT_G2_ETAS = tuple(float(x) for x in np.logspace(np.log10(0.05), np.log10(5.0), num=4))
+"""Amp's default G2 widths (dimensionless; divided by Rc^2 in the exponent)."""
+
+
+def make_default_symmetry_functions(elements: list[str] | tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Return Amp's default ``Gs`` for ``elements`` (in the order given).
+
+    For every centre element: G2 for each eta in logspace(log10 0.05, log10 5, 4) and
+    each neighbour element; then G4 with eta 0.005, zeta 1 and 4, gamma +1 and -1,
+    for each unordered element pair (``elements[i] <= elements[j]`` by position).
+    Two elements give 8 + 12 = 20 features per element.
+
+    Args:
+        elements: chemical symbols, e.g. ``['Cu', 'Pt']``.
+    """
+    elements = list(elements)
+    functions: list[dict[str, Any]] = []
+    for eta in DEFAULT_G2_ETAS:
+        for element in elements:
+            functions.append({"type": "G2", "element": element, "eta": eta, "offset": 0.0})
+    for eta in (0.005,):
+        for zeta in (1.0, 4.0):
+            for gamma in (1.0, -1.0):
+                for i, el1 in enumerate(elements):
+                    for el2 in elements[i:]:
+                        functions.append(
+                            {
+                                "type": "G4",
+                                "elements": sorted([el1, el2]),
+                                "eta": eta,
+                                "zeta": zeta,
+                                "gamma": gamma,
+                            }
+                        )
+    return {element: [dict(f) for f in functions] for element in elements}
+
+
+@dataclass(frozen=True)
+class GaussianParams:
+    """Parameters of the ``gaussian`` descriptor (frozen, hashable).
+
+    Attributes:
+        cutoff: a radius in Angstrom (Cosine cutoff) or a dict ``{'name': 'Cosine' |
+            'Polynomial', 'Rc': ..., 'gamma': ...}`` (Amp 1.0's ``{'name': ...,
+            'kwargs': {...}}`` too); normalised to a :class:`Cutoff`.
+        Gs: Amp's dict ``{centre symbol: [{'type': 'G2', 'element': 'Pt', 'eta': 0.05,
+            'offset': 0.0}, {'type': 'G4', 'elements': ['Cu', 'Pt'], 'eta': 0.005,
+            'zeta': 1.0, 'gamma': -1.0}, ...]}``; a feature's position in an atom's
+            fingerprint is its position in that list. Normalised to nested tuples.
+        elements: symbols; when ``Gs`` is None, Amp's default set for them. After
+            normalisation it is always the tuple of ``Gs`` keys.
+    """
+
+    cutoff: Any = 6.5
+    Gs: Any = None
+    elements: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cutoff", Cutoff.parse(self.cutoff))
+        elements = self.elements
+        if isinstance(elements, str):
+            raise ValueError(f"elements must be a list of symbols such as ['Cu', 'Pt'], got {elements!r}")
+        if self.Gs is None:
+            if not elements:
+                raise ValueError(
+                    "give either Gs (Amp's symmetry-function dict) or elements (for Amp's default set)"
+                )
+            gs = parse_gs(make_default_symmetry_functions(list(elements)))
+        else:
+            gs = parse_gs(self.Gs)
+        keys = tuple(symbol for symbol, _ in gs)
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Gs names an element twice: {keys}")
+        if elements is not None and sorted(elements) != sorted(keys):
+            raise ValueError(f"elements {list(elements)} differ from the elements of Gs {list(keys)}")
+        object.__setattr__(self, "Gs", gs)
+        object.__setattr__(self, "elements", keys)
+
+    def todict(self) -> dict[str, Any]:
+        """Return JSON-serialisable keyword arguments that rebuild these parameters."""
+        return {"cutoff": self.cutoff.todict(), "Gs": gs_todict(self.Gs), "elements": list(self.elements)}
+
+
+class Gaussian:
+    """Gaussian symmetry functions (Behler-Parrinello, Amp's conventions) with analytic derivatives."""
+
+    name = "gaussian"
+    implemented: frozenset[str] = frozenset({"fingerprints", "fingerprint_derivatives"})
+
+    def __init__(self, params: GaussianParams) -> None:
+        from amp_plugins.descriptors._gaussian_plan import make_plan
+
+        self.params = params
+        self.elements: tuple[str, ...] = params.elements
+        gs: SymmetryFunctions = params.Gs
+        referenced = {s for _, functions in gs for g in functions for s in g.elements}
+        self._species = self.elements + tuple(sorted(referenced - set(self.elements)))
+        index = {s: k for k, s in enumerate(self._species)}
+        self._plans: dict[int, ElementPlan] = {
+            index[symbol]: make_plan(functions, self._species, params.cutoff.Rc) for symbol, functions in gs
+        }
+        self._n_features = max(len(functions) for _, functions in gs)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.params == self.params  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.params))
+
+    def __repr__(self) -> str:
+        return f"Gaussian(cutoff={self.params.cutoff.todict()}, elements={list(self.elements)})"
+
+    def n_features(self, symbol: str) -> int:
+        """Return the fingerprint length of atoms of element ``symbol``."""
+        return self._plans[self._species.index(symbol)].n_features
+
+    def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
+        """Fingerprint one structure.
+
+        Args:
+            atoms: the structure (positions in Angstrom; ``pbc`` per axis).
+            derivatives: also return d G_i / d R_m for every (i, m) within the cutoff.
+
+        Returns:
+            per-atom fingerprints (n_atoms, n_features) float64 and, with derivatives,
+            the sparse (i, m) blocks (n_pairs, 3, n_features) in 1/Angstrom.
+
+        Raises:
+            DataError: an element without ``Gs`` entry, overlapping atoms or a bad cell.
+        """
+        from amp_plugins.descriptors._gaussian_kernel import fingerprint
+        from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
+
+        species = self._species_of(atoms)
+        neighbours = neighbour_list(atoms, self.params.cutoff.Rc)
+        out = fingerprint(
+            species,
+            self._plans,
+            len(self._species),
+            self._n_features,
+            neighbours,
+            self.params.cutoff,
+            derivatives,
+        )
+        lengths = np.array([self._plans[int(s)].n_features for s in species], dtype=np.int64)
+        numbers = np.asarray(atoms.numbers, dtype=np.int64).copy()
+        return ImageFingerprints(numbers, out.values, lengths, out.pairs, out.derivatives)
+
+    def cost(self, atoms: Atoms) -> float:
+        """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""
+        from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
+
+        counts = neighbour_list(atoms, self.params.cutoff.Rc).counts.astype(np.float64)
+        return float(len(atoms) + counts.sum() + 0.5 * (counts * counts).sum())
+
+    def todict(self) -> dict[str, Any]:
+        """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``Gs``, ``elements``."""
+        return self.params.todict()
+
+    def _species_of(self, atoms: Atoms) -> np.ndarray:
+        symbols = atoms.get_chemical_symbols()
+        index = {s: k for k, s in enumerate(self.elements)}
+        unknown = sorted(set(symbols) - set(index))
+        if unknown:
+            raise DataError(
+                f"the structure ({atoms.get_chemical_formula()}) contains {', '.join(unknown)}, which the "
+                f"gaussian descriptor has no symmetry functions for (Gs covers: {', '.join(self.elements)}); "
+                "add them to Gs or elements"
+            )
+        return np.array([index[s] for s in symbols], dtype=np.int64)
 
 
 @hookimpl
-def amp_descriptors() -> list[object]:
-    """Register nothing until the plugin is complete."""
-    return []
+def amp_descriptors() -> list[DescriptorEntry]:
+    """Register ``gaussian``."""
+    return [
+        DescriptorEntry(
+            name="gaussian",
+            params=GaussianParams,
+            factory=Gaussian,
+            summary="Behler-Parrinello Gaussian symmetry functions (Amp's G2/G4/G5), analytic derivatives.",
+        )
+    ]

@@ -37,21 +37,42 @@ module amp_gaussian_kernels
     integer :: igam
   end type cutoff_t
 
-  ! Feature groups: the columns of a centre element's features that one neighbour
-  ! (radial) or one unordered neighbour pair (angular) contributes to, in CSR form.
+  ! Feature groups: the features of a centre element that one neighbour (radial) or one
+  ! unordered neighbour pair (angular) contributes to, in CSR form (members ptr(id) ..
+  ! ptr(id+1)-1), with each member's column and parameters copied in member order.
   type :: groups_t
     integer :: ne, base4, base5
-    integer, allocatable :: ptr(:), col(:), izeta(:, :)
-    real(dp), allocatable :: pref(:, :)
+    integer, allocatable :: ptr(:), col(:), izeta(:)
+    real(dp), allocatable :: eta(:), offset(:), zeta(:), gam(:), pref(:)
   end type groups_t
 
-  ! One centre's neighbours (gathered from the list): vectors, 1/r, r^2, cutoff values.
+  ! One centre's neighbours (gathered from the list): vectors, 1/r, r^2, cutoff values,
+  ! element and derivative block; d(:, :, n) accumulates d values / d (R_n - R_centre).
   type :: shell_t
     integer :: n
-    real(dp), allocatable :: x(:, :), r(:), inv_r(:), r2(:), fc(:), dfc(:)
-    integer, allocatable :: el(:)
+    real(dp), allocatable :: x(:, :), r(:), inv_r(:), r2(:), fc(:), dfc(:), d(:, :, :)
+    integer, allocatable :: el(:), seg(:)
     integer(ik), allocatable :: slot(:)
   end type shell_t
+
+  ! Neighbour pairs (j, k) of one centre sharing j and the element of k, with their
+  ! shared factors (see collect) and per-feature terms (see add_batch).
+  type :: batch_t
+    integer :: n
+    integer, allocatable :: k(:)
+    real(dp), allocatable :: rjk(:), c(:), c_k(:), c_a(:), sr(:), fcut(:), dij(:), dik(:), djk(:)
+    real(dp), allocatable :: ex(:), a(:), a_jj(:), a_jk(:), a_kk(:)
+  end type batch_t
+
+  ! Taylor coefficients of sin v (v^3 .. v^15) and cos v (v^2 .. v^16), |v| <= pi/4.
+  real(dp), parameter :: sin_c(7) = [ &
+    -1.66666666666666657e-01_dp, 8.33333333333333322e-03_dp, -1.98412698412698413e-04_dp, &
+    2.75573192239858925e-06_dp, -2.50521083854417202e-08_dp, 1.60590438368216133e-10_dp, &
+    -7.64716373181981641e-13_dp]
+  real(dp), parameter :: cos_c(8) = [ &
+    -5.00000000000000000e-01_dp, 4.16666666666666644e-02_dp, -1.38888888888888894e-03_dp, &
+    2.48015873015873016e-05_dp, -2.75573192239858883e-07_dp, 2.08767569878681002e-09_dp, &
+    -1.14707455977297245e-11_dp, 4.77947733238738525e-14_dp]
 
 contains
 
@@ -93,6 +114,7 @@ contains
     type(cutoff_t) :: cut
     type(groups_t) :: groups
     type(shell_t) :: shell
+    type(batch_t) :: batch
     logical :: deriv
     integer(ik) :: i
 
@@ -105,8 +127,9 @@ contains
     if (status == 0) status = make_cutoff(cut_kind, rc, cut_gamma, cut)
     if (status /= 0) return
 
-    status = build_groups(int(n_el), int(nf_max), nf, ftype, fel1, fel2, fzeta, groups)
-    if (status == 0) status = allocate_shell(largest_shell(n_atoms, first), shell)
+    status = build_groups(int(n_el), int(nf_max), nf, ftype, fel1, fel2, feta, fzeta, fgamma, foffset, groups)
+    if (status == 0) status = allocate_shell(largest_shell(n_atoms, first), int(nf_max), int(n_el), &
+                                             deriv, shell, batch)
     if (status /= 0) return
     values = 0
     if (deriv) derivs = 0
@@ -114,10 +137,9 @@ contains
       status = gather_shell(cut, first(i) + 1, first(i + 1), nb_vec, nb_atom, atom_el, nb_slot, &
                             deriv, shell, bad_index)
       if (status /= 0) return
-      call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, feta, foffset, deriv, &
-                  centre_slot(i) + 1, values(:, i), derivs)
-      call angular(int(atom_el(i)) + 1, shell, groups, cut, feta, fzeta, fgamma, deriv, &
-                   centre_slot(i) + 1, values(:, i), derivs)
+      call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, deriv, values(:, i))
+      call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
+      if (deriv) call scatter(shell, centre_slot(i) + 1, derivs)
     end do
   end function amp_gaussian_fingerprints
 
@@ -244,25 +266,57 @@ contains
     type(cutoff_t), intent(in) :: cut
     real(dp), intent(in) :: r
     real(dp), intent(out) :: fc, dfc
-    real(dp) :: x, xg1, xg
     fc = 0
     dfc = 0
     if (r >= cut%rc) return
-    x = r / cut%rc
     if (cut%kind == cut_cosine) then
-      fc = 0.5_dp * (cos(pi * x) + 1)
-      dfc = -0.5_dp * pi / cut%rc * sin(pi * x)
+      call cosine_cutoff(r, cut%rc, fc, dfc)
     else
-      if (cut%igam > 0) then
-        xg1 = int_power(x, cut%igam - 1)
-      else
-        xg1 = x**(cut%gam - 1)
-      end if
-      xg = xg1 * x
-      fc = 1 + cut%gam * xg * x - (cut%gam + 1) * xg
-      dfc = cut%gam * (cut%gam + 1) * (xg - xg1) / cut%rc
+      call polynomial_cutoff(cut, r, fc, dfc)
     end if
   end subroutine cutoff_value
+
+  !> Cosine cutoff 0.5 (cos(pi r / Rc) + 1) = cos(phi)^2, phi = pi r / (2 Rc), for 0 <= r < Rc.
+  !> With v = phi - pi/4 in [-pi/4, pi/4): cos(phi) = (cos v - sin v) / sqrt(2) and
+  !> sin(2 phi) = cos v^2 - sin v^2, from Taylor series (truncation error below 1e-16);
+  !> branch-free, vectorisable and without the cancellation of 1 + cos near Rc.
+  pure subroutine cosine_cutoff(r, rc, fc, dfc)
+    real(dp), intent(in) :: r, rc
+    real(dp), intent(out) :: fc, dfc
+    real(dp) :: v, v2, sin_v, cos_v
+    integer :: n
+    v = (0.5_dp * pi) * (r / rc) - 0.25_dp * pi
+    v2 = v * v
+    sin_v = sin_c(size(sin_c))
+    cos_v = cos_c(size(cos_c))
+    do n = size(sin_c) - 1, 1, -1
+      sin_v = sin_c(n) + v2 * sin_v
+    end do
+    do n = size(cos_c) - 1, 1, -1
+      cos_v = cos_c(n) + v2 * cos_v
+    end do
+    sin_v = v + v * v2 * sin_v
+    cos_v = 1 + v2 * cos_v
+    fc = 0.5_dp * (cos_v - sin_v)**2
+    dfc = -0.5_dp * pi / rc * (cos_v - sin_v) * (cos_v + sin_v)
+  end subroutine cosine_cutoff
+
+  !> Polynomial cutoff 1 + g x^(g+1) - (g+1) x^g, x = r / Rc < 1.
+  pure subroutine polynomial_cutoff(cut, r, fc, dfc)
+    type(cutoff_t), intent(in) :: cut
+    real(dp), intent(in) :: r
+    real(dp), intent(out) :: fc, dfc
+    real(dp) :: x, xg1, xg
+    x = r / cut%rc
+    if (cut%igam > 0) then
+      xg1 = int_power(x, cut%igam - 1)
+    else
+      xg1 = x**(cut%gam - 1)
+    end if
+    xg = xg1 * x
+    fc = 1 + cut%gam * xg * x - (cut%gam + 1) * xg
+    dfc = cut%gam * (cut%gam + 1) * (xg - xg1) / cut%rc
+  end subroutine polynomial_cutoff
 
   pure real(dp) function int_power(x, n) result(p)
     real(dp), intent(in) :: x
@@ -276,54 +330,70 @@ contains
 
   ! ---------------------------------------------------------------- feature groups
 
-  !> Group feature columns by (centre element, neighbour element) for G2 and by
-  !> (centre element, unordered neighbour-element pair) for G4 and G5.
-  integer(ik) function build_groups(ne, nf_max, nf, ftype, fel1, fel2, fzeta, g) result(status)
+  !> Group the features by (centre element, neighbour element) for G2 and by (centre
+  !> element, unordered neighbour-element pair) for G4 and G5; copy their parameters.
+  integer(ik) function build_groups(ne, nf_max, nf, ftype, fel1, fel2, feta, fzeta, fgamma, foffset, g) &
+    result(status)
     integer, intent(in) :: ne, nf_max
     integer(ik), intent(in) :: nf(ne), ftype(nf_max, ne), fel1(nf_max, ne), fel2(nf_max, ne)
-    real(dp), intent(in) :: fzeta(nf_max, ne)
+    real(dp), intent(in) :: feta(nf_max, ne), fzeta(nf_max, ne), fgamma(nf_max, ne), foffset(nf_max, ne)
     type(groups_t), intent(out) :: g
-    integer :: e, f, id, pass, n_groups, stat
+    integer :: e, f, id, m, n_groups, n_members, stat
     integer, allocatable :: fill(:)
 
     g%ne = ne
     g%base4 = ne * ne
     g%base5 = ne * ne + ne * ne * ne
     n_groups = ne * ne + 2 * ne * ne * ne
+    n_members = max(1, int(sum(nf)))
     status = err_memory
-    allocate (g%ptr(n_groups + 1), fill(n_groups), g%col(max(1, sum(int(nf)))), stat=stat)
+    allocate (g%ptr(n_groups + 1), fill(n_groups), g%col(n_members), g%izeta(n_members), stat=stat)
     if (stat /= 0) return
-    allocate (g%izeta(max(1, nf_max), ne), g%pref(max(1, nf_max), ne), stat=stat)
+    allocate (g%eta(n_members), g%offset(n_members), g%zeta(n_members), g%gam(n_members), &
+              g%pref(n_members), stat=stat)
     if (stat /= 0) return
     status = 0
-    g%izeta = 0
-    g%pref = 0
-    do pass = 1, 2
-      fill = 0
-      do e = 1, ne
-        do f = 1, int(nf(e))
-          id = group_of(g, e, int(ftype(f, e)), int(fel1(f, e)) + 1, int(fel2(f, e)) + 1)
-          fill(id) = fill(id) + 1
-          if (pass == 2) g%col(g%ptr(id) + fill(id) - 1) = f
-        end do
-      end do
-      if (pass == 1) then
-        g%ptr(1) = 1
-        do id = 1, n_groups
-          g%ptr(id + 1) = g%ptr(id) + fill(id)
-        end do
-      end if
-    end do
+    fill = 0
     do e = 1, ne
       do f = 1, int(nf(e))
-        if (ftype(f, e) == 2) cycle
-        g%pref(f, e) = 2.0_dp**(1 - fzeta(f, e))
-        if (fzeta(f, e) >= 1 .and. fzeta(f, e) <= 64) then
-          if (fzeta(f, e) == real(nint(fzeta(f, e)), dp)) g%izeta(f, e) = nint(fzeta(f, e))
-        end if
+        id = group_of(g, e, int(ftype(f, e)), int(fel1(f, e)) + 1, int(fel2(f, e)) + 1)
+        fill(id) = fill(id) + 1
+      end do
+    end do
+    g%ptr(1) = 1
+    do id = 1, n_groups
+      g%ptr(id + 1) = g%ptr(id) + fill(id)
+    end do
+    fill = 0
+    do e = 1, ne
+      do f = 1, int(nf(e))
+        id = group_of(g, e, int(ftype(f, e)), int(fel1(f, e)) + 1, int(fel2(f, e)) + 1)
+        m = g%ptr(id) + fill(id)
+        fill(id) = fill(id) + 1
+        call set_member(g, m, f, feta(f, e), foffset(f, e), fzeta(f, e), fgamma(f, e), ftype(f, e) == 2)
       end do
     end do
   end function build_groups
+
+  !> Copy one feature's parameters into group member m (prefactor 2^(1-zeta), integer zeta).
+  subroutine set_member(g, m, f, eta, offset, zeta, gam, radial_feature)
+    type(groups_t), intent(inout) :: g
+    integer, intent(in) :: m, f
+    real(dp), intent(in) :: eta, offset, zeta, gam
+    logical, intent(in) :: radial_feature
+    g%col(m) = f
+    g%eta(m) = eta
+    g%offset(m) = offset
+    g%zeta(m) = zeta
+    g%gam(m) = gam
+    g%pref(m) = 0
+    g%izeta(m) = 0
+    if (radial_feature) return
+    g%pref(m) = 2.0_dp**(1 - zeta)
+    if (zeta >= 1 .and. zeta <= 64) then
+      if (zeta == real(nint(zeta), dp)) g%izeta(m) = nint(zeta)
+    end if
+  end subroutine set_member
 
   !> Group id of a feature of centre element e (type 2: neighbour a; 4/5: pair {a, b}).
   pure integer function group_of(g, e, ftype, a, b) result(id)
@@ -349,17 +419,27 @@ contains
     end do
   end function largest_shell
 
-  integer(ik) function allocate_shell(n_max, s) result(status)
-    integer, intent(in) :: n_max
+  integer(ik) function allocate_shell(n_max, nf_max, ne, deriv, s, p) result(status)
+    integer, intent(in) :: n_max, nf_max, ne
+    logical, intent(in) :: deriv
     type(shell_t), intent(out) :: s
+    type(batch_t), intent(out) :: p
     integer :: n, stat
     n = max(1, n_max)
-    allocate (s%x(3, n), s%r(n), s%inv_r(n), s%r2(n), s%fc(n), s%dfc(n), s%el(n), s%slot(n), stat=stat)
-    status = merge(0_ik, err_memory, stat == 0)
+    status = err_memory
+    allocate (s%x(3, n), s%r(n), s%inv_r(n), s%r2(n), s%fc(n), s%dfc(n), s%el(n), s%slot(n), &
+              s%seg(ne + 1), s%d(max(1, nf_max), 3, merge(n, 1, deriv)), stat=stat)
+    if (stat /= 0) return
+    allocate (p%k(n + 1), p%rjk(n + 1), p%c(n), p%c_k(n), p%c_a(n), p%sr(n), p%fcut(n), p%dij(n), p%dik(n), &
+              p%djk(n), p%ex(n), p%a(n), p%a_jj(n), p%a_jk(n), p%a_kk(n), stat=stat)
+    if (stat /= 0) return
+    status = 0
     s%n = 0
+    p%n = 0
   end function allocate_shell
 
-  !> Copy centre entries lo..hi (1-based) into the shell; precompute r, 1/r, fc, dfc.
+  !> Copy centre entries lo..hi (1-based) into the shell sorted by element (stable), so
+  !> entries seg(b) .. seg(b+1)-1 have element b; precompute r, 1/r, fc, dfc.
   integer(ik) function gather_shell(cut, lo, hi, nb_vec, nb_atom, atom_el, nb_slot, deriv, s, bad) &
     result(status)
     type(cutoff_t), intent(in) :: cut
@@ -369,11 +449,23 @@ contains
     type(shell_t), intent(inout) :: s
     integer(ik), intent(inout) :: bad
     integer(ik) :: q
-    integer :: n
+    integer :: n, b
     status = 0
     s%n = int(hi - lo + 1)
+    s%seg = 0
     do q = lo, hi
-      n = int(q - lo + 1)
+      b = int(atom_el(nb_atom(q) + 1)) + 1
+      s%seg(b + 1) = s%seg(b + 1) + 1
+    end do
+    s%seg(1) = 1
+    do b = 2, size(s%seg)
+      s%seg(b) = s%seg(b) + s%seg(b - 1)
+    end do
+    do q = lo, hi
+      b = int(atom_el(nb_atom(q) + 1)) + 1
+      n = s%seg(b)
+      s%seg(b) = n + 1
+      s%el(n) = b
       s%x(:, n) = nb_vec(:, q)
       s%r2(n) = s%x(1, n)**2 + s%x(2, n)**2 + s%x(3, n)**2
       if (.not. (s%r2(n) > 0)) then
@@ -384,149 +476,196 @@ contains
       s%r(n) = sqrt(s%r2(n))
       s%inv_r(n) = 1 / s%r(n)
       call cutoff_value(cut, s%r(n), s%fc(n), s%dfc(n))
-      s%el(n) = int(atom_el(nb_atom(q) + 1)) + 1
       if (deriv) s%slot(n) = nb_slot(q) + 1
     end do
+    do b = size(s%seg), 2, -1
+      s%seg(b) = s%seg(b - 1)
+    end do
+    s%seg(1) = 1
+    if (deriv) s%d(:, :, :s%n) = 0
   end function gather_shell
 
-  !> Add every G2 term of one centre: exp(-eta (r - Rs)^2 / Rc^2) fc(r).
-  subroutine radial(e, s, g, rc, feta, foffset, deriv, cslot, val, derivs)
-    integer, intent(in) :: e
+  !> Add the shell's derivatives to the blocks: neighbour entry n to its block, minus all of
+  !> them to the centre's own block (every term depends on positions only through R_n - R_i).
+  subroutine scatter(s, cslot, derivs)
     type(shell_t), intent(in) :: s
-    type(groups_t), intent(in) :: g
-    real(dp), intent(in) :: rc, feta(:, :), foffset(:, :)
-    logical, intent(in) :: deriv
     integer(ik), intent(in) :: cslot
-    real(dp), intent(inout) :: val(:), derivs(:, :, :)
+    real(dp), intent(inout) :: derivs(:, :, :)
+    integer :: n
+    do n = 1, s%n
+      derivs(:, :, s%slot(n)) = derivs(:, :, s%slot(n)) + s%d(:, :, n)
+      derivs(:, :, cslot) = derivs(:, :, cslot) - s%d(:, :, n)
+    end do
+  end subroutine scatter
+
+  !> Add every G2 term of one centre: exp(-eta (r - Rs)^2 / Rc^2) fc(r).
+  subroutine radial(e, s, g, rc, deriv, val)
+    integer, intent(in) :: e
+    type(shell_t), intent(inout) :: s
+    type(groups_t), intent(in) :: g
+    real(dp), intent(in) :: rc
+    logical, intent(in) :: deriv
+    real(dp), intent(inout) :: val(:)
     integer :: n, id, m, f
-    real(dp) :: inv_rc2, d, ex, dgdr, gv(3)
+    real(dp) :: inv_rc2, d, ex, dgdr
     inv_rc2 = 1 / rc**2
     do n = 1, s%n
       if (s%fc(n) == 0 .and. s%dfc(n) == 0) cycle
       id = (e - 1) * g%ne + s%el(n)
       do m = g%ptr(id), g%ptr(id + 1) - 1
         f = g%col(m)
-        d = s%r(n) - foffset(f, e)
-        ex = exp(-feta(f, e) * d * d * inv_rc2)
+        d = s%r(n) - g%offset(m)
+        ex = exp(-g%eta(m) * d * d * inv_rc2)
         val(f) = val(f) + ex * s%fc(n)
         if (.not. deriv) cycle
-        dgdr = ex * (s%dfc(n) - 2 * feta(f, e) * d * inv_rc2 * s%fc(n))
-        gv = (dgdr * s%inv_r(n)) * s%x(:, n)
-        derivs(f, :, s%slot(n)) = derivs(f, :, s%slot(n)) + gv
-        derivs(f, :, cslot) = derivs(f, :, cslot) - gv
+        dgdr = ex * (s%dfc(n) - 2 * g%eta(m) * d * inv_rc2 * s%fc(n))
+        s%d(f, :, n) = s%d(f, :, n) + (dgdr * s%inv_r(n)) * s%x(:, n)
       end do
     end do
   end subroutine radial
 
-  !> Add every G4 and G5 term of one centre, one unordered neighbour pair (j < k) at a time.
-  !> G4 skips pairs with r_jk >= Rc (their fc(r_jk) is 0); G5 does not depend on r_jk.
-  subroutine angular(e, s, g, cut, feta, fzeta, fgamma, deriv, cslot, val, derivs)
+  !> Add every G4 and G5 term of one centre. For each neighbour j and each element b of
+  !> the neighbours k > j (the shell is sorted by element, so they are contiguous), the
+  !> pairs (j, k) share one feature group: their shared factors are computed into the
+  !> batch once, then each feature loops over the batch.
+  subroutine angular(e, s, g, cut, deriv, val, p)
     integer, intent(in) :: e
-    type(shell_t), intent(in) :: s
+    type(shell_t), intent(inout) :: s
     type(groups_t), intent(in) :: g
     type(cutoff_t), intent(in) :: cut
-    real(dp), intent(in) :: feta(:, :), fzeta(:, :), fgamma(:, :)
     logical, intent(in) :: deriv
-    integer(ik), intent(in) :: cslot
-    real(dp), intent(inout) :: val(:), derivs(:, :, :)
-    integer :: j, k, pair, lo4, hi4, lo5, hi5
-    real(dp) :: rc2, xjk(3), rjk2, rjk, fjk, dfjk, c
-    rc2 = cut%rc**2
+    real(dp), intent(inout) :: val(:)
+    type(batch_t), intent(inout) :: p
+    integer :: j, b, k0, k1, pair, lo, hi
+    logical :: g4
     do j = 1, s%n - 1
       if (s%fc(j) == 0) cycle
-      do k = j + 1, s%n
-        if (s%fc(k) == 0) cycle
-        pair = ((e - 1) * g%ne + min(s%el(j), s%el(k)) - 1) * g%ne + max(s%el(j), s%el(k))
-        lo5 = g%ptr(g%base5 + pair)
-        hi5 = g%ptr(g%base5 + pair + 1) - 1
-        lo4 = g%ptr(g%base4 + pair)
-        hi4 = g%ptr(g%base4 + pair + 1) - 1
-        xjk = s%x(:, k) - s%x(:, j)
-        rjk2 = xjk(1)**2 + xjk(2)**2 + xjk(3)**2
-        if (rjk2 >= rc2) hi4 = lo4 - 1
-        if (hi4 < lo4 .and. hi5 < lo5) cycle
-        c = (s%x(1, j) * s%x(1, k) + s%x(2, j) * s%x(2, k) + s%x(3, j) * s%x(3, k)) &
-            * s%inv_r(j) * s%inv_r(k)
-        if (hi4 >= lo4) then
-          rjk = sqrt(rjk2)
-          call cutoff_value(cut, rjk, fjk, dfjk)
-          call triplet(.true., lo4, hi4, e, j, k, c, rjk, fjk, dfjk, s, g, rc2, feta, fzeta, fgamma, &
-                       deriv, cslot, val, derivs)
-        end if
-        if (hi5 >= lo5) then
-          call triplet(.false., lo5, hi5, e, j, k, c, 1.0_dp, 1.0_dp, 0.0_dp, s, g, rc2, feta, fzeta, &
-                       fgamma, deriv, cslot, val, derivs)
-        end if
+      do b = 1, g%ne
+        k0 = max(j + 1, s%seg(b))
+        k1 = s%seg(b + 1) - 1
+        if (k1 < k0) cycle
+        pair = ((e - 1) * g%ne + min(s%el(j), b) - 1) * g%ne + max(s%el(j), b)
+        do lo = 4, 5
+          g4 = lo == 4
+          hi = merge(g%base4, g%base5, g4) + pair
+          if (g%ptr(hi + 1) == g%ptr(hi)) cycle
+          call collect(g4, j, k0, k1, s, cut, p)
+          if (p%n > 0) call add_batch(g4, g%ptr(hi), g%ptr(hi + 1) - 1, j, s, g, cut%rc**2, deriv, val, p)
+        end do
       end do
     end do
   end subroutine angular
 
-  !> Add the terms of neighbours j, k (shell slots) to the G4 (g4) or G5 features in
-  !> group columns lo..hi. The gradient with respect to R_ij = R_j - R_i is
-  !> a_jj R_ij + a_jk R_ik, with respect to R_ik it is a_jk R_ij + a_kk R_ik, and the
-  !> centre moves by minus their sum (translation invariance).
-  subroutine triplet(g4, lo, hi, e, j, k, c, rjk, fjk, dfjk, s, g, rc2, feta, fzeta, fgamma, &
-                     deriv, cslot, val, derivs)
-    logical, intent(in) :: g4, deriv
-    integer, intent(in) :: lo, hi, e, j, k
-    real(dp), intent(in) :: c, rjk, fjk, dfjk, rc2, feta(:, :), fzeta(:, :), fgamma(:, :)
+  !> Fill the batch with the pairs (j, k), k0 <= k <= k1, that contribute (for G4 only those
+  !> with r_jk < Rc) and their shared factors: cos(theta), cutoff product and its scaled
+  !> derivatives, sum of squared distances, coefficients of d cos.
+  subroutine collect(g4, j, k0, k1, s, cut, p)
+    logical, intent(in) :: g4
+    integer, intent(in) :: j, k0, k1
     type(shell_t), intent(in) :: s
-    type(groups_t), intent(in) :: g
-    integer(ik), intent(in) :: cslot
-    real(dp), intent(inout) :: val(:), derivs(:, :, :)
-    integer :: m, f
-    real(dp) :: fcut, dij, dik, djk, sum_r2, h_jj, h_jk, c_a, c_j, c_k
-    real(dp) :: eta_last, ex, t, tz1, w, a, q, ah, a_jj, a_jk, a_kk, gj(3), gk(3)
+    type(cutoff_t), intent(in) :: cut
+    type(batch_t), intent(inout) :: p
+    integer :: k, q
+    real(dp) :: rc2, xjk(3), rjk2, fjk, dfjk
+    rc2 = cut%rc**2
+    q = 1
+    do k = k0, k1  ! branch-free compaction: the r_jk test is unpredictable
+      xjk = s%x(:, k) - s%x(:, j)
+      rjk2 = xjk(1)**2 + xjk(2)**2 + xjk(3)**2
+      p%k(q) = k
+      p%rjk(q) = rjk2
+      q = q + merge(1, 0, s%fc(k) /= 0 .and. (rjk2 < rc2 .or. .not. g4))
+    end do
+    p%n = q - 1
+    do q = 1, p%n
+      k = p%k(q)
+      p%c(q) = (s%x(1, j) * s%x(1, k) + s%x(2, j) * s%x(2, k) + s%x(3, j) * s%x(3, k)) &
+               * s%inv_r(j) * s%inv_r(k)
+      p%c(q) = max(-1.0_dp, min(1.0_dp, p%c(q)))  ! collinear images: keep 1 + gamma cos >= 0
+      p%c_k(q) = -p%c(q) * s%inv_r(k)**2
+      p%c_a(q) = s%inv_r(j) * s%inv_r(k)
+      p%sr(q) = s%r2(j) + s%r2(k)
+      p%fcut(q) = s%fc(j) * s%fc(k)
+      p%dij(q) = s%dfc(j) * s%fc(k) * s%inv_r(j)
+      p%dik(q) = s%fc(j) * s%dfc(k) * s%inv_r(k)
+      p%djk(q) = 0
+    end do
+    if (.not. g4) return
+    do q = 1, p%n
+      p%sr(q) = p%sr(q) + p%rjk(q)
+      p%rjk(q) = sqrt(p%rjk(q))
+      if (cut%kind == cut_cosine) then
+        call cosine_cutoff(p%rjk(q), cut%rc, fjk, dfjk)
+      else
+        call polynomial_cutoff(cut, p%rjk(q), fjk, dfjk)
+      end if
+      p%djk(q) = p%fcut(q) * dfjk / p%rjk(q)
+      p%fcut(q) = p%fcut(q) * fjk
+      p%dij(q) = p%dij(q) * fjk
+      p%dik(q) = p%dik(q) * fjk
+    end do
+  end subroutine collect
 
-    if (g4) then
-      fcut = s%fc(j) * s%fc(k) * fjk
-      dij = s%dfc(j) * s%fc(k) * fjk * s%inv_r(j)
-      dik = s%fc(j) * s%dfc(k) * fjk * s%inv_r(k)
-      djk = s%fc(j) * s%fc(k) * dfjk / rjk
-      sum_r2 = s%r2(j) + s%r2(k) + rjk * rjk
-      h_jj = 2
-      h_jk = -1
-    else
-      fcut = s%fc(j) * s%fc(k)
-      dij = s%dfc(j) * s%fc(k) * s%inv_r(j)
-      dik = s%fc(j) * s%dfc(k) * s%inv_r(k)
-      djk = 0
-      sum_r2 = s%r2(j) + s%r2(k)
-      h_jj = 1
-      h_jk = 0
-    end if
-    c_a = s%inv_r(j) * s%inv_r(k)
-    c_j = -c * s%inv_r(j)**2
-    c_k = -c * s%inv_r(k)**2
+  !> Add the batch's terms to group members lo..hi (2^(1-zeta) (1 + gamma cos)^zeta
+  !> exp(-eta sum r^2 / Rc^2) times the cutoffs). The gradient with respect to
+  !> R_ij = R_j - R_i is a_jj R_ij + a_jk R_ik, with respect to R_ik a_jk R_ij + a_kk R_ik.
+  subroutine add_batch(g4, lo, hi, j, s, g, rc2, deriv, val, p)
+    logical, intent(in) :: g4
+    integer, intent(in) :: lo, hi, j
+    type(shell_t), intent(inout) :: s
+    type(groups_t), intent(in) :: g
+    real(dp), intent(in) :: rc2
+    logical, intent(in) :: deriv
+    real(dp), intent(inout) :: val(:)
+    type(batch_t), intent(inout) :: p
+    integer :: m, f, q, k
+    real(dp) :: eta_last, h_jj, h_jk, c_j, pref, zeta, gam, h, t, tz1, w, qq, ah, sum_a, sum_jj, cross(3)
+    h_jj = merge(2, 1, g4)
+    h_jk = merge(-1, 0, g4)
     eta_last = -huge(1.0_dp)
-    ex = 0
+    c_j = -s%inv_r(j)**2
     do m = lo, hi
       f = g%col(m)
-      if (feta(f, e) /= eta_last) then
-        eta_last = feta(f, e)
-        ex = exp(-eta_last * sum_r2 / rc2)
+      if (g%eta(m) /= eta_last) then
+        eta_last = g%eta(m)
+        p%ex(:p%n) = exp(-eta_last * p%sr(:p%n) / rc2)
       end if
-      t = 1 + fgamma(f, e) * c
-      if (g%izeta(f, e) > 0) then
-        tz1 = int_power(t, g%izeta(f, e) - 1)
-      else
-        tz1 = t**(fzeta(f, e) - 1)
-      end if
-      w = g%pref(f, e) * tz1 * t * ex
-      a = w * fcut
-      val(f) = val(f) + a
+      pref = g%pref(m)
+      zeta = g%zeta(m)
+      gam = g%gam(m)
+      h = -2 * g%eta(m) / rc2
+      do q = 1, p%n
+        t = 1 + gam * p%c(q)
+        if (g%izeta(m) > 0) then
+          tz1 = int_power(t, g%izeta(m) - 1)
+        else
+          tz1 = t**(zeta - 1)
+        end if
+        w = pref * tz1 * t * p%ex(q)
+        p%a(q) = w * p%fcut(q)
+        if (.not. deriv) cycle
+        qq = pref * zeta * gam * tz1 * p%ex(q) * p%fcut(q)
+        ah = h * p%a(q)
+        p%a_jj(q) = qq * c_j * p%c(q) + h_jj * ah + w * (p%dij(q) + p%djk(q))
+        p%a_jk(q) = qq * p%c_a(q) + h_jk * ah - w * p%djk(q)
+        p%a_kk(q) = qq * p%c_k(q) + h_jj * ah + w * (p%dik(q) + p%djk(q))
+      end do
+      sum_a = 0
+      do q = 1, p%n
+        sum_a = sum_a + p%a(q)
+      end do
+      val(f) = val(f) + sum_a
       if (.not. deriv) cycle
-      q = g%pref(f, e) * fzeta(f, e) * fgamma(f, e) * tz1 * ex * fcut
-      ah = -2 * feta(f, e) / rc2 * a
-      a_jj = q * c_j + h_jj * ah + w * (dij + djk)
-      a_jk = q * c_a + h_jk * ah - w * djk
-      a_kk = q * c_k + h_jj * ah + w * (dik + djk)
-      gj = a_jj * s%x(:, j) + a_jk * s%x(:, k)
-      gk = a_jk * s%x(:, j) + a_kk * s%x(:, k)
-      derivs(f, :, s%slot(j)) = derivs(f, :, s%slot(j)) + gj
-      derivs(f, :, s%slot(k)) = derivs(f, :, s%slot(k)) + gk
-      derivs(f, :, cslot) = derivs(f, :, cslot) - (gj + gk)
+      sum_jj = 0
+      cross = 0
+      do q = 1, p%n
+        k = p%k(q)
+        sum_jj = sum_jj + p%a_jj(q)
+        cross = cross + p%a_jk(q) * s%x(:, k)
+        s%d(f, :, k) = s%d(f, :, k) + p%a_jk(q) * s%x(:, j) + p%a_kk(q) * s%x(:, k)
+      end do
+      s%d(f, :, j) = s%d(f, :, j) + sum_jj * s%x(:, j) + cross
     end do
-  end subroutine triplet
+  end subroutine add_batch
 
 end module amp_gaussian_kernels

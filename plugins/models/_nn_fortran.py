@@ -200,9 +200,11 @@ def compiled_loss_evaluator(
         "eref": np.ascontiguousarray(arrays["energy"], dtype=np.float64),
         "fref": np.ascontiguousarray(arrays["forces"], dtype=np.float64).reshape(ntot, 3),
         "f": np.zeros((ntot, 3)),
-        "scratch": np.zeros(2 * int(info[:, 1].max()) + 5 * int(info[:, 7].max())),
+        "scratch": np.zeros(5 * int(info[:, 7].max()) + 6 * int(info[:, 1].max()) * int(natoms.max())),
     }
-    pointers = {key: _pointer_array(blocks, key) for key in ("xs", "scale", "rows", "bptr", "neigh", "dfp", "work")}
+    pointers = {
+        key: _pointer_array(blocks, key) for key in ("xs", "scale", "rows", "bptr", "neigh", "dfp", "work")
+    }
     header: list[Any] = [len(blocks), len(natoms), ntot, nparam, table.shape[1] - 1]
     header += [keep["info"].ctypes.data, keep["sizes"].ctypes.data, ACTIVATIONS[activation], int(forces)]
     header += [keep[k].ctypes.data for k in ("coef", "natoms", "atomstart", "eref", "fref")]
@@ -238,7 +240,7 @@ def _tables(
         table[e, : len(widths)] = widths
         intercept = nparam - 2 * len(elements) + 2 * elements.index(symbol)
         npairs = len(block["neigh"]) if "neigh" in block else 0
-        info[e] = [len(block["xs"]), widths[0], npairs, len(widths) - 1, offsets[symbol] + 1]
+        info[e, :5] = [len(block["xs"]), widths[0], npairs, len(widths) - 1, offsets[symbol] + 1]
         info[e, 5:] = [intercept + 2, intercept + 1, sum(widths[1:])]
     return info, table
 

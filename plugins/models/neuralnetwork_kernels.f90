@@ -7,12 +7,14 @@
 !
 ! Per image, two phases over the atoms of that image (every element):
 !   1. forward pass, input gradient u_i = dE_i/dx_i (raw features), and the forces
-!      F_m -= dfp_p^T u_i over the centre's derivative blocks p = (i, m);
+!      F_m -= dfp_p^T u_i over the centre's derivative blocks p = (i, m) (accumulated
+!      elementwise per neighbour, summed over features once per atom: no per-block reductions);
 !   then the residuals of the image (energy, forces) and their loss weights;
 !   2. v_i = sum_p dfp_p w_m (w = dLoss/dF), then one forward-mode pass of the network
 !      along v_i (scaled) and one reverse pass give the parameter gradient of both the
 !      energy and the force term (second-order chain rule, no d(forces)/d(params)).
-! The second phase re-reads the image's derivative blocks while they are still in cache.
+! The second phase re-reads the image's derivative blocks while they are still in cache
+! (L2/L3), so each call streams the shard's derivative data from memory once.
 !
 ! Array layouts (Fortran order; Python passes C-contiguous arrays of the transposed shape):
 !   xs(F, n)       scaled fingerprints of one element's atoms (x' = -1 + 2 (x - min)/(max - min)
@@ -183,49 +185,43 @@ contains
     end do
   end function weight_start
 
-  ! Forces of one centre's blocks: f(:, m) -= dfp(:, :, p)^T u, four partial sums per component.
-  subroutine scatter_forces(el, r, u, ntot, f)
-    type(element_t), intent(in) :: el
-    integer(ik), intent(in) :: r, ntot
-    real(dp), intent(in) :: u(el%nf)
-    real(dp), intent(inout) :: f(3, ntot)
-    real(dp) :: a1(4), a2(4), a3(4)
-    integer(ik) :: p, m, j, nf4
-    nf4 = el%nf - mod(el%nf, 4_ik)
-    do p = el%bptr(r), el%bptr(r + 1) - 1
-      m = el%neigh(p)
-      a1 = 0.0_dp
-      a2 = 0.0_dp
-      a3 = 0.0_dp
-      do j = 1, nf4, 4
-        a1 = a1 + el%dfp(j:j + 3, 1, p) * u(j:j + 3)
-        a2 = a2 + el%dfp(j:j + 3, 2, p) * u(j:j + 3)
-        a3 = a3 + el%dfp(j:j + 3, 3, p) * u(j:j + 3)
-      end do
-      do j = nf4 + 1, el%nf
-        a1(1) = a1(1) + el%dfp(j, 1, p) * u(j)
-        a2(1) = a2(1) + el%dfp(j, 2, p) * u(j)
-        a3(1) = a3(1) + el%dfp(j, 3, p) * u(j)
-      end do
-      f(1, m) = f(1, m) - ((a1(1) + a1(2)) + (a1(3) + a1(4)))
-      f(2, m) = f(2, m) - ((a2(1) + a2(2)) + (a2(3) + a2(4)))
-      f(3, m) = f(3, m) - ((a3(1) + a3(2)) + (a3(3) + a3(4)))
+  ! Accumulate one centre's nb blocks: acc(:, m - a0 + 1) += d(:, p) u3 with u3 = (u, u, u).
+  ! Forces follow as -sum over each third of acc (sum_forces), once per atom instead of per block.
+  subroutine scatter_forces(n3, nb, d, neigh, u3, a0, nat, acc)
+    integer(ik), intent(in) :: n3, nb, neigh(nb), a0, nat
+    real(dp), intent(in) :: d(n3, nb), u3(n3)
+    real(dp), intent(inout) :: acc(n3, nat)
+    integer(ik) :: p, m
+    do p = 1, nb
+      m = neigh(p) - a0 + 1
+      acc(:, m) = acc(:, m) + d(:, p) * u3
     end do
   end subroutine scatter_forces
 
-  ! v = scale * sum over the centre's blocks p of dfp(:, :, p) w(:, m(p)).
-  subroutine gather_direction(el, r, ntot, w, v)
-    type(element_t), intent(in) :: el
-    integer(ik), intent(in) :: r, ntot
-    real(dp), intent(in) :: w(3, ntot)
-    real(dp), intent(out) :: v(el%nf)
+  ! Add f(l, k) -= sum_f acc(f, l, k) for the image's nat atoms (one element's centres).
+  subroutine sum_forces(nf, nat, acc, f)
+    integer(ik), intent(in) :: nf, nat
+    real(dp), intent(in) :: acc(nf, 3, nat)
+    real(dp), intent(inout) :: f(3, nat)
+    integer(ik) :: k, l
+    do k = 1, nat
+      do l = 1, 3
+        f(l, k) = f(l, k) - sum(acc(:, l, k))
+      end do
+    end do
+  end subroutine sum_forces
+
+  ! v = sum over a centre's nb blocks p of d(:, :, p) w(:, m(p)).
+  subroutine gather_direction(nf, nb, d, neigh, ntot, w, v)
+    integer(ik), intent(in) :: nf, nb, ntot, neigh(nb)
+    real(dp), intent(in) :: d(nf, 3, nb), w(3, ntot)
+    real(dp), intent(out) :: v(nf)
     integer(ik) :: p, m
     v = 0.0_dp
-    do p = el%bptr(r), el%bptr(r + 1) - 1
-      m = el%neigh(p)
-      v = v + el%dfp(:, 1, p) * w(1, m) + el%dfp(:, 2, p) * w(2, m) + el%dfp(:, 3, p) * w(3, m)
+    do p = 1, nb
+      m = neigh(p)
+      v = v + d(:, 1, p) * w(1, m) + d(:, 2, p) * w(2, m) + d(:, 3, p) * w(3, m)
     end do
-    v = v * el%scale
   end subroutine gather_direction
 
   ! Tangent of the forward pass along the input direction v: t = d net_k, dt = d o_k.
@@ -335,49 +331,75 @@ contains
   end subroutine bind_elements
 
   ! Phase 1 of one image: activations, atomic energies summed into energy, forces into f.
-  subroutine image_forward(els, ne, img, kind, with_forces, vec, ntot, d, u, energy, f)
-    integer(ik), intent(in) :: ne, img, kind, ntot
+  ! acc and ub are scratch of 3 mf nat; f(3, nat) receives the image's forces when with_forces.
+  ! The network work of all the image's centres comes first, then one uninterrupted stream
+  ! over their derivative blocks (long streams keep the memory prefetchers busy).
+  subroutine image_forward(els, ne, img, kind, with_forces, vec, a0, mf, nat, d, ub, energy, acc, f)
+    integer(ik), intent(in) :: ne, img, kind, a0, mf, nat
     type(element_t), intent(inout) :: els(ne)
     logical, intent(in) :: with_forces
     real(dp), intent(in) :: vec(*)
-    real(dp), intent(inout) :: d(*), u(*), f(3, ntot)
+    real(dp), intent(inout) :: d(*), ub(3 * mf, nat), acc(3 * mf * nat), f(3, nat)
     real(dp), intent(out) :: energy
-    integer(ik) :: e, r
+    integer(ik) :: e, r, k, b0, b1, n3, nf
     energy = 0.0_dp
+    if (with_forces) f = 0.0_dp
     do e = 1, ne
       associate (el => els(e))
+        nf = el%nf
+        n3 = 3 * nf
         do r = el%rows(img), el%rows(img + 1) - 1
+          k = r - el%rows(img) + 1
           call forward(el, kind, vec, el%xs(:, r), el%work(:, r))
           energy = energy + vec(el%islope) * el%work(el%nh, r) + vec(el%iint)
           if (with_forces) then
-            call input_gradient(el, kind, vec, el%work(:, r), d, u)
-            call scatter_forces(el, r, u, ntot, f)
+            call input_gradient(el, kind, vec, el%work(:, r), d, ub(:, k))
+            ub(nf + 1:2 * nf, k) = ub(1:nf, k)
+            ub(2 * nf + 1:n3, k) = ub(1:nf, k)
           end if
         end do
+        if (.not. with_forces) cycle
+        acc(1:n3 * nat) = 0.0_dp
+        do r = el%rows(img), el%rows(img + 1) - 1
+          b0 = el%bptr(r)
+          b1 = el%bptr(r + 1) - 1
+          call scatter_forces(n3, b1 - b0 + 1, el%dfp(:, :, b0:b1), el%neigh(b0:b1), &
+                              ub(:, r - el%rows(img) + 1), a0, nat, acc)
+        end do
+        call sum_forces(nf, nat, acc, f)
       end associate
     end do
   end subroutine image_forward
 
-  ! Phase 2 of one image: the parameter gradient of its energy and force terms.
-  subroutine image_reverse(els, ne, img, kind, with_forces, vec, ntot, w, g, maxh, maxf, v, t, dt, ob, db, grad)
-    integer(ik), intent(in) :: ne, img, kind, ntot, maxh, maxf
+  ! Phase 2 of one image: the parameter gradient of its energy and force terms (vb: scratch mf nat).
+  subroutine image_reverse(els, ne, img, kind, with_forces, vec, ntot, w, g, maxh, maxf, nat, vb, t, dt, ob, db, &
+                           grad)
+    integer(ik), intent(in) :: ne, img, kind, ntot, maxh, maxf, nat
     type(element_t), intent(in) :: els(ne)
     logical, intent(in) :: with_forces
     real(dp), intent(in) :: vec(*), w(3, ntot), g
-    real(dp), intent(out) :: v(maxf), t(maxh), dt(maxh), ob(maxh), db(maxh)
+    real(dp), intent(out) :: vb(maxf, nat), t(maxh), dt(maxh), ob(maxh), db(maxh)
     real(dp), intent(inout) :: grad(*)
-    integer(ik) :: e, r
-    v = 0.0_dp
+    integer(ik) :: e, r, k, b0, b1
+    vb = 0.0_dp
     t = 0.0_dp
     dt = 0.0_dp
-    do e = 1, ne
+    ! Backwards: the blocks phase 1 read last are the ones most likely still in cache.
+    do e = ne, 1, -1
       associate (el => els(e))
+        if (with_forces) then
+          do r = el%rows(img + 1) - 1, el%rows(img), -1
+            k = r - el%rows(img) + 1
+            b0 = el%bptr(r)
+            b1 = el%bptr(r + 1) - 1
+            call gather_direction(el%nf, b1 - b0 + 1, el%dfp(:, :, b0:b1), el%neigh(b0:b1), ntot, w, vb(:, k))
+            vb(1:el%nf, k) = vb(1:el%nf, k) * el%scale
+          end do
+        end if
         do r = el%rows(img), el%rows(img + 1) - 1
-          if (with_forces) then
-            call gather_direction(el, r, ntot, w, v)
-            call tangent(el, kind, vec, el%work(:, r), v, t, dt)
-          end if
-          call reverse(el, kind, vec, el%xs(:, r), el%work(:, r), v, t, dt, g, with_forces, ob, db, grad)
+          k = r - el%rows(img) + 1
+          if (with_forces) call tangent(el, kind, vec, el%work(:, r), vb(:, k), t, dt)
+          call reverse(el, kind, vec, el%xs(:, r), el%work(:, r), vb(:, k), t, dt, g, with_forces, ob, db, grad)
         end do
       end associate
     end do
@@ -411,21 +433,26 @@ contains
     real(dp), intent(in) :: coef(2), eref(nimg), fref(3, ntot), vec(nparam)
     type(c_ptr), intent(in) :: xs_p(ne), scale_p(ne), rows_p(ne), bptr_p(ne), neigh_p(ne), dfp_p(ne), work_p(ne)
     real(dp), intent(inout) :: f(3, ntot)
-    real(dp), intent(out) :: scratch(2 * maxval(info(2, :)) + 5 * maxval(info(8, :))), out(4), grad(nparam)
+    real(dp), intent(out) :: scratch(5 * maxval(info(8, :)) + 6 * maxval(info(2, :)) * maxval(natoms)), &
+                             out(4), grad(nparam)
     type(element_t) :: els(ne)
     real(dp) :: energy, res, g
-    integer(ik) :: img, mf, mh
+    integer(ik) :: img, mf, mh, a0, nat, s0, s1
     logical :: forces
     forces = with_forces /= 0
     mf = maxval(info(2, :))
     mh = maxval(info(8, :))
+    s0 = 5 * mh + 1  ! then acc (3 mf nat), then ub / vb (3 mf nat)
+    s1 = s0 + 3 * mf * maxval(natoms)
     call bind_elements(ne, nimg, maxl, info, sizes, xs_p, scale_p, rows_p, bptr_p, neigh_p, dfp_p, work_p, &
                        with_forces, els)
     out = 0.0_dp
     grad = 0.0_dp
     do img = 1, nimg
-      if (forces) f(:, atomstart(img):atomstart(img + 1) - 1) = 0.0_dp
-      call image_forward(els, ne, img, kind, forces, vec, ntot, scratch(1), scratch(mh + 1), energy, f)
+      a0 = atomstart(img)
+      nat = natoms(img)
+      call image_forward(els, ne, img, kind, forces, vec, a0, mf, nat, scratch(1), scratch(s1), energy, &
+                         scratch(s0), f(1, a0))
       res = (energy - eref(img)) / real(natoms(img), dp)
       out(1) = out(1) + res * res
       out(3) = max(out(3), abs(res))
@@ -433,9 +460,8 @@ contains
       if (forces) then
         call force_residuals(atomstart(img), atomstart(img + 1) - 1, natoms(img), coef(2), fref, f, out(2), out(4))
       end if
-      call image_reverse(els, ne, img, kind, forces, vec, ntot, f, g, mh, mf, scratch(mh + mf + 1), &
-                         scratch(mh + 2 * mf + 1), scratch(2 * mh + 2 * mf + 1), scratch(3 * mh + 2 * mf + 1), &
-                         scratch(4 * mh + 2 * mf + 1), grad)
+      call image_reverse(els, ne, img, kind, forces, vec, ntot, f, g, mh, mf, nat, scratch(s1), &
+                         scratch(mh + 1), scratch(2 * mh + 1), scratch(3 * mh + 1), scratch(4 * mh + 1), grad)
     end do
   end subroutine amp_nn_loss
 
