@@ -27,7 +27,9 @@ from amp_core.protocols import Descriptor
 if TYPE_CHECKING:
     from ase import Atoms
 
-__all__ = ["check_descriptor", "default_structures"]
+from amp_core._check_backend import check_backend, labelled_structures
+
+__all__ = ["check_backend", "check_descriptor", "default_structures", "labelled_structures"]
 
 
 # --------------------------------------------------------------------------- descriptors

@@ -124,7 +124,7 @@ class Gaussian:
     """Gaussian symmetry functions (Behler-Parrinello, Amp's conventions) with analytic derivatives."""
 
     name = "gaussian"
-    implemented: frozenset[str] = frozenset({"fingerprints", "fingerprint_derivatives"})
+    implemented: frozenset[str] = frozenset({"fingerprints", "fingerprint_derivatives", "compiled"})
 
     def __init__(self, params: GaussianParams) -> None:
         from amp_plugins.descriptors._gaussian_plan import make_plan
@@ -185,6 +185,17 @@ class Gaussian:
         numbers = np.asarray(atoms.numbers, dtype=np.int64).copy()
         return ImageFingerprints(numbers, out.values, lengths, out.pairs, out.derivatives)
 
+    def compiled(self) -> Gaussian:
+        """Return this descriptor computed by its Fortran kernel (asked for by the ``fortran`` backend).
+
+        Raises:
+            PropertyNotImplementedError: the kernel was not built (no Fortran compiler at install).
+        """
+        from amp_core.compiled import load_library
+
+        load_library("amp_plugins.descriptors", "gaussian_kernels")
+        return CompiledGaussianDescriptor(self.params)
+
     def cost(self, atoms: Atoms) -> float:
         """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""
         from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
@@ -207,6 +218,28 @@ class Gaussian:
                 "add them to Gs or elements"
             )
         return np.array([index[s] for s in symbols], dtype=np.int64)
+
+
+class CompiledGaussianDescriptor(Gaussian):
+    """The same descriptor (name, parameters, store key) computed by the Fortran kernel.
+
+    Built by :meth:`Gaussian.compiled` when a backend asks for compiled code; gives the
+    numpy path's numbers to round-off.
+    """
+
+    def __init__(self, params: GaussianParams) -> None:
+        from amp_plugins.descriptors._gaussian_fortran import CompiledGaussian
+
+        super().__init__(params)
+        self._kernel = CompiledGaussian(**self.todict())
+
+    def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
+        """Fingerprint one structure with the compiled kernel (same contract as :meth:`Gaussian.compute`)."""
+        return self._kernel.compute(atoms, derivatives)
+
+    def compiled(self) -> CompiledGaussianDescriptor:
+        """Already compiled."""
+        return self
 
 
 @hookimpl

@@ -9,6 +9,7 @@ Behler-Parrinello networks (J. Behler and M. Parrinello, Phys. Rev. Lett. 98, 14
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ class NeuralNetwork:
     """Atom-centred neural network (one per element), trained on energies and forces."""
 
     name = "neuralnetwork"
-    implemented: frozenset[str] = frozenset({"energy", "forces"})
+    implemented: frozenset[str] = frozenset({"energy", "forces", "compiled"})
     inputs = "fingerprints"
 
     def __init__(self, params: NeuralNetworkParams | None = None) -> None:
@@ -55,6 +56,7 @@ class NeuralNetwork:
         if p.fprange is not None:
             self._fprange = {el: np.array(r, dtype=np.float64).reshape(-1, 2) for el, r in p.fprange}
         self._layout: Layout | None = None
+        self._compiled = False
 
     @property
     def elements(self) -> tuple[str, ...] | None:
@@ -162,8 +164,32 @@ class NeuralNetwork:
 
     def loss_evaluator(self, arrays: Mapping[str, NDArray[Any]], settings: LossSettings) -> LossEvaluator:
         """Prepare one shard once; return ``evaluator(vector) -> LossParts``."""
-        _, _, fprange = self._require()
+        weights, _, fprange = self._require()
+        if self._compiled:
+            from amp_plugins.models._nn_fortran import compiled_loss_evaluator
+
+            return compiled_loss_evaluator(
+                arrays,
+                settings,
+                elements=self.layout.elements,
+                hiddenlayers={el: tuple(w.shape[1] for w in ws[:-1]) for el, ws in weights.items()},
+                activation=self.activation,
+                fprange={el: r.tolist() for el, r in fprange.items()},
+            )
         return ShardLoss(arrays, self.layout, fprange, self.activation, settings)
+
+    def compiled(self) -> NeuralNetwork:
+        """Return a copy whose loss evaluators run the Fortran kernel (asked for by the ``fortran`` backend).
+
+        Raises:
+            PropertyNotImplementedError: the kernel was not built (no Fortran compiler at install).
+        """
+        from amp_core.compiled import load_library
+
+        load_library("amp_plugins.models", "neuralnetwork_kernels")
+        twin = copy.copy(self)
+        twin._compiled = True
+        return twin
 
     def regularization(self, vector: Array, overfit: float) -> tuple[float, Array]:
         """Return ``overfit * sum(first-layer non-bias weights^2)`` and its gradient."""
