@@ -173,6 +173,23 @@ class Worker:
     answered: bool = False  # replied at least once (i.e. started up)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+@contextmanager
+def single_threaded_children() -> Iterator[None]:
+    """Start workers with one BLAS/OpenMP thread each (one worker per core already fills the
+    cores; more threads would oversubscribe them). Variables the user set are kept."""
+    added = [name for name in THREAD_VARIABLES if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 class WorkerPool:
     """A fixed set of worker processes, started on first use and reused until :meth:`close`.
 
@@ -211,14 +228,15 @@ class WorkerPool:
         self._finalizer = weakref.finalize(self, _shutdown, list(self._workers))
 
     def _start_all(self) -> None:
-        for i in range(self.size):
-            parent, child = self._context.Pipe(duplex=True)
-            name = f"amp-worker-{i}"
-            process = self._context.Process(target=worker_main, args=(child,), name=name)  # type: ignore[attr-defined]
-            process.daemon = True
-            process.start()
-            child.close()
-            self._workers.append(Worker(process, parent))
+        with single_threaded_children():
+            for i in range(self.size):
+                parent, child = self._context.Pipe(duplex=True)
+                name = f"amp-worker-{i}"
+                process = self._context.Process(target=worker_main, args=(child,), name=name)  # type: ignore[attr-defined]
+                process.daemon = True
+                process.start()
+                child.close()
+                self._workers.append(Worker(process, parent))
 
     def close(self) -> None:
         """Stop every worker: idle ones politely, busy ones with SIGTERM (idempotent)."""
