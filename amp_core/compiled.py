@@ -49,13 +49,15 @@ def wide_vectors() -> bool:
     """
     if os.environ.get("AMP_KERNEL_GENERIC", "") not in ("", "0"):
         return False
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
-    except ImportError:  # numpy < 2
+    import importlib
+
+    features: dict[str, bool] = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, numpy 1
         try:
-            from numpy.core._multiarray_umath import __cpu_features__ as features
-        except ImportError:
-            return False
+            features = importlib.import_module(module).__cpu_features__
+            break
+        except (ImportError, AttributeError):
+            continue
     return all(features.get(flag, False) for flag in ("AVX2", "FMA3"))
 
 

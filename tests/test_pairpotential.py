@@ -8,8 +8,6 @@ import pickle
 
 import numpy as np
 import pytest
-from amp_plugins.backends.serial import Serial
-from amp_plugins.models.pairpotential import PairPotential, PairPotentialParams, amp_models, from_dict
 from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
@@ -19,6 +17,8 @@ import amp_core
 from amp_core.data import LossSettings
 from amp_core.errors import ConfigError, DataError, ModelFileError
 from amp_core.reshape import build_arrays, save_arrays
+from amp_plugins.backends.serial import Serial
+from amp_plugins.models.pairpotential import PairPotential, PairPotentialParams, amp_models, from_dict
 
 CU_PT = {
     "pairs": {
