@@ -93,6 +93,12 @@ class Serial:
     def close(self) -> None:
         """Nothing to release."""
 
+    def __enter__(self) -> Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @hookimpl
 def amp_backends() -> list[BackendEntry]:
