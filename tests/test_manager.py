@@ -210,3 +210,13 @@ def test_backend_entry_probe_reported(plugin_manager):
 
     with pytest.raises(ConfigError, match="unavailable here.*no GPU"):
         create("backend", "gpu", {}, plugin_manager)
+
+
+def test_docs_show_every_hookspec_with_its_signature():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
+    for name in ("amp_descriptors", "amp_models", "amp_backends"):
+        spec = getattr(hookspecs, name)
+        returns = inspect.signature(spec).return_annotation
+        assert f"`{name}() -> {returns}`" in text
