@@ -282,6 +282,45 @@ def test_matches_numpy_gaussian_descriptor(compiled: type) -> None:
     )
 
 
+def zeta_gs(elements: list[str], zetas: tuple[float, ...]) -> dict:
+    """G4 and G5 for each zeta and both gamma signs, two etas per group (shared exponentials)."""
+    gs = [{"type": "G2", "element": e, "eta": 0.5} for e in elements]
+    for a, b in itertools.combinations_with_replacement(sorted(elements), 2):
+        for kind, zeta, gamma, eta in itertools.product(("G4", "G5"), zetas, (1.0, -1.0), (0.2, 0.01)):
+            gs.append({"type": kind, "elements": [a, b], "eta": eta, "zeta": zeta, "gamma": gamma})
+    return {e: gs for e in elements}
+
+
+@pytest.mark.parametrize(
+    "cutoff", [{"name": "Cosine", "Rc": 4.0}, {"name": "Polynomial", "Rc": 4.0, "gamma": 5.0}]
+)
+def test_integer_zeta_paths_match_reference(compiled: type, cutoff: dict) -> None:
+    """zeta 1, 2, 3, 4 and 6 take multiplication paths in the kernel, 2.5 the general power."""
+    atoms, _, _ = case("bulk")
+    gs = zeta_gs(["Cu", "Pt"], (1.0, 2.0, 3.0, 4.0, 6.0, 2.5))
+    descriptor = compiled(cutoff, gs)
+    fp = descriptor.compute(atoms, derivatives=True)
+    width = fp.values.shape[1]
+    np.testing.assert_allclose(
+        fp.values, padded(reference_values(atoms, cutoff, gs), width), rtol=1e-12, atol=1e-14
+    )
+    expected = finite_differences(lambda a: padded(reference_values(a, cutoff, gs), width), atoms)
+    np.testing.assert_allclose(fp.dense_derivatives(), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_zeta_below_one_on_a_perfect_crystal_is_finite(compiled: type) -> None:
+    """Opposite neighbours give 1 + gamma cos = 0; zeta 0.5 must still give Amp's finite values
+    (also for the masked pairs of a batch, which must add exact zeros)."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cutoff = {"name": "Cosine", "Rc": 4.0}
+    gs = zeta_gs(["Cu"], (0.5, 1.0))
+    fp = compiled(cutoff, gs).compute(atoms, derivatives=True)
+    np.testing.assert_allclose(
+        fp.values, padded(reference_values(atoms, cutoff, gs), 17), rtol=1e-12, atol=1e-14
+    )
+    assert np.all(np.isfinite(fp.derivatives))
+
+
 def test_unknown_element_is_a_data_error(compiled: type) -> None:
     atoms = molecule("CH3CH2OH")
     with pytest.raises(DataError, match=r"element\(s\) H, O .*only for C"):

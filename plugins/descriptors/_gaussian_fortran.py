@@ -166,20 +166,18 @@ def neighbour_list(atoms: Any, rc: float) -> tuple[NDArray[np.int64], NDArray[np
             "set a cell or make those directions non-periodic (atoms.pbc)"
         )
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    try:
-        i, j, vectors = NeighborList(cutoff=rc, full_list=True).compute(
+    try:  # the half list is faster to find; each pair is then mirrored
+        i, j, vectors = NeighborList(cutoff=rc, full_list=False).compute(
             positions, cell, pbc, quantities="ijD"
         )
     except RuntimeError as error:
         raise DataError(
             f"neighbour search failed on this structure (cell {cell.tolist()}): {error}"
         ) from error
-    i, j = i.astype(np.int64), j.astype(np.int64)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float64)
-    if len(i) > 1 and np.any(i[1:] < i[:-1]):
-        order = np.argsort(i, kind="stable")
-        i, j, vectors = i[order], j[order], vectors[order]
-    return i, j, vectors
+    centre = np.concatenate([i, j]).astype(np.int64)
+    order = np.argsort(centre, kind="stable")
+    neighbour = np.concatenate([j, i]).astype(np.int64)[order]
+    return centre[order], neighbour, np.concatenate([vectors, -vectors])[order]
 
 
 def derivative_blocks(

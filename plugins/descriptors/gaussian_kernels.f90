@@ -8,6 +8,13 @@
 ! Python side, so a Python (n, m) array is an (m, n) array here. All indices that come
 ! in are 0-based and are checked before use; a bad input returns an error code (see
 ! the err_* constants) and the offending 0-based index in bad_index.
+!
+! Speed (one core, vectorised without -ffast-math, so results stay those of plain IEEE
+! arithmetic): a centre's neighbours are gathered neighbour-index first and sorted by
+! element; for a neighbour j the pairs (j, k > j) with neighbours k of one element form a
+! contiguous batch, padded to a multiple of 4, in which G4 pairs with r_jk >= Rc are masked
+! by a zero cutoff; shared factors are computed once per batch (and per eta), integer zeta
+! uses multiplication, and sums use four interleaved partial sums.
 module amp_gaussian_kernels
   use, intrinsic :: iso_c_binding, only: c_int64_t, c_double
   implicit none
@@ -46,22 +53,24 @@ module amp_gaussian_kernels
     real(dp), allocatable :: eta(:), offset(:), zeta(:), gam(:), pref(:)
   end type groups_t
 
-  ! One centre's neighbours (gathered from the list): vectors, 1/r, r^2, cutoff values,
-  ! element and derivative block; d(:, :, n) accumulates d values / d (R_n - R_centre).
+  ! One centre's neighbours (gathered from the list), neighbour index first so loops over
+  ! neighbours are contiguous: vectors x(n, :) = R_n - R_centre, 1/r, r^2, cutoff values,
+  ! element and derivative block. The derivative of feature f with respect to R_n is
+  ! d(n, :, f) + sd(n, f) x(n, :) (terms along x(n, :) are gathered as scalars in sd).
   type :: shell_t
     integer :: n
-    real(dp), allocatable :: x(:, :), r(:), inv_r(:), r2(:), fc(:), dfc(:), d(:, :, :)
+    real(dp), allocatable :: x(:, :), r(:), inv_r(:), r2(:), fc(:), dfc(:), d(:, :, :), sd(:, :)
     integer, allocatable :: el(:), seg(:)
     integer(ik), allocatable :: slot(:)
   end type shell_t
 
-  ! Neighbour pairs (j, k) of one centre sharing j and the element of k, with their
-  ! shared factors (see collect) and per-feature terms (see add_batch).
+  ! The neighbour pairs (j, k), k = k0 .. k0+n-1 (element b), of one neighbour j: their
+  ! shared factors (see collect), per-eta factors (see eta_factors) and per-feature terms.
   type :: batch_t
     integer :: n
-    integer, allocatable :: k(:)
-    real(dp), allocatable :: rjk(:), c(:), c_k(:), c_a(:), sr(:), fcut(:), dij(:), dik(:), djk(:)
-    real(dp), allocatable :: ex(:), a(:), a_jj(:), a_jk(:), a_kk(:)
+    real(dp), allocatable :: c(:), cjc(:), c_k(:), c_a(:), sr(:), fcut(:), dij(:), dik(:), djk(:)
+    real(dp), allocatable :: ex(:), exf(:), bj(:), bjk(:), bk(:), ecj(:), eca(:), eck(:)
+    real(dp), allocatable :: a(:), a_jj(:), a_jk(:)
   end type batch_t
 
   ! Taylor coefficients of sin v (v^3 .. v^15) and cos v (v^2 .. v^16), |v| <= pi/4.
@@ -284,17 +293,12 @@ contains
     real(dp), intent(in) :: r, rc
     real(dp), intent(out) :: fc, dfc
     real(dp) :: v, v2, sin_v, cos_v
-    integer :: n
     v = (0.5_dp * pi) * (r / rc) - 0.25_dp * pi
     v2 = v * v
-    sin_v = sin_c(size(sin_c))
-    cos_v = cos_c(size(cos_c))
-    do n = size(sin_c) - 1, 1, -1
-      sin_v = sin_c(n) + v2 * sin_v
-    end do
-    do n = size(cos_c) - 1, 1, -1
-      cos_v = cos_c(n) + v2 * cos_v
-    end do
+    sin_v = sin_c(1) + v2 * (sin_c(2) + v2 * (sin_c(3) + v2 * (sin_c(4) + v2 * (sin_c(5) &
+            + v2 * (sin_c(6) + v2 * sin_c(7))))))
+    cos_v = cos_c(1) + v2 * (cos_c(2) + v2 * (cos_c(3) + v2 * (cos_c(4) + v2 * (cos_c(5) &
+            + v2 * (cos_c(6) + v2 * (cos_c(7) + v2 * cos_c(8)))))))
     sin_v = v + v * v2 * sin_v
     cos_v = 1 + v2 * cos_v
     fc = 0.5_dp * (cos_v - sin_v)**2
@@ -371,9 +375,45 @@ contains
         m = g%ptr(id) + fill(id)
         fill(id) = fill(id) + 1
         call set_member(g, m, f, feta(f, e), foffset(f, e), fzeta(f, e), fgamma(f, e), ftype(f, e) == 2)
+        call sink_member(g, g%ptr(id), m)
       end do
     end do
   end function build_groups
+
+  !> Move member m down among members lo..m-1 (sorted by eta) to keep lo..m sorted by eta
+  !> (stable), so the features of one group sharing eta share its exponentials.
+  subroutine sink_member(g, lo, m)
+    type(groups_t), intent(inout) :: g
+    integer, intent(in) :: lo, m
+    integer :: q, col, izeta
+    real(dp) :: eta, offset, zeta, gam, pref
+    col = g%col(m)
+    izeta = g%izeta(m)
+    eta = g%eta(m)
+    offset = g%offset(m)
+    zeta = g%zeta(m)
+    gam = g%gam(m)
+    pref = g%pref(m)
+    q = m
+    do while (q > lo)
+      if (.not. (g%eta(q - 1) > eta)) exit
+      g%col(q) = g%col(q - 1)
+      g%izeta(q) = g%izeta(q - 1)
+      g%eta(q) = g%eta(q - 1)
+      g%offset(q) = g%offset(q - 1)
+      g%zeta(q) = g%zeta(q - 1)
+      g%gam(q) = g%gam(q - 1)
+      g%pref(q) = g%pref(q - 1)
+      q = q - 1
+    end do
+    g%col(q) = col
+    g%izeta(q) = izeta
+    g%eta(q) = eta
+    g%offset(q) = offset
+    g%zeta(q) = zeta
+    g%gam(q) = gam
+    g%pref(q) = pref
+  end subroutine sink_member
 
   !> Copy one feature's parameters into group member m (prefactor 2^(1-zeta), integer zeta).
   subroutine set_member(g, m, f, eta, offset, zeta, gam, radial_feature)
@@ -424,14 +464,16 @@ contains
     logical, intent(in) :: deriv
     type(shell_t), intent(out) :: s
     type(batch_t), intent(out) :: p
-    integer :: n, stat
-    n = max(1, n_max)
+    integer :: n, nd, stat
+    n = max(1, n_max) + 3  ! batches are padded to a multiple of 4 neighbours
+    nd = merge(n, 1, deriv)
     status = err_memory
-    allocate (s%x(3, n), s%r(n), s%inv_r(n), s%r2(n), s%fc(n), s%dfc(n), s%el(n), s%slot(n), &
-              s%seg(ne + 1), s%d(max(1, nf_max), 3, merge(n, 1, deriv)), stat=stat)
+    allocate (s%x(n, 3), s%r(n), s%inv_r(n), s%r2(n), s%fc(n), s%dfc(n), s%el(n), s%slot(n), &
+              s%seg(ne + 1), s%d(nd, 3, max(1, nf_max)), s%sd(nd, max(1, nf_max)), stat=stat)
     if (stat /= 0) return
-    allocate (p%k(n + 1), p%rjk(n + 1), p%c(n), p%c_k(n), p%c_a(n), p%sr(n), p%fcut(n), p%dij(n), p%dik(n), &
-              p%djk(n), p%ex(n), p%a(n), p%a_jj(n), p%a_jk(n), p%a_kk(n), stat=stat)
+    allocate (p%c(n), p%cjc(n), p%c_k(n), p%c_a(n), p%sr(n), p%fcut(n), p%dij(n), p%dik(n), p%djk(n), &
+              p%ex(n), p%exf(n), p%bj(n), p%bjk(n), p%bk(n), p%ecj(n), p%eca(n), p%eck(n), &
+              p%a(n), p%a_jj(n), p%a_jk(n), stat=stat)
     if (stat /= 0) return
     status = 0
     s%n = 0
@@ -466,8 +508,8 @@ contains
       n = s%seg(b)
       s%seg(b) = n + 1
       s%el(n) = b
-      s%x(:, n) = nb_vec(:, q)
-      s%r2(n) = s%x(1, n)**2 + s%x(2, n)**2 + s%x(3, n)**2
+      s%x(n, :) = nb_vec(:, q)
+      s%r2(n) = nb_vec(1, q)**2 + nb_vec(2, q)**2 + nb_vec(3, q)**2
       if (.not. (s%r2(n) > 0)) then
         status = err_overlap
         bad = q - 1
@@ -482,7 +524,17 @@ contains
       s%seg(b) = s%seg(b - 1)
     end do
     s%seg(1) = 1
-    if (deriv) s%d(:, :, :s%n) = 0
+    n = s%n + 1  ! padding read by batches (zero cutoffs: contributes exact zeros)
+    s%x(n:n + 2, :) = 0
+    s%r(n:n + 2) = 1
+    s%inv_r(n:n + 2) = 0
+    s%r2(n:n + 2) = 0
+    s%fc(n:n + 2) = 0
+    s%dfc(n:n + 2) = 0
+    if (deriv) then
+      s%d(:s%n + 3, :, :) = 0
+      s%sd(:s%n + 3, :) = 0
+    end if
   end function gather_shell
 
   !> Add the shell's derivatives to the blocks: neighbour entry n to its block, minus all of
@@ -491,10 +543,18 @@ contains
     type(shell_t), intent(in) :: s
     integer(ik), intent(in) :: cslot
     real(dp), intent(inout) :: derivs(:, :, :)
-    integer :: n
+    integer :: n, c, f
+    integer(ik) :: slot
+    real(dp) :: v
     do n = 1, s%n
-      derivs(:, :, s%slot(n)) = derivs(:, :, s%slot(n)) + s%d(:, :, n)
-      derivs(:, :, cslot) = derivs(:, :, cslot) - s%d(:, :, n)
+      slot = s%slot(n)
+      do c = 1, 3
+        do f = 1, size(derivs, 1)
+          v = s%d(n, c, f) + s%sd(n, f) * s%x(n, c)
+          derivs(f, c, slot) = derivs(f, c, slot) + v
+          derivs(f, c, cslot) = derivs(f, c, cslot) - v
+        end do
+      end do
     end do
   end subroutine scatter
 
@@ -507,7 +567,7 @@ contains
     logical, intent(in) :: deriv
     real(dp), intent(inout) :: val(:)
     integer :: n, id, m, f
-    real(dp) :: inv_rc2, d, ex, dgdr
+    real(dp) :: inv_rc2, d, ex
     inv_rc2 = 1 / rc**2
     do n = 1, s%n
       if (s%fc(n) == 0 .and. s%dfc(n) == 0) cycle
@@ -517,9 +577,7 @@ contains
         d = s%r(n) - g%offset(m)
         ex = exp(-g%eta(m) * d * d * inv_rc2)
         val(f) = val(f) + ex * s%fc(n)
-        if (.not. deriv) cycle
-        dgdr = ex * (s%dfc(n) - 2 * g%eta(m) * d * inv_rc2 * s%fc(n))
-        s%d(f, :, n) = s%d(f, :, n) + (dgdr * s%inv_r(n)) * s%x(:, n)
+        if (deriv) s%sd(n, f) = s%sd(n, f) + ex * (s%dfc(n) - 2 * g%eta(m) * d * inv_rc2 * s%fc(n)) * s%inv_r(n)
       end do
     end do
   end subroutine radial
@@ -549,123 +607,225 @@ contains
           g4 = lo == 4
           hi = merge(g%base4, g%base5, g4) + pair
           if (g%ptr(hi + 1) == g%ptr(hi)) cycle
-          call collect(g4, j, k0, k1, s, cut, p)
-          if (p%n > 0) call add_batch(g4, g%ptr(hi), g%ptr(hi + 1) - 1, j, s, g, cut%rc**2, deriv, val, p)
+          call collect(g4, j, k0, k1 - k0 + 1, s, cut, p)
+          call add_batch(g4, g%ptr(hi), g%ptr(hi + 1) - 1, j, k0, s, g, cut%rc**2, deriv, val, p)
         end do
       end do
     end do
   end subroutine angular
 
-  !> Fill the batch with the pairs (j, k), k0 <= k <= k1, that contribute (for G4 only those
-  !> with r_jk < Rc) and their shared factors: cos(theta), cutoff product and its scaled
-  !> derivatives, sum of squared distances, coefficients of d cos.
-  subroutine collect(g4, j, k0, k1, s, cut, p)
+  !> Fill the batch with the shared factors of the pairs (j, k), k = k0 .. k0+nq-1:
+  !> cos(theta), cutoff product and its scaled derivatives, sum of squared distances,
+  !> coefficients of d cos. For G4 the cutoff of r_jk enters; pairs with r_jk >= Rc keep
+  !> a zero cutoff product (masked, not removed, so the loops stay contiguous: cheaper
+  !> than compacting or trimming the range, measured). The batch is padded to a multiple
+  !> of 4 pairs with zero cutoff products (the shell has 3 spare entries), so its loops
+  !> run in whole blocks of 4.
+  subroutine collect(g4, j, k0, nq, s, cut, p)
     logical, intent(in) :: g4
-    integer, intent(in) :: j, k0, k1
+    integer, intent(in) :: j, k0, nq
     type(shell_t), intent(in) :: s
     type(cutoff_t), intent(in) :: cut
     type(batch_t), intent(inout) :: p
-    integer :: k, q
-    real(dp) :: rc2, xjk(3), rjk2, fjk, dfjk
+    integer :: k, q, nq4
+    real(dp) :: rc2, xj1, xj2, xj3, fjk, dfjk, keep, cq, fcut, v, v2, sin_v, cos_v
     rc2 = cut%rc**2
-    q = 1
-    do k = k0, k1  ! branch-free compaction: the r_jk test is unpredictable
-      xjk = s%x(:, k) - s%x(:, j)
-      rjk2 = xjk(1)**2 + xjk(2)**2 + xjk(3)**2
-      p%k(q) = k
-      p%rjk(q) = rjk2
-      q = q + merge(1, 0, s%fc(k) /= 0 .and. (rjk2 < rc2 .or. .not. g4))
-    end do
-    p%n = q - 1
-    do q = 1, p%n
-      k = p%k(q)
-      p%c(q) = (s%x(1, j) * s%x(1, k) + s%x(2, j) * s%x(2, k) + s%x(3, j) * s%x(3, k)) &
-               * s%inv_r(j) * s%inv_r(k)
-      p%c(q) = max(-1.0_dp, min(1.0_dp, p%c(q)))  ! collinear images: keep 1 + gamma cos >= 0
-      p%c_k(q) = -p%c(q) * s%inv_r(k)**2
-      p%c_a(q) = s%inv_r(j) * s%inv_r(k)
-      p%sr(q) = s%r2(j) + s%r2(k)
-      p%fcut(q) = s%fc(j) * s%fc(k)
-      p%dij(q) = s%dfc(j) * s%fc(k) * s%inv_r(j)
-      p%dik(q) = s%fc(j) * s%dfc(k) * s%inv_r(k)
-      p%djk(q) = 0
-    end do
-    if (.not. g4) return
-    do q = 1, p%n
-      p%sr(q) = p%sr(q) + p%rjk(q)
-      p%rjk(q) = sqrt(p%rjk(q))
+    xj1 = s%x(j, 1)
+    xj2 = s%x(j, 2)
+    xj3 = s%x(j, 3)
+    nq4 = 4 * ((nq + 3) / 4)
+    p%n = nq4
+    if (g4) then  ! r_jk^2 into a, cutoff of r_jk into a_jj, its derivative / r_jk into a_jk
+      do q = 1, nq4
+        k = k0 + q - 1
+        p%a(q) = (s%x(k, 1) - xj1)**2 + (s%x(k, 2) - xj2)**2 + (s%x(k, 3) - xj3)**2
+        p%djk(q) = sqrt(max(p%a(q), tiny(1.0_dp)))
+      end do
       if (cut%kind == cut_cosine) then
-        call cosine_cutoff(p%rjk(q), cut%rc, fjk, dfjk)
+        do q = 1, nq4  ! cosine_cutoff written out, so the loop vectorises
+          v = (0.5_dp * pi) * (p%djk(q) / cut%rc) - 0.25_dp * pi
+          v2 = v * v
+          sin_v = v + v * v2 * (sin_c(1) + v2 * (sin_c(2) + v2 * (sin_c(3) + v2 * (sin_c(4) &
+                  + v2 * (sin_c(5) + v2 * (sin_c(6) + v2 * sin_c(7)))))))
+          cos_v = 1 + v2 * (cos_c(1) + v2 * (cos_c(2) + v2 * (cos_c(3) + v2 * (cos_c(4) &
+                  + v2 * (cos_c(5) + v2 * (cos_c(6) + v2 * (cos_c(7) + v2 * cos_c(8))))))))
+          p%a_jj(q) = 0.5_dp * (cos_v - sin_v)**2
+          p%a_jk(q) = -0.5_dp * pi / cut%rc * (cos_v - sin_v) * (cos_v + sin_v)
+        end do
       else
-        call polynomial_cutoff(cut, p%rjk(q), fjk, dfjk)
+        do q = 1, nq4
+          call polynomial_cutoff(cut, p%djk(q), fjk, dfjk)
+          p%a_jj(q) = fjk
+          p%a_jk(q) = dfjk
+        end do
       end if
-      p%djk(q) = p%fcut(q) * dfjk / p%rjk(q)
-      p%fcut(q) = p%fcut(q) * fjk
-      p%dij(q) = p%dij(q) * fjk
-      p%dik(q) = p%dik(q) * fjk
+      do q = 1, nq4
+        keep = merge(1.0_dp, 0.0_dp, p%a(q) < rc2 .and. q <= nq)
+        p%a_jj(q) = p%a_jj(q) * keep
+        p%a_jk(q) = p%a_jk(q) * keep / p%djk(q)
+      end do
+    else
+      do q = 1, nq4
+        p%a_jj(q) = merge(1.0_dp, 0.0_dp, q <= nq)
+        p%a_jk(q) = 0
+        p%a(q) = 0
+      end do
+    end if
+    do q = 1, nq4
+      k = k0 + q - 1
+      cq = (xj1 * s%x(k, 1) + xj2 * s%x(k, 2) + xj3 * s%x(k, 3)) * (s%inv_r(j) * s%inv_r(k))
+      cq = max(-1.0_dp, min(1.0_dp, cq))  ! collinear images: keep 1 + gamma cos >= 0
+      p%c(q) = cq
+      p%cjc(q) = -cq * s%inv_r(j)**2
+      p%c_k(q) = -cq * s%inv_r(k)**2
+      p%c_a(q) = s%inv_r(j) * s%inv_r(k)
+      p%sr(q) = s%r2(j) + s%r2(k) + p%a(q)
+      fjk = p%a_jj(q)
+      fcut = s%fc(j) * s%fc(k)
+      p%djk(q) = fcut * p%a_jk(q)
+      p%fcut(q) = fcut * fjk
+      p%dij(q) = s%dfc(j) * s%fc(k) * s%inv_r(j) * fjk
+      p%dik(q) = s%fc(j) * s%dfc(k) * s%inv_r(k) * fjk
     end do
   end subroutine collect
 
-  !> Add the batch's terms to group members lo..hi (2^(1-zeta) (1 + gamma cos)^zeta
-  !> exp(-eta sum r^2 / Rc^2) times the cutoffs). The gradient with respect to
-  !> R_ij = R_j - R_i is a_jj R_ij + a_jk R_ik, with respect to R_ik a_jk R_ij + a_kk R_ik.
-  subroutine add_batch(g4, lo, hi, j, s, g, rc2, deriv, val, p)
+  !> Per-eta factors of the batch: ex = exp(-eta sum r^2 / Rc^2), ex times the cutoffs
+  !> and the parts of the gradient coefficients (see member_terms) common to all zeta, gamma.
+  subroutine eta_factors(g4, eta, rc2, deriv, p)
+    logical, intent(in) :: g4, deriv
+    real(dp), intent(in) :: eta, rc2
+    type(batch_t), intent(inout) :: p
+    integer :: q
+    real(dp) :: h, h_jj, h_jk, hf
+    h = -2 * eta / rc2
+    h_jj = merge(2, 1, g4) * h
+    h_jk = merge(-1, 0, g4) * h
+    do q = 1, p%n
+      p%ex(q) = exp(-eta * p%sr(q) / rc2)
+      p%exf(q) = p%ex(q) * p%fcut(q)
+    end do
+    if (.not. deriv) return
+    do q = 1, p%n
+      hf = p%fcut(q)
+      p%bj(q) = p%ex(q) * (h_jj * hf + p%dij(q) + p%djk(q))
+      p%bjk(q) = p%ex(q) * (h_jk * hf - p%djk(q))
+      p%bk(q) = p%ex(q) * (h_jj * hf + p%dik(q) + p%djk(q))
+      p%ecj(q) = p%exf(q) * p%cjc(q)
+      p%eca(q) = p%exf(q) * p%c_a(q)
+      p%eck(q) = p%exf(q) * p%c_k(q)
+    end do
+  end subroutine eta_factors
+
+  !> Add the batch's terms to group members lo..hi (sorted by eta): 2^(1-zeta)
+  !> (1 + gamma cos)^zeta exp(-eta sum r^2 / Rc^2) times the cutoffs, sharing the
+  !> exponentials between members of one eta.
+  subroutine add_batch(g4, lo, hi, j, k0, s, g, rc2, deriv, val, p)
     logical, intent(in) :: g4
-    integer, intent(in) :: lo, hi, j
+    integer, intent(in) :: lo, hi, j, k0
     type(shell_t), intent(inout) :: s
     type(groups_t), intent(in) :: g
     real(dp), intent(in) :: rc2
     logical, intent(in) :: deriv
     real(dp), intent(inout) :: val(:)
     type(batch_t), intent(inout) :: p
-    integer :: m, f, q, k
-    real(dp) :: eta_last, h_jj, h_jk, c_j, pref, zeta, gam, h, t, tz1, w, qq, ah, sum_a, sum_jj, cross(3)
-    h_jj = merge(2, 1, g4)
-    h_jk = merge(-1, 0, g4)
+    integer :: m, q, q0, l, nq
+    real(dp) :: eta_last, w, acc(4)
     eta_last = -huge(1.0_dp)
-    c_j = -s%inv_r(j)**2
-    do m = lo, hi
-      f = g%col(m)
+    nq = p%n
+    m = lo
+    do while (m <= hi)
       if (g%eta(m) /= eta_last) then
         eta_last = g%eta(m)
-        p%ex(:p%n) = exp(-eta_last * p%sr(:p%n) / rc2)
+        call eta_factors(g4, eta_last, rc2, deriv, p)
       end if
-      pref = g%pref(m)
-      zeta = g%zeta(m)
-      gam = g%gam(m)
-      h = -2 * g%eta(m) / rc2
-      do q = 1, p%n
-        t = 1 + gam * p%c(q)
-        if (g%izeta(m) > 0) then
-          tz1 = int_power(t, g%izeta(m) - 1)
-        else
-          tz1 = t**(zeta - 1)
-        end if
-        w = pref * tz1 * t * p%ex(q)
-        p%a(q) = w * p%fcut(q)
-        if (.not. deriv) cycle
-        qq = pref * zeta * gam * tz1 * p%ex(q) * p%fcut(q)
-        ah = h * p%a(q)
-        p%a_jj(q) = qq * c_j * p%c(q) + h_jj * ah + w * (p%dij(q) + p%djk(q))
-        p%a_jk(q) = qq * p%c_a(q) + h_jk * ah - w * p%djk(q)
-        p%a_kk(q) = qq * p%c_k(q) + h_jj * ah + w * (p%dik(q) + p%djk(q))
-      end do
-      sum_a = 0
-      do q = 1, p%n
-        sum_a = sum_a + p%a(q)
-      end do
-      val(f) = val(f) + sum_a
-      if (.not. deriv) cycle
-      sum_jj = 0
-      cross = 0
-      do q = 1, p%n
-        k = p%k(q)
-        sum_jj = sum_jj + p%a_jj(q)
-        cross = cross + p%a_jk(q) * s%x(:, k)
-        s%d(f, :, k) = s%d(f, :, k) + p%a_jk(q) * s%x(:, j) + p%a_kk(q) * s%x(:, k)
-      end do
-      s%d(f, :, j) = s%d(f, :, j) + sum_jj * s%x(:, j) + cross
+      call angular_powers(nq, g%izeta(m), g%zeta(m), g%gam(m), p%c, p%a_jk)
+      if (.not. deriv) then
+        acc = 0
+        do q0 = 0, nq - 4, 4  ! the same operations as with derivatives: the same values
+          do l = 1, 4
+            q = q0 + l
+            w = g%pref(m) * p%a_jk(q) * (1 + g%gam(m) * p%c(q))
+            acc(l) = acc(l) + w * p%exf(q)
+          end do
+        end do
+        val(g%col(m)) = val(g%col(m)) + ((acc(1) + acc(2)) + (acc(3) + acc(4)))
+        m = m + 1
+        cycle
+      end if
+      call member_terms(m, j, k0, s, g, val, p)
+      m = m + 1
     end do
   end subroutine add_batch
+
+  !> Values and derivatives of member m over the batch (tz1 in a_jk). The gradient with
+  !> respect to R_ij = R_j - R_i is a_jj R_ij + a_jk R_ik, with respect to R_ik
+  !> a_jk R_ij + a_kk R_ik; the terms along R_ij (R_ik) are summed as scalars in sd.
+  subroutine member_terms(m, j, k0, s, g, val, p)
+    integer, intent(in) :: m, j, k0
+    type(shell_t), intent(inout) :: s
+    type(groups_t), intent(in) :: g
+    real(dp), intent(inout) :: val(:)
+    type(batch_t), intent(in) :: p
+    integer :: f, q, q0, l, k
+    real(dp) :: pref, gam, zg, tz1, w, qq, a_jj, a_jk, xj1, xj2, xj3, sums(5), acc(4, 5)
+    f = g%col(m)
+    pref = g%pref(m)
+    gam = g%gam(m)
+    zg = pref * g%zeta(m) * gam
+    xj1 = s%x(j, 1)
+    xj2 = s%x(j, 2)
+    xj3 = s%x(j, 3)
+    acc = 0
+    do q0 = 0, p%n - 4, 4  ! blocks of 4 pairs, 4 partial sums: vectorises without reassociation
+      do l = 1, 4
+        q = q0 + l
+        k = k0 + q - 1
+        tz1 = p%a_jk(q)
+        w = pref * tz1 * (1 + gam * p%c(q))
+        qq = zg * tz1
+        a_jj = qq * p%ecj(q) + w * p%bj(q)
+        a_jk = qq * p%eca(q) + w * p%bjk(q)
+        s%sd(k, f) = s%sd(k, f) + (qq * p%eck(q) + w * p%bk(q))
+        s%d(k, 1, f) = s%d(k, 1, f) + a_jk * xj1
+        s%d(k, 2, f) = s%d(k, 2, f) + a_jk * xj2
+        s%d(k, 3, f) = s%d(k, 3, f) + a_jk * xj3
+        acc(l, 1) = acc(l, 1) + w * p%exf(q)
+        acc(l, 2) = acc(l, 2) + a_jj
+        acc(l, 3) = acc(l, 3) + a_jk * s%x(k, 1)
+        acc(l, 4) = acc(l, 4) + a_jk * s%x(k, 2)
+        acc(l, 5) = acc(l, 5) + a_jk * s%x(k, 3)
+      end do
+    end do
+    sums = (acc(1, :) + acc(2, :)) + (acc(3, :) + acc(4, :))
+    val(f) = val(f) + ((acc(1, 1) + acc(2, 1)) + (acc(3, 1) + acc(4, 1)))
+    s%sd(j, f) = s%sd(j, f) + sums(2)
+    s%d(j, :, f) = s%d(j, :, f) + sums(3:5)
+  end subroutine member_terms
+
+  !> tz1(q) = (1 + gamma c(q))^(zeta - 1), by multiplication for integer zeta (iz > 0).
+  subroutine angular_powers(n, iz, zeta, gam, c, tz1)
+    integer, intent(in) :: n, iz
+    real(dp), intent(in) :: zeta, gam, c(n)
+    real(dp), intent(out) :: tz1(n)
+    integer :: q
+    select case (iz)
+    case (1)
+      tz1 = 1
+    case (2)
+      tz1 = 1 + gam * c
+    case (3)
+      tz1 = (1 + gam * c)**2
+    case (4)
+      do q = 1, n
+        tz1(q) = (1 + gam * c(q)) * (1 + gam * c(q)) * (1 + gam * c(q))
+      end do
+    case (5:)
+      do q = 1, n
+        tz1(q) = int_power(1 + gam * c(q), iz - 1)
+      end do
+    case default  ! 1 + gamma cos >= tiny: a finite power even for zeta < 1 (masked pairs stay 0)
+      tz1 = max(1 + gam * c, tiny(1.0_dp))**(zeta - 1)
+    end select
+  end subroutine angular_powers
 
 end module amp_gaussian_kernels
