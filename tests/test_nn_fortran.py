@@ -257,7 +257,8 @@ def test_bad_input_is_refused():
         )
 
 
-def test_matches_the_numpy_model():
+@pytest.mark.parametrize("n_images", [3, 40])  # 40: each element spans several row chunks
+def test_matches_the_numpy_model(n_images):
     """Same numbers as the numpy model's own loss evaluator (when that model is available)."""
     import amp_core
 
@@ -265,7 +266,10 @@ def test_matches_the_numpy_model():
         model = amp_core.create_model("neuralnetwork", hiddenlayers=(4, 3), activation="tanh")
     except Exception as exc:  # the numpy model is written in parallel; skip until it registers
         pytest.skip(f"the numpy neuralnetwork model is not available yet: {exc}")
-    _, _, prints, arrays = fake_shard(n_images=3, seed=4)
+    _, _, prints, arrays = fake_shard(n_images=n_images, seed=4)
+    from amp_plugins.models._nn_fortran import CHUNK
+
+    assert n_images < 40 or min(len(arrays[f"fp_{z}"]) for z in arrays["elements"]) > CHUNK
     settings = LossSettings(energy_coefficient=1.0, force_coefficient=0.2)
     model.initialize([arrays])
     vector = np.random.default_rng(9).normal(size=len(model.vector())) * 0.5
@@ -285,3 +289,43 @@ def test_matches_the_numpy_model():
     np.testing.assert_allclose(
         got.gradient, expected.gradient, rtol=1e-10, atol=1e-12 * np.abs(expected.gradient).max()
     )
+
+
+def test_sparse_blocks_are_packed_without_changing_results():
+    """Features that are zero in every block of a kind are dropped; loss and gradient stay exact."""
+    from amp_plugins.models._nn_fortran import pack_blocks
+
+    images, targets, prints, _ = fake_shard(n_images=3, seed=6)
+    for atoms, fp in zip(images, prints):  # Pt centres: feature 0 never moves with an H neighbour
+        numbers = atoms.numbers
+        hit = (
+            (numbers[fp.pairs[:, 0]] == 78)
+            & (numbers[fp.pairs[:, 1]] == 1)
+            & (fp.pairs[:, 0] != fp.pairs[:, 1])
+        )
+        fp.derivatives[hit, :, 0] = 0.0
+    arrays = build_arrays(images, targets, prints)
+    dfp = arrays["dfp_78"]
+    kind = np.where(arrays["numbers"][arrays["dneighbour_78"]] == 1, 1, 0)
+    packed = pack_blocks(dfp, kind)
+    assert list(packed["pcnt"]) == [8, 4]  # 5 features padded to 8; 4 without feature 0
+    assert list(packed["pidx"][1, :4]) == [2, 3, 4, 5]
+    first = np.flatnonzero(kind == 1)[0]
+    start = packed["boff"][first] - 1
+    np.testing.assert_array_equal(packed["dc"][start : start + 12].reshape(3, 4), dfp[first][:, 1:])
+
+    vector = random_vector(seed=8)
+    evaluator = evaluator_for(arrays, prints, "tanh", 0.4)
+    parts = evaluator(vector)
+    expected = reference_loss(images, targets, prints, fprange_of(prints), vector, "tanh", 0.4)
+    got = (parts.energy_loss, parts.force_loss, parts.energy_maxresid, parts.force_maxresid)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    direction = np.random.default_rng(3).normal(size=len(vector))
+    h = 1e-6
+
+    def loss(v):
+        p = evaluator(v)
+        return p.energy_loss + 0.4 * p.force_loss
+
+    numeric = (loss(vector + h * direction) - loss(vector - h * direction)) / (2 * h)
+    np.testing.assert_allclose(parts.gradient @ direction, numeric, rtol=1e-6)

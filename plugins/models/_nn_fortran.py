@@ -25,6 +25,10 @@ PACKAGE = "amp_plugins.models"
 STEM = "neuralnetwork_kernels"
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "linear": 2}
 SPAN_MIN = 1e-8  # features whose range is at most this stay unscaled (Amp's rule)
+CHUNK = 64  # rows per network pass in the kernel (a multiple of LANES)
+LANES = 16  # the kernel's LN: its sums over atoms run in LN lanes, so rows are padded to a multiple
+PAD = 4  # the kernel's PAD: packed derivative blocks hold a multiple of this many features
+POINTERS = ("xt", "scale", "rows", "work", "bptr", "neigh", "bpat", "boff", "dc", "pcnt", "pidx")
 
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
@@ -32,7 +36,7 @@ _PTR = ctypes.c_void_p
 
 def _setup(lib: ctypes.CDLL) -> Any:
     function = lib.amp_nn_loss
-    function.argtypes = [_I64] * 5 + [_PTR, _PTR, _I64, _I64] + [_PTR] * 17
+    function.argtypes = [_I64] * 7 + [_PTR, _PTR, _I64, _I64] + [_PTR] * 11
     function.restype = None
     return function
 
@@ -78,21 +82,28 @@ def _element_block(
             f"has {len(fprange)}; fingerprint with the descriptor the model was initialised with"
         )
     xs, scale = scale_fingerprints(fp, fprange)
+    padded = -(-len(fp) // LANES) * LANES
+    xt = np.zeros((fp.shape[1], padded))  # Fortran (rows, features), padding rows zero
+    xt[:, : len(fp)] = xs.T
     atoms = np.asarray(arrays[f"atoms_{z}"], dtype=np.int64)
     image = np.asarray(arrays["atom_image"], dtype=np.int64)[atoms]
     if np.any(np.diff(image) < 0):
         raise DataError(f"element {symbol}: rows of 'fp_{z}' are not in image order; rebuild the shard")
     rows = np.searchsorted(image, np.arange(len(arrays["natoms"]) + 1)) + 1
-    out = {"xs": xs, "scale": scale, "rows": rows.astype(np.int64)}
+    out = {"xt": xt, "scale": scale, "rows": rows.astype(np.int64)}
     if forces:
-        out.update(_derivative_block(arrays, z, symbol, len(fp), image))
+        out.update(_derivative_block(arrays, z, symbol, atoms, image))
     return out
 
 
 def _derivative_block(
-    arrays: Mapping[str, NDArray[Any]], z: int, symbol: str, n: int, image: NDArray[np.int64]
+    arrays: Mapping[str, NDArray[Any]],
+    z: int,
+    symbol: str,
+    atoms: NDArray[np.int64],
+    image: NDArray[np.int64],
 ) -> dict[str, NDArray[Any]]:
-    """Return blocks sorted by centre, their CSR pointer and 1-based neighbour indices."""
+    """Return blocks sorted by centre, their CSR pointer, 1-based neighbour indices and packed data."""
     if f"dfp_{z}" not in arrays:
         raise DataError(
             f"element {symbol}: force training needs fingerprint derivatives but the shard has "
@@ -109,11 +120,43 @@ def _derivative_block(
             f"element {symbol}: a derivative block couples atoms of two different images; "
             "rebuild the shard with amp_core.reshape.build_arrays"
         )
+    # Blocks of one kind (self, or the neighbour's element) share the features they can move.
+    numbers = np.asarray(arrays["numbers"], dtype=np.int64)[neighbour]
+    kind = np.where(atoms[centre] == neighbour, 0, 1 + np.searchsorted(arrays["elements"], numbers))
     return {
-        "bptr": (np.searchsorted(centre, np.arange(n + 1)) + 1).astype(np.int64),
+        "bptr": (np.searchsorted(centre, np.arange(len(atoms) + 1)) + 1).astype(np.int64),
         "neigh": neighbour + 1,
-        "dfp": np.ascontiguousarray(dfp, dtype=np.float64),
+        **pack_blocks(np.asarray(dfp, dtype=np.float64), kind),
     }
+
+
+def pack_blocks(dfp: NDArray[np.float64], kind: NDArray[np.int64]) -> dict[str, NDArray[Any]]:
+    """Pack derivative blocks (P, 3, F) without the features that are zero in every block of a kind.
+
+    Returns ``bpat`` (P,) 1-based pattern, ``boff`` (P,) 1-based start in ``dc``, ``dc`` the
+    packed data (block p: (3, nk) row-major), ``pcnt`` (npat,) features per pattern, padded
+    to a multiple of ``PAD`` with zero data, and ``pidx`` (npat, F + PAD) their 1-based
+    indices. Only exact zeros are dropped, so products are unchanged.
+    """
+    nonzero = np.any(dfp != 0.0, axis=1)  # (P, F)
+    kinds, bpat = np.unique(kind, return_inverse=True)
+    pidx = np.ones((len(kinds), dfp.shape[2] + PAD), dtype=np.int64)
+    pcnt = np.zeros(len(kinds), dtype=np.int64)
+    features = []
+    for k in range(len(kinds)):
+        chosen = np.flatnonzero(nonzero[bpat == k].any(axis=0))
+        pidx[k, : len(chosen)] = chosen + 1  # the padding points at feature 1 with zero data
+        pcnt[k] = -(-len(chosen) // PAD) * PAD
+        features.append(chosen)
+    sizes = 3 * pcnt[bpat]
+    boff = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    dc = np.zeros(max(1, int(sizes.sum())))
+    for k, chosen in enumerate(features):
+        selected = np.flatnonzero(bpat == k)
+        packed = np.zeros((len(selected), 3, pcnt[k]))
+        packed[:, :, : len(chosen)] = dfp[np.ix_(selected, np.arange(3), chosen)]  # one copy
+        dc[boff[selected, None] + np.arange(3 * pcnt[k])] = packed.reshape(len(selected), -1)
+    return {"bpat": bpat.astype(np.int64) + 1, "boff": boff + 1, "dc": dc, "pcnt": pcnt, "pidx": pidx}
 
 
 class CompiledLossEvaluator:
@@ -140,8 +183,10 @@ class CompiledLossEvaluator:
                 f"the parameter vector has shape {vec.shape}, the neural network expects "
                 f"({self.n_parameters},); pass the model's own vector()"
             )
-        *head, f, scratch = self._header
-        self._function(*head, vec.ctypes.data, f, scratch, self._out.ctypes.data, self._grad.ctypes.data)
+        *head, pointers, f, scratch = self._header
+        self._function(
+            *head, pointers, vec.ctypes.data, f, scratch, self._out.ctypes.data, self._grad.ctypes.data
+        )
         out = self._out
         return LossParts(
             energy_loss=float(out[0]),
@@ -188,7 +233,7 @@ def compiled_loss_evaluator(
     blocks = [_element_block(arrays, z, s, fprange[s], forces) for z, s in zip(present, symbols)]
     info, table = _tables(symbols, blocks, sizes, offsets, elements, nparam)
     for block, row in zip(blocks, info):
-        block["work"] = np.zeros((int(row[0]), int(row[7])))
+        block["work"] = np.zeros((int(row[8] + 2 * row[2] + 1), int(row[1])))
     natoms = np.ascontiguousarray(arrays["natoms"], dtype=np.int64)
     ntot = int(natoms.sum())
     keep: dict[str, NDArray[Any]] = {
@@ -200,17 +245,21 @@ def compiled_loss_evaluator(
         "eref": np.ascontiguousarray(arrays["energy"], dtype=np.float64),
         "fref": np.ascontiguousarray(arrays["forces"], dtype=np.float64).reshape(ntot, 3),
         "f": np.zeros((ntot, 3)),
-        "scratch": np.zeros(5 * int(info[:, 7].max()) + 6 * int(info[:, 1].max()) * int(natoms.max())),
+        "scratch": np.zeros(_scratch_length(info, int(natoms.max()))),
     }
-    pointers = {
-        key: _pointer_array(blocks, key) for key in ("xs", "scale", "rows", "bptr", "neigh", "dfp", "work")
-    }
+    pointers = _pointer_table(blocks)
     header: list[Any] = [len(blocks), len(natoms), ntot, nparam, table.shape[1] - 1]
+    header += [CHUNK, len(keep["scratch"])]
     header += [keep["info"].ctypes.data, keep["sizes"].ctypes.data, ACTIVATIONS[activation], int(forces)]
     header += [keep[k].ctypes.data for k in ("coef", "natoms", "atomstart", "eref", "fref")]
-    header += [ctypes.addressof(pointers[k]) for k in pointers]
-    header += [keep["f"].ctypes.data, keep["scratch"].ctypes.data]
+    header += [ctypes.addressof(pointers), keep["f"].ctypes.data, keep["scratch"].ctypes.data]
     return CompiledLossEvaluator(function, header, [blocks, keep, pointers], len(natoms))
+
+
+def _scratch_length(info: NDArray[np.int64], max_atoms: int) -> int:
+    """Scratch of the kernel: six (CHUNK, H) chunk buffers, or the per-image force sums if larger."""
+    widest, features, patterns = int(info[:, 8].max()), int(info[:, 2].max()), int(info[:, 9].max())
+    return max(6 * CHUNK * widest, 3 * (features + PAD) * patterns * (max_atoms + 1), 1)
 
 
 def _symbol(z: int, elements: Sequence[str]) -> str:
@@ -231,21 +280,27 @@ def _tables(
     elements: Sequence[str],
     nparam: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Return info (E, 8) [n, F, P, L, weight start, slope, intercept, H] (1-based) and widths (E, maxL+1)."""
+    """Return info (E, 12) and layer widths (E, maxL+1) per element present.
+
+    info: [rows, padded rows, F, blocks, layers, weight start, slope, intercept, H,
+    patterns, packed length, 0] (indices 1-based).
+    """
     maxl = max(len(sizes[s]) - 1 for s in symbols)
     table = np.zeros((len(symbols), maxl + 1), dtype=np.int64)
-    info = np.zeros((len(symbols), 8), dtype=np.int64)
+    info = np.zeros((len(symbols), 12), dtype=np.int64)
     for e, (symbol, block) in enumerate(zip(symbols, blocks)):
         widths = sizes[symbol]
         table[e, : len(widths)] = widths
         intercept = nparam - 2 * len(elements) + 2 * elements.index(symbol)
+        n, padded = int(block["rows"][-1] - 1), block["xt"].shape[1]
         npairs = len(block["neigh"]) if "neigh" in block else 0
-        info[e, :5] = [len(block["xs"]), widths[0], npairs, len(widths) - 1, offsets[symbol] + 1]
-        info[e, 5:] = [intercept + 2, intercept + 1, sum(widths[1:])]
+        npat, ndc = (len(block["pcnt"]), len(block["dc"])) if "dc" in block else (0, 0)
+        info[e, :6] = [n, padded, widths[0], npairs, len(widths) - 1, offsets[symbol] + 1]
+        info[e, 6:11] = [intercept + 2, intercept + 1, sum(widths[1:]), npat, ndc]
     return info, table
 
 
-def _pointer_array(blocks: Sequence[Mapping[str, NDArray[Any]]], key: str) -> ctypes.Array[ctypes.c_void_p]:
-    """Return a C array of each element's ``key`` data pointer (null when absent)."""
-    values = [block[key].ctypes.data if key in block else None for block in blocks]
-    return (ctypes.c_void_p * len(blocks))(*values)
+def _pointer_table(blocks: Sequence[Mapping[str, NDArray[Any]]]) -> ctypes.Array[ctypes.c_void_p]:
+    """Return a C array (E, len(POINTERS)) of each element's data pointers (null when absent)."""
+    values = [block[key].ctypes.data if key in block else None for block in blocks for key in POINTERS]
+    return (ctypes.c_void_p * len(values))(*values)

@@ -1,30 +1,37 @@
 ! Compiled loss and gradient of the atom-centred neural-network model (Amp's definitions).
 !
 ! Called through ctypes by amp_plugins/models/_nn_fortran.py, which prepares every
-! array once per shard (scaled inputs, 1-based indices, per-image row ranges) and then
-! passes only pointers per call. No Fortran I/O, no allocate: all memory comes from Python,
-! so the optimised build needs nothing from libgfortran.
+! array once per shard (scaled inputs, 1-based indices, per-image row ranges, packed
+! derivative blocks, scratch) and then passes only pointers per call. No Fortran I/O,
+! no allocate: all memory comes from Python, so the optimised build needs nothing
+! from libgfortran.
 !
-! Per image, two phases over the atoms of that image (every element):
-!   1. forward pass, input gradient u_i = dE_i/dx_i (raw features), and the forces
-!      F_m -= dfp_p^T u_i over the centre's derivative blocks p = (i, m) (accumulated
-!      elementwise per neighbour, summed over features once per atom: no per-block reductions);
-!   then the residuals of the image (energy, forces) and their loss weights;
-!   2. v_i = sum_p dfp_p w_m (w = dLoss/dF), then one forward-mode pass of the network
-!      along v_i (scaled) and one reverse pass give the parameter gradient of both the
-!      energy and the force term (second-order chain rule, no d(forces)/d(params)).
-! The second phase re-reads the image's derivative blocks while they are still in cache
-! (L2/L3), so each call streams the shard's derivative data from memory once.
+! Three phases per call:
+!   A. per element, the network over all its atoms of the shard in chunks of rows
+!      (loops run over atoms, so the compiler vectorises them): activations and, with
+!      forces, the input gradient u_i = dE_i/dx_i (raw features);
+!   B. per image: the energy residual; with forces F_m -= dfp_p^T u_i over the image's
+!      derivative blocks p = (i, m), the force residuals w = dLoss/dF, then
+!      v_i = sum_p dfp_p w_m over the same blocks again while they are in cache;
+!   C. per element over chunks of rows: one forward-mode pass along v (tangent) and one
+!      reverse pass give the parameter gradient of the energy and force terms
+!      (second-order chain rule, no d(forces)/d(params)). Sums over atoms run in LN
+!      lanes (no reductions the compiler must keep in order, so they vectorise too).
 !
 ! Array layouts (Fortran order; Python passes C-contiguous arrays of the transposed shape):
-!   xs(F, n)       scaled fingerprints of one element's atoms (x' = -1 + 2 (x - min)/(max - min)
-!                  where max - min > 1e-8, else x)
+!   xt(ld, F)      scaled fingerprints of one element's atoms, rows n+1..ld zero
+!                  (x' = -1 + 2 (x - min)/(max - min) where max - min > 1e-8, else x)
 !   scale(F)       dx'/dx (2/(max - min) or 1)
 !   rows(nimg+1)   1-based first row of each image; rows(I+1) - 1 is its last
+!   work(ld, H + 2F + 1)  activations of every layer (H = sum of layer widths), U = dE/dx,
+!                  V = d/dx' direction, per-row energy weight g
 !   bptr(n+1)      1-based first derivative block of each centre row (blocks sorted by centre)
 !   neigh(P)       1-based shard atom index moved by each block
-!   dfp(F, 3, P)   d x_f(centre) / d R_l(neighbour)
-!   work(H, n)     scratch: activations of every layer of every atom (H = sum of layer widths)
+!   bpat(P)        pattern of each block: the features it may have nonzero
+!   boff(P)        1-based start of each block's data in dc
+!   dc(*)          block p: dc(boff + (l-1) nk + j - 1) = d x_f(centre) / d R_l(neighbour), f = pidx(j, k)
+!   pcnt(npat), pidx(F + PAD, npat)  feature count (a multiple of PAD, padded with zero data) and
+!                  1-based feature indices of each pattern
 !   weights of layer k: W_k (n_(k-1) + 1, n_k) row-major in the parameter vector, i.e. the
 !   Fortran array wt(n_k, n_(k-1) + 1) with the biases in the last column.
 module amp_nn_kernels
@@ -35,15 +42,19 @@ module amp_nn_kernels
 
   integer, parameter :: dp = c_double, ik = c_int64_t
   integer(ik), parameter :: TANH_ = 0, SIGMOID_ = 1, LINEAR_ = 2
-  integer, parameter :: NINFO = 8
+  integer(ik), parameter :: LN = 16  ! lanes of the sums over atoms; rows are padded to a multiple
+  integer(ik), parameter :: PAD = 4  ! packed blocks hold a multiple of PAD features
+  integer, parameter :: NINFO = 12, NPTR = 11
 
-  ! One element's arrays and offsets (views of the Python arrays).
+  ! One element's arrays and sizes (views of the Python arrays).
   type :: element_t
-    integer(ik) :: n, nf, np, nl, woff, islope, iint, nh
+    integer(ik) :: n, ld, nf, np, nl, woff, islope, iint, nh, npat, ndc, cu, cv, cg
     integer(ik), pointer, contiguous :: sizes(:) => null()
-    real(dp), pointer, contiguous :: xs(:, :) => null(), scale(:) => null(), dfp(:, :, :) => null()
-    real(dp), pointer, contiguous :: work(:, :) => null()
+    real(dp), pointer, contiguous :: xt(:, :) => null(), scale(:) => null(), work(:, :) => null()
+    real(dp), pointer, contiguous :: dc(:) => null()
     integer(ik), pointer, contiguous :: rows(:) => null(), bptr(:) => null(), neigh(:) => null()
+    integer(ik), pointer, contiguous :: bpat(:) => null(), boff(:) => null(), pcnt(:) => null()
+    integer(ik), pointer, contiguous :: pidx(:, :) => null()
   end type element_t
 
 contains
@@ -90,89 +101,77 @@ contains
     end select
   end function ddact
 
-  ! net = wt(:, 1:nin) x + wt(:, nin + 1); o = f(net).
-  subroutine layer_forward(kind, nin, nout, wt, x, o)
-    integer(ik), intent(in) :: kind, nin, nout
-    real(dp), intent(in) :: wt(nout, nin + 1), x(nin)
-    real(dp), intent(out) :: o(nout)
-    integer(ik) :: i
-    o = wt(:, nin + 1)
-    do i = 1, nin
-      o = o + x(i) * wt(:, i)
+  ! y(ry + (0:c-1), cy + j) = sum_i x(rx + (0:c-1), cx + i) wt(j, i) (+ wt(j, nin + 1) when bias).
+  subroutine lin(c, nin, nout, x, ldx, rx, cx, y, ldy, ry, cy, wt, bias)
+    integer(ik), intent(in) :: c, nin, nout, ldx, rx, cx, ldy, ry, cy
+    real(dp), intent(in) :: x(ldx, *), wt(nout, nin + 1)
+    real(dp), intent(inout) :: y(ldy, *)
+    logical, intent(in) :: bias
+    integer(ik) :: i, j, x1, y1
+    x1 = rx + c - 1
+    y1 = ry + c - 1
+    do j = 1, nout
+      if (bias) then
+        y(ry:y1, cy + j) = wt(j, nin + 1)
+      else
+        y(ry:y1, cy + j) = 0.0_dp
+      end if
+      do i = 1, nin
+        y(ry:y1, cy + j) = y(ry:y1, cy + j) + x(rx:x1, cx + i) * wt(j, i)
+      end do
     end do
-    o = act(kind, o)
-  end subroutine layer_forward
+  end subroutine lin
 
-  ! y(i) = sum_j wt(j, i) d(j) for the weight columns (biases excluded).
-  subroutine layer_back(nin, nout, wt, d, y)
-    integer(ik), intent(in) :: nin, nout
-    real(dp), intent(in) :: wt(nout, nin + 1), d(nout)
-    real(dp), intent(out) :: y(nin)
-    integer(ik) :: i
+  ! y(ry + (0:c-1), cy + i) = sum_j d(1:c, j) wt(j, i) for the weight columns (biases excluded).
+  subroutine lin_t(c, nin, nout, d, ldd, y, ldy, ry, cy, wt)
+    integer(ik), intent(in) :: c, nin, nout, ldd, ldy, ry, cy
+    real(dp), intent(in) :: d(ldd, *), wt(nout, nin + 1)
+    real(dp), intent(inout) :: y(ldy, *)
+    integer(ik) :: i, j, y1
+    y1 = ry + c - 1
     do i = 1, nin
-      y(i) = dot_product(wt(:, i), d)
+      y(ry:y1, cy + i) = 0.0_dp
+      do j = 1, nout
+        y(ry:y1, cy + i) = y(ry:y1, cy + i) + d(1:c, j) * wt(j, i)
+      end do
     end do
-  end subroutine layer_back
+  end subroutine lin_t
 
-  ! g(:, i) += a(i) nb + b(i) dnb (i <= nin); g(:, nin + 1) += nb.
-  subroutine layer_grad(nin, nout, a, b, nb, dnb, with_tangent, g)
-    integer(ik), intent(in) :: nin, nout
-    real(dp), intent(in) :: a(nin), b(nin), nb(nout), dnb(nout)
+  ! g(j, i) += sum_r a(r, i) ob(r, j) [+ b(r, i) db(r, j)]; g(j, nin + 1) += sum_r ob(r, j),
+  ! with a(r, i) = xa(ra + r - 1, ca + i) and b likewise. c is a multiple of LN: the sums run in LN lanes.
+  subroutine outer(c, nin, nout, xa, lda, ra, ca, xb, ldb, rb, cb, ob, db, ldo, with_tangent, g)
+    integer(ik), intent(in) :: c, nin, nout, lda, ra, ca, ldb, rb, cb, ldo
+    real(dp), intent(in) :: xa(lda, *), xb(ldb, *), ob(ldo, *), db(ldo, *)
     logical, intent(in) :: with_tangent
     real(dp), intent(inout) :: g(nout, nin + 1)
-    integer(ik) :: i
-    if (with_tangent) then
-      do i = 1, nin
-        g(:, i) = g(:, i) + a(i) * nb + b(i) * dnb
+    real(dp) :: s(LN)
+    integer(ik) :: i, j, r, a, b
+    do i = 1, nin
+      do j = 1, nout
+        s = 0.0_dp
+        if (with_tangent) then
+          do r = 1, c, LN
+            a = ra + r - 1
+            b = rb + r - 1
+            s = s + xa(a:a + LN - 1, ca + i) * ob(r:r + LN - 1, j) + xb(b:b + LN - 1, cb + i) * db(r:r + LN - 1, j)
+          end do
+        else
+          do r = 1, c, LN
+            a = ra + r - 1
+            s = s + xa(a:a + LN - 1, ca + i) * ob(r:r + LN - 1, j)
+          end do
+        end if
+        g(j, i) = g(j, i) + sum(s)
       end do
-    else
-      do i = 1, nin
-        g(:, i) = g(:, i) + a(i) * nb
+    end do
+    do j = 1, nout
+      s = 0.0_dp
+      do r = 1, c, LN
+        s = s + ob(r:r + LN - 1, j)
       end do
-    end if
-    g(:, nin + 1) = g(:, nin + 1) + nb
-  end subroutine layer_grad
-
-  ! Forward pass of one atom: o(off_k + 1 : off_k + n_k) = layer k output.
-  subroutine forward(el, kind, vec, x, o)
-    type(element_t), intent(in) :: el
-    integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: vec(*), x(el%nf)
-    real(dp), intent(out) :: o(el%nh)
-    integer(ik) :: k, w, off, prev
-    w = el%woff
-    call layer_forward(kind, el%sizes(1), el%sizes(2), vec(w), x, o(1))
-    w = w + (el%sizes(1) + 1) * el%sizes(2)
-    prev = 1
-    off = el%sizes(2) + 1
-    do k = 2, el%nl
-      call layer_forward(kind, el%sizes(k), el%sizes(k + 1), vec(w), o(prev), o(off))
-      w = w + (el%sizes(k) + 1) * el%sizes(k + 1)
-      prev = off
-      off = off + el%sizes(k + 1)
+      g(j, nin + 1) = g(j, nin + 1) + sum(s)
     end do
-  end subroutine forward
-
-  ! u = dE_i/dx (raw features) of one atom with activations o; d is scratch of length nh.
-  subroutine input_gradient(el, kind, vec, o, d, u)
-    type(element_t), intent(in) :: el
-    integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: vec(*), o(el%nh)
-    real(dp), intent(out) :: d(el%nh), u(el%nf)
-    integer(ik) :: k, w, off, prev
-    off = el%nh - el%sizes(el%nl + 1) + 1
-    w = weight_start(el, el%nl)
-    d(off:el%nh) = vec(el%islope) * dact(kind, o(off:el%nh))
-    do k = el%nl, 2, -1
-      prev = off - el%sizes(k)
-      call layer_back(el%sizes(k), el%sizes(k + 1), vec(w), d(off), d(prev))
-      d(prev:off - 1) = d(prev:off - 1) * dact(kind, o(prev:off - 1))
-      off = prev
-      w = w - (el%sizes(k - 1) + 1) * el%sizes(k)
-    end do
-    call layer_back(el%sizes(1), el%sizes(2), vec(w), d(1), u)
-    u = u * el%scale
-  end subroutine input_gradient
+  end subroutine outer
 
   ! 1-based index in the parameter vector of the first weight of layer k.
   pure integer(ik) function weight_start(el, k)
@@ -185,225 +184,281 @@ contains
     end do
   end function weight_start
 
-  ! Accumulate one centre's nb blocks: acc(:, m - a0 + 1) += d(:, p) u3 with u3 = (u, u, u).
-  ! Forces follow as -sum over each third of acc (sum_forces), once per atom instead of per block.
-  subroutine scatter_forces(n3, nb, d, neigh, u3, a0, nat, acc)
-    integer(ik), intent(in) :: n3, nb, neigh(nb), a0, nat
-    real(dp), intent(in) :: d(n3, nb), u3(n3)
-    real(dp), intent(inout) :: acc(n3, nat)
-    integer(ik) :: p, m
-    do p = 1, nb
-      m = neigh(p) - a0 + 1
-      acc(:, m) = acc(:, m) + d(:, p) * u3
-    end do
-  end subroutine scatter_forces
-
-  ! Add f(l, k) -= sum_f acc(f, l, k) for the image's nat atoms (one element's centres).
-  subroutine sum_forces(nf, nat, acc, f)
-    integer(ik), intent(in) :: nf, nat
-    real(dp), intent(in) :: acc(nf, 3, nat)
-    real(dp), intent(inout) :: f(3, nat)
-    integer(ik) :: k, l
-    do k = 1, nat
-      do l = 1, 3
-        f(l, k) = f(l, k) - sum(acc(:, l, k))
-      end do
-    end do
-  end subroutine sum_forces
-
-  ! v = sum over a centre's nb blocks p of d(:, :, p) w(:, m(p)).
-  subroutine gather_direction(nf, nb, d, neigh, ntot, w, v)
-    integer(ik), intent(in) :: nf, nb, ntot, neigh(nb)
-    real(dp), intent(in) :: d(nf, 3, nb), w(3, ntot)
-    real(dp), intent(out) :: v(nf)
-    integer(ik) :: p, m
-    v = 0.0_dp
-    do p = 1, nb
-      m = neigh(p)
-      v = v + d(:, 1, p) * w(1, m) + d(:, 2, p) * w(2, m) + d(:, 3, p) * w(3, m)
-    end do
-  end subroutine gather_direction
-
-  ! Tangent of the forward pass along the input direction v: t = d net_k, dt = d o_k.
-  subroutine tangent(el, kind, vec, o, v, t, dt)
+  ! 0-based column of layer k's first output in the activations.
+  pure integer(ik) function column_start(el, k)
     type(element_t), intent(in) :: el
-    integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: vec(*), o(el%nh), v(el%nf)
-    real(dp), intent(out) :: t(el%nh), dt(el%nh)
-    integer(ik) :: k, i, w, off, prev, nin, nout
+    integer(ik), intent(in) :: k
+    column_start = sum(el%sizes(2:k))
+  end function column_start
+
+  ! Phase A for rows r0..r0+c-1: activations; with forces U = dE/dx (raw features).
+  ! d1, d2 are scratch (ch, *).
+  subroutine chunk_forward(el, kind, vec, r0, c, with_forces, ch, d1, d2)
+    type(element_t), intent(inout) :: el
+    integer(ik), intent(in) :: kind, r0, c, ch
+    real(dp), intent(in) :: vec(*)
+    logical, intent(in) :: with_forces
+    real(dp), intent(inout) :: d1(ch, *), d2(ch, *)
+    integer(ik) :: k, w, off, prev, nout, i
     w = el%woff
-    off = 1
+    off = 0
     prev = 0
     do k = 1, el%nl
-      nin = el%sizes(k)
       nout = el%sizes(k + 1)
-      t(off:off + nout - 1) = 0.0_dp
-      do i = 1, nin
-        if (k == 1) then
-          t(off:off + nout - 1) = t(off:off + nout - 1) + v(i) * vec(w + (i - 1) * nout:w + i * nout - 1)
-        else
-          t(off:off + nout - 1) = t(off:off + nout - 1) + dt(prev + i - 1) * vec(w + (i - 1) * nout:w + i * nout - 1)
-        end if
+      if (k == 1) then
+        call lin(c, el%nf, nout, el%xt, el%ld, r0, 0_ik, d1, ch, 1_ik, 0_ik, vec(w), .true.)
+      else
+        call lin(c, el%sizes(k), nout, el%work, el%ld, r0, prev, d1, ch, 1_ik, 0_ik, vec(w), .true.)
+      end if
+      do i = 1, nout
+        el%work(r0:r0 + c - 1, off + i) = act(kind, d1(1:c, i))
       end do
-      dt(off:off + nout - 1) = dact(kind, o(off:off + nout - 1)) * t(off:off + nout - 1)
-      w = w + (nin + 1) * nout
+      w = w + (el%sizes(k) + 1) * nout
       prev = off
       off = off + nout
     end do
-  end subroutine tangent
+    if (.not. with_forces) return
+    ! Input gradient: d = slope f'(o_L); d <- (d W^T) f'(o) down the layers; U = d W_1^T scale.
+    d1(1:c, 1) = vec(el%islope) * dact(kind, el%work(r0:r0 + c - 1, el%nh))
+    do k = el%nl, 2, -1
+      w = weight_start(el, k)
+      prev = column_start(el, k - 1)
+      call lin_t(c, el%sizes(k), el%sizes(k + 1), d1, ch, d2, ch, 1_ik, 0_ik, vec(w))
+      do i = 1, el%sizes(k)
+        d1(1:c, i) = d2(1:c, i) * dact(kind, el%work(r0:r0 + c - 1, prev + i))
+      end do
+    end do
+    call lin_t(c, el%nf, el%sizes(2), d1, ch, el%work, el%ld, r0, el%cu, vec(el%woff))
+    do i = 1, el%nf
+      el%work(r0:r0 + c - 1, el%cu + i) = el%work(r0:r0 + c - 1, el%cu + i) * el%scale(i)
+    end do
+  end subroutine chunk_forward
 
-  ! Reverse pass of one atom: adds d(g E_i - v . dE_i/dx')/d params to grad.
-  ! Seeds: o_out adjoint slope * g; with the tangent, d o_out adjoint -slope.
-  subroutine reverse(el, kind, vec, x, o, v, t, dt, g, with_tangent, ob, db, grad)
+  ! Phase C for rows r0..r0+c-1: tangent along V (t, dt: scratch (ch, nh)), then the reverse
+  ! pass (ob, db, ob2, db2: scratch (ch, *)) adding d(g E_i - v . dE_i/dx')/d params to grad.
+  subroutine chunk_reverse(el, kind, vec, r0, c, with_tangent, ch, t, dt, ob, db, ob2, db2, grad)
     type(element_t), intent(in) :: el
-    integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: vec(*), x(el%nf), o(el%nh), v(el%nf), t(el%nh), dt(el%nh), g
+    integer(ik), intent(in) :: kind, r0, c, ch
+    real(dp), intent(in) :: vec(*)
     logical, intent(in) :: with_tangent
-    real(dp), intent(out) :: ob(el%nh), db(el%nh)
-    real(dp), intent(inout) :: grad(*)
-    integer(ik) :: k, j, w, off, prev, nin, nout
-    real(dp) :: s, fp
+    real(dp), intent(inout) :: t(ch, *), dt(ch, *), ob(ch, *), db(ch, *), ob2(ch, *), db2(ch, *), grad(*)
+    integer(ik) :: k, j, w, off, nin, nout, live, r1
+    real(dp) :: s
+    r1 = r0 + c - 1
+    if (with_tangent) call tangent(el, kind, vec, r0, c, ch, t, dt)
     s = vec(el%islope)
-    off = el%nh - el%sizes(el%nl + 1) + 1
-    ob(off:el%nh) = s * g
-    db(off:el%nh) = 0.0_dp
-    grad(el%iint) = grad(el%iint) + g
-    grad(el%islope) = grad(el%islope) + g * o(el%nh)
+    grad(el%iint) = grad(el%iint) + sum(el%work(r0:r1, el%cg))
+    grad(el%islope) = grad(el%islope) + sum(el%work(r0:r1, el%cg) * el%work(r0:r1, el%nh))
+    ob(1:c, 1) = s * el%work(r0:r1, el%cg)
     if (with_tangent) then
-      db(off:el%nh) = -s
-      grad(el%islope) = grad(el%islope) - dt(el%nh)
+      grad(el%islope) = grad(el%islope) - sum(dt(1:c, el%nh))
+      live = max(0_ik, min(c, el%n - r0 + 1))
+      db(1:live, 1) = -s
+      db(live + 1:c, 1) = 0.0_dp
     end if
     do k = el%nl, 1, -1
       nin = el%sizes(k)
       nout = el%sizes(k + 1)
       w = weight_start(el, k)
-      ! Turn output adjoints into net adjoints, in place: ob -> d net, db -> d (d net).
-      do j = off, off + nout - 1
-        fp = dact(kind, o(j))
+      off = column_start(el, k)
+      ! Output adjoints -> net adjoints, in place: ob -> d net, db -> d (d net).
+      do j = 1, nout
         if (with_tangent) then
-          ob(j) = fp * ob(j) + ddact(kind, o(j)) * t(j) * db(j)
-          db(j) = fp * db(j)
+          ob(1:c, j) = dact(kind, el%work(r0:r1, off + j)) * ob(1:c, j) &
+                       + ddact(kind, el%work(r0:r1, off + j)) * t(1:c, off + j) * db(1:c, j)
+          db(1:c, j) = dact(kind, el%work(r0:r1, off + j)) * db(1:c, j)
         else
-          ob(j) = fp * ob(j)
+          ob(1:c, j) = dact(kind, el%work(r0:r1, off + j)) * ob(1:c, j)
         end if
       end do
       if (k == 1) then
-        call layer_grad(nin, nout, x, v, ob(off), db(off), with_tangent, grad(w))
+        call outer(c, nin, nout, el%xt, el%ld, r0, 0_ik, el%work, el%ld, r0, el%cv, ob, db, ch, &
+                   with_tangent, grad(w))
       else
-        prev = off - nin
-        call layer_grad(nin, nout, o(prev), dt(prev), ob(off), db(off), with_tangent, grad(w))
-        call layer_back(nin, nout, vec(w), ob(off), ob(prev))
-        if (with_tangent) call layer_back(nin, nout, vec(w), db(off), db(prev))
-        off = prev
+        j = column_start(el, k - 1)
+        call outer(c, nin, nout, el%work, el%ld, r0, j, dt, ch, 1_ik, j, ob, db, ch, with_tangent, grad(w))
+        call lin_t(c, nin, nout, ob, ch, ob2, ch, 1_ik, 0_ik, vec(w))
+        ob(1:c, 1:nin) = ob2(1:c, 1:nin)
+        if (with_tangent) then
+          call lin_t(c, nin, nout, db, ch, db2, ch, 1_ik, 0_ik, vec(w))
+          db(1:c, 1:nin) = db2(1:c, 1:nin)
+        end if
       end if
     end do
-  end subroutine reverse
+  end subroutine chunk_reverse
 
-  ! Build the element views from the C pointers.
-  subroutine bind_elements(ne, nimg, maxl, info, sizes, xs_p, scale_p, rows_p, bptr_p, neigh_p, dfp_p, &
-                           work_p, sizes_t, els)
+  ! Tangent of the forward pass along V for rows r0..r0+c-1: t = d net_k, dt = d o_k.
+  subroutine tangent(el, kind, vec, r0, c, ch, t, dt)
+    type(element_t), intent(in) :: el
+    integer(ik), intent(in) :: kind, r0, c, ch
+    real(dp), intent(in) :: vec(*)
+    real(dp), intent(inout) :: t(ch, *), dt(ch, *)
+    integer(ik) :: k, i, w, off, prev
+    w = el%woff
+    call lin(c, el%nf, el%sizes(2), el%work, el%ld, r0, el%cv, t, ch, 1_ik, 0_ik, vec(w), .false.)
+    off = 0
+    prev = 0
+    do k = 1, el%nl
+      if (k > 1) call lin(c, el%sizes(k), el%sizes(k + 1), dt, ch, 1_ik, prev, t, ch, 1_ik, off, vec(w), .false.)
+      do i = off + 1, off + el%sizes(k + 1)
+        dt(1:c, i) = dact(kind, el%work(r0:r0 + c - 1, i)) * t(1:c, i)
+      end do
+      w = w + (el%sizes(k) + 1) * el%sizes(k + 1)
+      prev = off
+      off = off + el%sizes(k + 1)
+    end do
+  end subroutine tangent
+
+  ! Forces of one image from one element's centres: f(l, m) -= sum over blocks (i, m) of dfp^T u_i.
+  subroutine image_forces(el, img, a0, nat, mf, u3, acc, f)
+    type(element_t), intent(in) :: el
+    integer(ik), intent(in) :: img, a0, nat, mf
+    real(dp), intent(inout) :: u3(3 * mf, *), acc(*), f(3, nat)
+    integer(ik) :: r0, r1
+    r0 = el%rows(img)
+    r1 = el%rows(img + 1) - 1
+    if (r1 < r0) return
+    call forces_of(el%nf, el%ld, el%npat, r0, r1, a0, nat, mf, el%bptr(r0:r1 + 1), el%neigh, el%bpat, &
+                   el%boff, el%dc, el%pcnt, el%pidx, el%work(:, el%cu + 1:el%cu + el%nf), u3, acc, f)
+  end subroutine image_forces
+
+  ! Body of image_forces on plain arrays (u(ld, F): the U columns). acc(*) holds per pattern k
+  ! an (3 nk, nat) array of elementwise products, summed at the end (no per-block reductions);
+  ! u3(3 mf, npat) the centre's u gathered per pattern, three times.
+  subroutine forces_of(nf, ld, npat, r0, r1, a0, nat, mf, bptr, neigh, bpat, boff, dc, pcnt, pidx, u, u3, acc, f)
+    integer(ik), intent(in) :: nf, ld, npat, r0, r1, a0, nat, mf
+    integer(ik), intent(in) :: bptr(r0:r1 + 1), neigh(*), bpat(*), boff(*), pcnt(npat), pidx(nf + PAD, npat)
+    real(dp), intent(in) :: dc(*), u(ld, nf)
+    real(dp), intent(inout) :: u3(3 * mf, npat), acc(*), f(3, nat)
+    integer(ik) :: aoff(npat + 1), r, k, nk, p, m, o, a, l, j
+    real(dp) :: s(PAD)
+    aoff(1) = 0
+    do k = 1, npat
+      aoff(k + 1) = aoff(k) + 3 * pcnt(k) * nat
+    end do
+    acc(1:aoff(npat + 1)) = 0.0_dp
+    do r = r0, r1
+      do k = 1, npat
+        nk = pcnt(k)
+        do j = 1, nk
+          u3(j, k) = u(r, pidx(j, k))
+          u3(nk + j, k) = u3(j, k)
+          u3(2 * nk + j, k) = u3(j, k)
+        end do
+      end do
+      do p = bptr(r), bptr(r + 1) - 1
+        k = bpat(p)
+        nk = 3 * pcnt(k)
+        a = aoff(k) + (neigh(p) - a0) * nk
+        o = boff(p) - 1
+        do j = 1, nk
+          acc(a + j) = acc(a + j) + dc(o + j) * u3(j, k)
+        end do
+      end do
+    end do
+    do k = 1, npat
+      nk = pcnt(k)
+      do m = 1, nat
+        a = aoff(k) + (m - 1) * 3 * nk
+        do l = 1, 3
+          s = 0.0_dp
+          do j = a + (l - 1) * nk + 1, a + l * nk, PAD
+            s = s + acc(j:j + PAD - 1)
+          end do
+          f(l, m) = f(l, m) - sum(s)
+        end do
+      end do
+    end do
+  end subroutine forces_of
+
+  ! V rows of one image's centres of one element: v_i = scale * sum_p dfp_p w_m (vacc: scratch (mf, npat)).
+  subroutine image_directions(el, img, ntot, w, mf, vacc)
+    type(element_t), intent(inout) :: el
+    integer(ik), intent(in) :: img, ntot, mf
+    real(dp), intent(in) :: w(3, ntot)
+    real(dp), intent(inout) :: vacc(mf, *)
+    integer(ik) :: r0, r1
+    r0 = el%rows(img)
+    r1 = el%rows(img + 1) - 1
+    if (r1 < r0) return
+    call directions_of(el%nf, el%ld, el%npat, r0, r1, ntot, mf, el%bptr(r0:r1 + 1), el%neigh, el%bpat, &
+                       el%boff, el%dc, el%pcnt, el%pidx, el%scale, w, vacc, el%work(:, el%cv + 1:el%cv + el%nf))
+  end subroutine image_directions
+
+  ! Body of image_directions on plain arrays (v(ld, F): the V columns).
+  subroutine directions_of(nf, ld, npat, r0, r1, ntot, mf, bptr, neigh, bpat, boff, dc, pcnt, pidx, scale, w, &
+                           vacc, v)
+    integer(ik), intent(in) :: nf, ld, npat, r0, r1, ntot, mf
+    integer(ik), intent(in) :: bptr(r0:r1 + 1), neigh(*), bpat(*), boff(*), pcnt(npat), pidx(nf + PAD, npat)
+    real(dp), intent(in) :: dc(*), scale(nf), w(3, ntot)
+    real(dp), intent(inout) :: vacc(mf, npat), v(ld, nf)
+    integer(ik) :: r, k, nk, p, m, o, j
+    real(dp) :: w1, w2, w3
+    do r = r0, r1
+      vacc = 0.0_dp
+      do p = bptr(r), bptr(r + 1) - 1
+        k = bpat(p)
+        nk = pcnt(k)
+        m = neigh(p)
+        o = boff(p) - 1
+        w1 = w(1, m)
+        w2 = w(2, m)
+        w3 = w(3, m)
+        do j = 1, nk
+          vacc(j, k) = vacc(j, k) + dc(o + j) * w1 + dc(o + nk + j) * w2 + dc(o + 2 * nk + j) * w3
+        end do
+      end do
+      v(r, :) = 0.0_dp
+      do k = 1, npat
+        do j = 1, pcnt(k)
+          v(r, pidx(j, k)) = v(r, pidx(j, k)) + vacc(j, k)
+        end do
+      end do
+      v(r, :) = v(r, :) * scale
+    end do
+  end subroutine directions_of
+
+  ! Build the element views from the C pointers ptrs(:, e) (order: see _nn_fortran.POINTERS).
+  subroutine bind_elements(ne, nimg, maxl, info, sizes, ptrs, with_forces, els)
     integer(ik), intent(in) :: ne, nimg, maxl, info(NINFO, ne)
     integer(ik), intent(in), target :: sizes(0:maxl, ne)
-    type(c_ptr), intent(in) :: xs_p(ne), scale_p(ne), rows_p(ne), bptr_p(ne), neigh_p(ne), dfp_p(ne), work_p(ne)
-    integer(ik), intent(in) :: sizes_t
+    type(c_ptr), intent(in) :: ptrs(NPTR, ne)
+    logical, intent(in) :: with_forces
     type(element_t), intent(out) :: els(ne)
     integer(ik) :: e
     do e = 1, ne
-      els(e)%n = info(1, e)
-      els(e)%nf = info(2, e)
-      els(e)%np = info(3, e)
-      els(e)%nl = info(4, e)
-      els(e)%woff = info(5, e)
-      els(e)%islope = info(6, e)
-      els(e)%iint = info(7, e)
-      els(e)%nh = info(8, e)
-      els(e)%sizes(1:maxl + 1) => sizes(:, e)
-      call c_f_pointer(xs_p(e), els(e)%xs, [els(e)%nf, els(e)%n])
-      call c_f_pointer(scale_p(e), els(e)%scale, [els(e)%nf])
-      call c_f_pointer(rows_p(e), els(e)%rows, [nimg + 1])
-      call c_f_pointer(work_p(e), els(e)%work, [els(e)%nh, els(e)%n])
-      if (sizes_t /= 0) then
-        call c_f_pointer(bptr_p(e), els(e)%bptr, [els(e)%n + 1])
-        call c_f_pointer(neigh_p(e), els(e)%neigh, [els(e)%np])
-        call c_f_pointer(dfp_p(e), els(e)%dfp, [els(e)%nf, 3_ik, els(e)%np])
-      end if
+      associate (el => els(e))
+        el%n = info(1, e)
+        el%ld = info(2, e)
+        el%nf = info(3, e)
+        el%np = info(4, e)
+        el%nl = info(5, e)
+        el%woff = info(6, e)
+        el%islope = info(7, e)
+        el%iint = info(8, e)
+        el%nh = info(9, e)
+        el%npat = info(10, e)
+        el%ndc = info(11, e)
+        el%cu = el%nh
+        el%cv = el%nh + el%nf
+        el%cg = el%nh + 2 * el%nf + 1
+        el%sizes(1:maxl + 1) => sizes(:, e)
+        call c_f_pointer(ptrs(1, e), el%xt, [el%ld, el%nf])
+        call c_f_pointer(ptrs(2, e), el%scale, [el%nf])
+        call c_f_pointer(ptrs(3, e), el%rows, [nimg + 1])
+        call c_f_pointer(ptrs(4, e), el%work, [el%ld, el%cg])
+        if (with_forces) then
+          call c_f_pointer(ptrs(5, e), el%bptr, [el%n + 1])
+          call c_f_pointer(ptrs(6, e), el%neigh, [el%np])
+          call c_f_pointer(ptrs(7, e), el%bpat, [el%np])
+          call c_f_pointer(ptrs(8, e), el%boff, [el%np])
+          call c_f_pointer(ptrs(9, e), el%dc, [el%ndc])
+          call c_f_pointer(ptrs(10, e), el%pcnt, [el%npat])
+          call c_f_pointer(ptrs(11, e), el%pidx, [el%nf + PAD, el%npat])
+        end if
+      end associate
     end do
   end subroutine bind_elements
-
-  ! Phase 1 of one image: activations, atomic energies summed into energy, forces into f.
-  ! acc and ub are scratch of 3 mf nat; f(3, nat) receives the image's forces when with_forces.
-  ! The network work of all the image's centres comes first, then one uninterrupted stream
-  ! over their derivative blocks (long streams keep the memory prefetchers busy).
-  subroutine image_forward(els, ne, img, kind, with_forces, vec, a0, mf, nat, d, ub, energy, acc, f)
-    integer(ik), intent(in) :: ne, img, kind, a0, mf, nat
-    type(element_t), intent(inout) :: els(ne)
-    logical, intent(in) :: with_forces
-    real(dp), intent(in) :: vec(*)
-    real(dp), intent(inout) :: d(*), ub(3 * mf, nat), acc(3 * mf * nat), f(3, nat)
-    real(dp), intent(out) :: energy
-    integer(ik) :: e, r, k, b0, b1, n3, nf
-    energy = 0.0_dp
-    if (with_forces) f = 0.0_dp
-    do e = 1, ne
-      associate (el => els(e))
-        nf = el%nf
-        n3 = 3 * nf
-        do r = el%rows(img), el%rows(img + 1) - 1
-          k = r - el%rows(img) + 1
-          call forward(el, kind, vec, el%xs(:, r), el%work(:, r))
-          energy = energy + vec(el%islope) * el%work(el%nh, r) + vec(el%iint)
-          if (with_forces) then
-            call input_gradient(el, kind, vec, el%work(:, r), d, ub(:, k))
-            ub(nf + 1:2 * nf, k) = ub(1:nf, k)
-            ub(2 * nf + 1:n3, k) = ub(1:nf, k)
-          end if
-        end do
-        if (.not. with_forces) cycle
-        acc(1:n3 * nat) = 0.0_dp
-        do r = el%rows(img), el%rows(img + 1) - 1
-          b0 = el%bptr(r)
-          b1 = el%bptr(r + 1) - 1
-          call scatter_forces(n3, b1 - b0 + 1, el%dfp(:, :, b0:b1), el%neigh(b0:b1), &
-                              ub(:, r - el%rows(img) + 1), a0, nat, acc)
-        end do
-        call sum_forces(nf, nat, acc, f)
-      end associate
-    end do
-  end subroutine image_forward
-
-  ! Phase 2 of one image: the parameter gradient of its energy and force terms (vb: scratch mf nat).
-  subroutine image_reverse(els, ne, img, kind, with_forces, vec, ntot, w, g, maxh, maxf, nat, vb, t, dt, ob, db, &
-                           grad)
-    integer(ik), intent(in) :: ne, img, kind, ntot, maxh, maxf, nat
-    type(element_t), intent(in) :: els(ne)
-    logical, intent(in) :: with_forces
-    real(dp), intent(in) :: vec(*), w(3, ntot), g
-    real(dp), intent(out) :: vb(maxf, nat), t(maxh), dt(maxh), ob(maxh), db(maxh)
-    real(dp), intent(inout) :: grad(*)
-    integer(ik) :: e, r, k, b0, b1
-    vb = 0.0_dp
-    t = 0.0_dp
-    dt = 0.0_dp
-    ! Backwards: the blocks phase 1 read last are the ones most likely still in cache.
-    do e = ne, 1, -1
-      associate (el => els(e))
-        if (with_forces) then
-          do r = el%rows(img + 1) - 1, el%rows(img), -1
-            k = r - el%rows(img) + 1
-            b0 = el%bptr(r)
-            b1 = el%bptr(r + 1) - 1
-            call gather_direction(el%nf, b1 - b0 + 1, el%dfp(:, :, b0:b1), el%neigh(b0:b1), ntot, w, vb(:, k))
-            vb(1:el%nf, k) = vb(1:el%nf, k) * el%scale
-          end do
-        end if
-        do r = el%rows(img), el%rows(img + 1) - 1
-          k = r - el%rows(img) + 1
-          if (with_forces) call tangent(el, kind, vec, el%work(:, r), vb(:, k), t, dt)
-          call reverse(el, kind, vec, el%xs(:, r), el%work(:, r), vb(:, k), t, dt, g, with_forces, ob, db, grad)
-        end do
-      end associate
-    end do
-  end subroutine image_reverse
 
   ! Turn image img's predicted forces f(:, a0:a1) into loss weights c_F 2 dF / (3 N); update sums.
   subroutine force_residuals(a0, a1, natoms, cf, fref, f, floss, fmax)
@@ -422,46 +477,80 @@ contains
     floss = floss + acc / (3.0_dp * real(natoms, dp))
   end subroutine force_residuals
 
+  ! Phase B of one image: residuals, loss parts, per-row energy weights; with forces, the
+  ! forces, their weights (left in f) and the V rows. scr: scratch of phase B.
+  subroutine image_terms(els, ne, img, ntot, mf, natoms, a0, a1, forces, vec, coef, eref, fref, f, scr, out)
+    integer(ik), intent(in) :: ne, img, ntot, mf, natoms, a0, a1
+    type(element_t), intent(inout) :: els(ne)
+    logical, intent(in) :: forces
+    real(dp), intent(in) :: vec(*), coef(2), eref, fref(3, ntot)
+    real(dp), intent(inout) :: f(3, ntot), scr(*), out(4)
+    real(dp) :: energy, res, g
+    integer(ik) :: e, r0, r1, nat, mp
+    mp = maxval(els(:)%npat)
+    nat = a1 - a0 + 1
+    energy = 0.0_dp
+    do e = 1, ne
+      r0 = els(e)%rows(img)
+      r1 = els(e)%rows(img + 1) - 1
+      energy = energy + vec(els(e)%islope) * sum(els(e)%work(r0:r1, els(e)%nh)) &
+               + vec(els(e)%iint) * real(r1 - r0 + 1, dp)
+    end do
+    res = (energy - eref) / real(natoms, dp)
+    out(1) = out(1) + res * res
+    out(3) = max(out(3), abs(res))
+    g = coef(1) * 2.0_dp * res / real(natoms, dp)
+    do e = 1, ne
+      els(e)%work(els(e)%rows(img):els(e)%rows(img + 1) - 1, els(e)%cg) = g
+    end do
+    if (.not. forces) return
+    f(:, a0:a1) = 0.0_dp
+    do e = 1, ne
+      call image_forces(els(e), img, a0, nat, mf, scr(1), scr(3 * mf * mp + 1), f(1, a0))
+    end do
+    call force_residuals(a0, a1, natoms, coef(2), fref, f, out(2), out(4))
+    do e = ne, 1, -1  ! backwards: the blocks read last are the most likely still in cache
+      call image_directions(els(e), img, ntot, f, mf, scr(1))
+    end do
+  end subroutine image_terms
+
   ! Loss parts and gradient of one shard; see the module header for the arrays.
   ! coef = (c_E, c_F); out = (energy_loss, force_loss, energy_maxresid, force_maxresid).
-  subroutine amp_nn_loss(ne, nimg, ntot, nparam, maxl, info, sizes, kind, with_forces, coef, natoms, &
-                         atomstart, eref, fref, xs_p, scale_p, rows_p, bptr_p, neigh_p, dfp_p, work_p, &
-                         vec, f, scratch, out, grad) bind(C, name="amp_nn_loss")
-    integer(ik), value, intent(in) :: ne, nimg, ntot, nparam, maxl, kind, with_forces
+  subroutine amp_nn_loss(ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
+                         natoms, atomstart, eref, fref, ptrs, vec, f, scratch, out, grad) bind(C, name="amp_nn_loss")
+    integer(ik), value, intent(in) :: ne, nimg, ntot, nparam, maxl, ch, nscr, kind, with_forces
     integer(ik), intent(in) :: info(NINFO, ne), natoms(nimg), atomstart(nimg + 1)
     integer(ik), intent(in), target :: sizes(0:maxl, ne)
     real(dp), intent(in) :: coef(2), eref(nimg), fref(3, ntot), vec(nparam)
-    type(c_ptr), intent(in) :: xs_p(ne), scale_p(ne), rows_p(ne), bptr_p(ne), neigh_p(ne), dfp_p(ne), work_p(ne)
+    type(c_ptr), intent(in) :: ptrs(NPTR, ne)
     real(dp), intent(inout) :: f(3, ntot)
-    real(dp), intent(out) :: scratch(5 * maxval(info(8, :)) + 6 * maxval(info(2, :)) * maxval(natoms)), &
-                             out(4), grad(nparam)
+    real(dp), intent(out) :: scratch(nscr), out(4), grad(nparam)
     type(element_t) :: els(ne)
-    real(dp) :: energy, res, g
-    integer(ik) :: img, mf, mh, a0, nat, s0, s1
+    integer(ik) :: img, e, r, c, mh, mf
     logical :: forces
     forces = with_forces /= 0
-    mf = maxval(info(2, :))
-    mh = maxval(info(8, :))
-    s0 = 5 * mh + 1  ! then acc (3 mf nat), then ub / vb (3 mf nat)
-    s1 = s0 + 3 * mf * maxval(natoms)
-    call bind_elements(ne, nimg, maxl, info, sizes, xs_p, scale_p, rows_p, bptr_p, neigh_p, dfp_p, work_p, &
-                       with_forces, els)
+    mh = maxval(info(9, :))
+    mf = maxval(info(3, :)) + PAD  ! the longest (padded) pattern
+    call bind_elements(ne, nimg, maxl, info, sizes, ptrs, forces, els)
     out = 0.0_dp
     grad = 0.0_dp
+    do e = 1, ne
+      do r = 1, els(e)%ld, ch
+        c = min(ch, els(e)%ld - r + 1)
+        call chunk_forward(els(e), kind, vec, r, c, forces, ch, scratch(1), scratch(ch * mh + 1))
+      end do
+    end do
     do img = 1, nimg
-      a0 = atomstart(img)
-      nat = natoms(img)
-      call image_forward(els, ne, img, kind, forces, vec, a0, mf, nat, scratch(1), scratch(s1), energy, &
-                         scratch(s0), f(1, a0))
-      res = (energy - eref(img)) / real(natoms(img), dp)
-      out(1) = out(1) + res * res
-      out(3) = max(out(3), abs(res))
-      g = coef(1) * 2.0_dp * res / real(natoms(img), dp)
-      if (forces) then
-        call force_residuals(atomstart(img), atomstart(img + 1) - 1, natoms(img), coef(2), fref, f, out(2), out(4))
-      end if
-      call image_reverse(els, ne, img, kind, forces, vec, ntot, f, g, mh, mf, nat, scratch(s1), &
-                         scratch(mh + 1), scratch(2 * mh + 1), scratch(3 * mh + 1), scratch(4 * mh + 1), grad)
+      call image_terms(els, ne, img, ntot, mf, natoms(img), atomstart(img), atomstart(img + 1) - 1, forces, &
+                       vec, coef, eref(img), fref, f, scratch, out)
+    end do
+    do e = 1, ne
+      do r = 1, els(e)%ld, ch
+        c = min(ch, els(e)%ld - r + 1)
+        call chunk_reverse(els(e), kind, vec, r, c, forces, ch, scratch(1), scratch(ch * mh + 1), &
+                           scratch(2 * ch * mh + 1), scratch(3 * ch * mh + 1), scratch(4 * ch * mh + 1), &
+                           scratch(5 * ch * mh + 1), grad)
+      end do
     end do
   end subroutine amp_nn_loss
 
