@@ -123,3 +123,23 @@ def test_bad_files_raise_model_file_error(tmp_path, text, message):
 def test_missing_file_is_a_model_file_error(tmp_path):
     with pytest.raises(ModelFileError, match="cannot read"):
         read_amp_file(tmp_path / "absent.amp")
+
+
+
+def test_file_saved_before_first_use_gets_amps_default_set(tmp_path):
+    # Amp writes Gs=None when a calculator is saved before its first calculation; it then
+    # builds its default symmetry functions for the sorted elements.
+    text = FIXTURE.read_text()
+    start = text.index("Gs=")
+    end = text.index("cutoff=")
+    fresh = text[:start] + "Gs=None, elements=['Pt', 'Cu'], " + text[end:].replace("elements=['Cu', 'Pt'],", "")
+    path = tmp_path / "fresh.amp"
+    path.write_text(fresh)
+    kwargs, _ = read_amp_file(path)
+    assert "Gs" not in kwargs and kwargs["elements"] == ["Cu", "Pt"]
+    built = amp_core.create_descriptor("gaussian", **kwargs)
+    default = amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"])
+    assert built.todict()["Gs"] == default.todict()["Gs"]
+    path.write_text(fresh.replace("elements=['Pt', 'Cu'],", ""))
+    with pytest.raises(ModelFileError, match="neither 'Gs'"):
+        read_amp_file(path)

@@ -153,14 +153,18 @@ def _descriptor_kwargs(section: dict[str, Any], path: str) -> dict[str, Any]:
     gs = section.get("Gs")
     elements = section.get("elements")
     if gs is None:
-        raise ModelFileError(
-            f"{path}: the descriptor has no 'Gs' (symmetry functions); was the model trained?"
-        )
+        if not elements:
+            raise ModelFileError(f"{path}: the descriptor has neither 'Gs' (symmetry functions) nor 'elements'")
+        # Saved before first use: Amp then builds its default set for the sorted elements.
+        kwargs: dict[str, Any] = {"elements": sorted(elements)}
+        if "cutoff" in section:
+            kwargs["cutoff"] = section["cutoff"]
+        return kwargs
     if isinstance(gs, list):
         if not elements:
             raise ModelFileError(f"{path}: 'Gs' is a list but the descriptor names no 'elements'")
         gs = {el: gs for el in elements}
-    kwargs: dict[str, Any] = {"Gs": gs, "elements": sorted(elements) if elements else sorted(gs)}
+    kwargs = {"Gs": gs, "elements": sorted(elements) if elements else sorted(gs)}
     if "cutoff" in section:
         kwargs["cutoff"] = section["cutoff"]
     return kwargs
