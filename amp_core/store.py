@@ -39,7 +39,7 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
     for key in sorted(arrays):
         value = np.ascontiguousarray(arrays[key])
         crc = zlib.crc32(f"{key}:{value.dtype}:{value.shape}".encode(), crc)
-        crc = zlib.crc32(memoryview(value).cast("B"), crc)
+        crc = zlib.crc32(value.view(np.uint8).reshape(-1).data, crc)
     return f"crc32:{crc:08x}"
 
 
