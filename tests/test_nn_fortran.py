@@ -329,3 +329,54 @@ def test_sparse_blocks_are_packed_without_changing_results():
 
     numeric = (loss(vector + h * direction) - loss(vector - h * direction)) / (2 * h)
     np.testing.assert_allclose(parts.gradient @ direction, numeric, rtol=1e-6)
+
+
+def _optimised_builds(folder: Path) -> list[Path]:
+    """The package's optimised builds of the kernel (portable, and AVX2 + FMA where it runs)."""
+    from amp_core.compiled import wide_vectors
+
+    variants = {"generic": []} | ({"v3": ["-march=x86-64-v3"]} if wide_vectors() else {})
+    paths = []
+    for name, extra in variants.items():
+        target = folder / f"nn_{name}.so"
+        flags = ["-shared", "-fPIC", "-O3", "-funroll-loops", *extra]
+        subprocess.run([shutil.which("gfortran"), *flags, str(SOURCE), "-o", str(target)], check=True)
+        paths.append(target)
+    return paths
+
+
+def test_optimised_activations_match_numpy_on_a_dense_grid(tmp_path):
+    """tanh and sigmoid of the -O3 builds (vector libm calls) agree with numpy to 1e-15; no libgfortran."""
+    import ctypes
+
+    grid = np.concatenate([np.linspace(-30.0, 30.0, 600_001), np.geomspace(1e-300, 40.0, 20_001)])
+    grid = np.concatenate([grid, -grid, [0.0, 800.0, -800.0, np.inf, -np.inf]])
+    with np.errstate(over="ignore"):
+        expected = {0: np.tanh(grid), 1: 1.0 / (1.0 + np.exp(-grid))}
+    for path in _optimised_builds(tmp_path):
+        function = ctypes.CDLL(str(path)).amp_nn_activate
+        function.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+        for kind, reference in expected.items():
+            got = np.full_like(grid, np.nan)
+            function(kind, len(grid), grid.ctypes.data, got.ctypes.data)
+            np.testing.assert_allclose(got, reference, rtol=1e-15, atol=1e-300, err_msg=f"{path.name} {kind}")
+        readelf = shutil.which("readelf")
+        if readelf is not None:
+            dynamic = subprocess.run([readelf, "-d", str(path)], check=True, capture_output=True, text=True)
+            assert "NEEDED" in dynamic.stdout
+            assert "libgfortran" not in dynamic.stdout
+
+
+def test_force_slots_cover_each_occurring_pair_once():
+    """Each (image, neighbour, pattern) of the blocks gets one slot; slots of an image start at 0, packed."""
+    from amp_plugins.models._nn_fortran import force_slots
+
+    image = np.array([0, 0, 0, 0, 2, 2])
+    neighbour = np.array([3, 1, 3, 1, 9, 7])
+    bpat = np.array([1, 2, 1, 1, 2, 2])
+    pcnt = np.array([4, 8])
+    out = force_slots(image, neighbour, bpat, pcnt, n_images=3)
+    assert list(out["sptr"]) == [1, 4, 4, 6]
+    # image 0: (1, p1) at 0, (1, p2) at 12, (3, p1) at 36; image 2: (7, p2) at 0, (9, p2) at 24
+    np.testing.assert_array_equal(out["slot"], [[2, 1, 0], [2, 2, 12], [4, 1, 36], [8, 2, 0], [10, 2, 24]])
+    assert list(out["bacc"]) == [36, 12, 36, 0, 24, 0]

@@ -28,7 +28,22 @@ SPAN_MIN = 1e-8  # features whose range is at most this stay unscaled (Amp's rul
 CHUNK = 64  # rows per network pass in the kernel (a multiple of LANES)
 LANES = 16  # the kernel's LN: its sums over atoms run in LN lanes, so rows are padded to a multiple
 PAD = 4  # the kernel's PAD: packed derivative blocks hold a multiple of this many features
-POINTERS = ("xt", "scale", "rows", "work", "bptr", "neigh", "bpat", "boff", "dc", "pcnt", "pidx")
+POINTERS = (
+    "xt",
+    "scale",
+    "rows",
+    "work",
+    "bptr",
+    "neigh",
+    "bpat",
+    "boff",
+    "dc",
+    "pcnt",
+    "pidx",
+    "bacc",
+    "sptr",
+    "slot",
+)
 
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
@@ -123,11 +138,46 @@ def _derivative_block(
     # Blocks of one kind (self, or the neighbour's element) share the features they can move.
     numbers = np.asarray(arrays["numbers"], dtype=np.int64)[neighbour]
     kind = np.where(atoms[centre] == neighbour, 0, 1 + np.searchsorted(arrays["elements"], numbers))
+    packed = pack_blocks(np.asarray(dfp, dtype=np.float64), kind)
     return {
         "bptr": (np.searchsorted(centre, np.arange(len(atoms) + 1)) + 1).astype(np.int64),
         "neigh": neighbour + 1,
-        **pack_blocks(np.asarray(dfp, dtype=np.float64), kind),
+        **packed,
+        **force_slots(image[centre], neighbour, packed["bpat"], packed["pcnt"], len(arrays["natoms"])),
     }
+
+
+def force_slots(
+    image: NDArray[np.int64],
+    neighbour: NDArray[np.int64],
+    bpat: NDArray[np.int64],
+    pcnt: NDArray[np.int64],
+    n_images: int,
+) -> dict[str, NDArray[np.int64]]:
+    """Give each (pattern, neighbour) pair that occurs in an image a slot of the kernel's force sums.
+
+    Args:
+        image: (P,) 0-based image of each block; nondecreasing.
+        neighbour: (P,) 0-based shard atom moved by each block.
+        bpat: (P,) 1-based pattern of each block; pcnt: (npat,) its feature count.
+        n_images: number of images in the shard.
+
+    Returns ``bacc`` (P,) 0-based start of each block's slot within its image's sums (a slot
+    of pattern k holds 3 pcnt[k] values), ``sptr`` (n_images + 1,) 1-based first slot of each
+    image and ``slot`` (S, 3) per slot: 1-based neighbour, pattern and 0-based start.
+    """
+    span = np.int64(len(pcnt) + 1)
+    top = np.int64(neighbour.max() + 1) if len(neighbour) else np.int64(1)
+    key = (image * top + neighbour) * span + bpat
+    keys, inverse = np.unique(key, return_inverse=True)
+    slot_image = keys // span // top
+    slot_pattern = keys % span
+    size = 3 * pcnt[slot_pattern - 1]
+    start = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    sptr = np.searchsorted(slot_image, np.arange(n_images + 1)).astype(np.int64)
+    start -= start[np.minimum(sptr[slot_image], len(start) - 1)] if len(start) else 0
+    slot = np.stack([(keys // span) % top + 1, slot_pattern, start], axis=1).astype(np.int64)
+    return {"bacc": start[inverse].astype(np.int64), "sptr": sptr + 1, "slot": slot}
 
 
 def pack_blocks(dfp: NDArray[np.float64], kind: NDArray[np.int64]) -> dict[str, NDArray[Any]]:

@@ -28,6 +28,9 @@
 !   bptr(n+1)      1-based first derivative block of each centre row (blocks sorted by centre)
 !   neigh(P)       1-based shard atom index moved by each block
 !   bpat(P)        pattern of each block: the features it may have nonzero
+!   bacc(P)        0-based start of each block's slot in its image's force sums
+!   sptr(nimg+1)   1-based first slot of each image; slot(3, S): per slot (pattern, neighbour pair
+!                  occurring in the image) its 1-based neighbour, pattern and 0-based start (3 pcnt values)
 !   boff(P)        1-based start of each block's data in dc
 !   dc(*)          block p: dc(boff + (l-1) nk + j - 1) = d x_f(centre) / d R_l(neighbour), f = pidx(j, k)
 !   pcnt(npat), pidx(F + PAD, npat)  feature count (a multiple of PAD, padded with zero data) and
@@ -38,13 +41,13 @@ module amp_nn_kernels
   use, intrinsic :: iso_c_binding, only: c_double, c_int64_t, c_ptr, c_f_pointer
   implicit none
   private
-  public :: amp_nn_loss
+  public :: amp_nn_loss, amp_nn_activate
 
   integer, parameter :: dp = c_double, ik = c_int64_t
   integer(ik), parameter :: TANH_ = 0, SIGMOID_ = 1, LINEAR_ = 2
   integer(ik), parameter :: LN = 16  ! lanes of the sums over atoms; rows are padded to a multiple
   integer(ik), parameter :: PAD = 4  ! packed blocks hold a multiple of PAD features
-  integer, parameter :: NINFO = 12, NPTR = 11
+  integer, parameter :: NINFO = 12, NPTR = 14
 
   ! One element's arrays and sizes (views of the Python arrays).
   type :: element_t
@@ -54,24 +57,41 @@ module amp_nn_kernels
     real(dp), pointer, contiguous :: dc(:) => null()
     integer(ik), pointer, contiguous :: rows(:) => null(), bptr(:) => null(), neigh(:) => null()
     integer(ik), pointer, contiguous :: bpat(:) => null(), boff(:) => null(), pcnt(:) => null()
-    integer(ik), pointer, contiguous :: pidx(:, :) => null()
+    integer(ik), pointer, contiguous :: pidx(:, :) => null(), bacc(:) => null(), sptr(:) => null()
+    integer(ik), pointer, contiguous :: slot(:, :) => null()
   end type element_t
 
 contains
 
-  ! Activation value f(x).
-  elemental real(dp) function act(kind, x)
+  ! y(1:n) = f(x(1:n)). Plain loops over the intrinsics, so that gfortran calls the vector
+  ! variants of tanh and exp (glibc's libmvec, declared to gfortran by glibc's math-vector-fortran.h).
+  subroutine activate(kind, x, y)
     integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: x
+    real(dp), intent(in) :: x(:)
+    real(dp), intent(out) :: y(:)
+    integer(ik) :: i, n
+    n = size(x, kind=ik)
     select case (kind)
     case (TANH_)
-      act = tanh(x)
+      do i = 1, n
+        y(i) = tanh(x(i))
+      end do
     case (SIGMOID_)
-      act = 1.0_dp / (1.0_dp + exp(-x))
+      do i = 1, n
+        y(i) = 1.0_dp / (1.0_dp + exp(-x(i)))
+      end do
     case default
-      act = x
+      y = x
     end select
-  end function act
+  end subroutine activate
+
+  ! The activations of n values for the tests (x, y: C arrays of n doubles).
+  subroutine amp_nn_activate(kind, n, x, y) bind(C, name="amp_nn_activate")
+    integer(ik), value, intent(in) :: kind, n
+    real(dp), intent(in) :: x(n)
+    real(dp), intent(out) :: y(n)
+    call activate(kind, x, y)
+  end subroutine amp_nn_activate
 
   ! First derivative f'(x) written in terms of the output o = f(x).
   elemental real(dp) function dact(kind, o)
@@ -211,7 +231,7 @@ contains
         call lin(c, el%sizes(k), nout, el%work, el%ld, r0, prev, d1, ch, 1_ik, 0_ik, vec(w), .true.)
       end if
       do i = 1, nout
-        el%work(r0:r0 + c - 1, off + i) = act(kind, d1(1:c, i))
+        call activate(kind, d1(1:c, i), el%work(r0:r0 + c - 1, off + i))
       end do
       w = w + (el%sizes(k) + 1) * nout
       prev = off
@@ -314,29 +334,31 @@ contains
     type(element_t), intent(in) :: el
     integer(ik), intent(in) :: img, a0, nat, mf
     real(dp), intent(inout) :: u3(3 * mf, *), acc(*), f(3, nat)
-    integer(ik) :: r0, r1
+    integer(ik) :: r0, r1, s0, s1
     r0 = el%rows(img)
     r1 = el%rows(img + 1) - 1
-    if (r1 < r0) return
-    call forces_of(el%nf, el%ld, el%npat, r0, r1, a0, nat, mf, el%bptr(r0:r1 + 1), el%neigh, el%bpat, &
-                   el%boff, el%dc, el%pcnt, el%pidx, el%work(:, el%cu + 1:el%cu + el%nf), u3, acc, f)
+    s0 = el%sptr(img)
+    s1 = el%sptr(img + 1) - 1
+    if (r1 < r0 .or. s1 < s0) return
+    call forces_of(el%nf, el%ld, el%npat, r0, r1, a0, nat, mf, el%bptr(r0:r1 + 1), el%bacc, el%bpat, &
+                   el%boff, el%dc, el%pcnt, el%pidx, el%work(:, el%cu + 1:el%cu + el%nf), &
+                   el%slot(:, s0:s1), u3, acc, f)
   end subroutine image_forces
 
-  ! Body of image_forces on plain arrays (u(ld, F): the U columns). acc(*) holds per pattern k
-  ! an (3 nk, nat) array of elementwise products, summed at the end (no per-block reductions);
-  ! u3(3 mf, npat) the centre's u gathered per pattern, three times.
-  subroutine forces_of(nf, ld, npat, r0, r1, a0, nat, mf, bptr, neigh, bpat, boff, dc, pcnt, pidx, u, u3, acc, f)
-    integer(ik), intent(in) :: nf, ld, npat, r0, r1, a0, nat, mf
-    integer(ik), intent(in) :: bptr(r0:r1 + 1), neigh(*), bpat(*), boff(*), pcnt(npat), pidx(nf + PAD, npat)
+  ! Body of image_forces on plain arrays (u(ld, F): the U columns). acc(*) holds per slot
+  ! (pattern k, neighbour m occurring in the image; slot(:, s) = (m, k, start)) an (3 nk)
+  ! array of elementwise products, summed at the end (no per-block reductions); block p adds
+  ! into the slot starting at bacc(p). u3(3 mf, npat): the centre's u gathered per pattern, three times.
+  subroutine forces_of(nf, ld, npat, r0, r1, a0, nat, mf, bptr, bacc, bpat, boff, dc, pcnt, pidx, u, slot, &
+                       u3, acc, f)
+    integer(ik), intent(in) :: nf, ld, npat, r0, r1, a0, nat, mf, slot(:, :)
+    integer(ik), intent(in) :: bptr(r0:r1 + 1), bacc(*), bpat(*), boff(*), pcnt(npat), pidx(nf + PAD, npat)
     real(dp), intent(in) :: dc(*), u(ld, nf)
     real(dp), intent(inout) :: u3(3 * mf, npat), acc(*), f(3, nat)
-    integer(ik) :: aoff(npat + 1), r, k, nk, p, m, o, a, l, j
-    real(dp) :: s(PAD)
-    aoff(1) = 0
-    do k = 1, npat
-      aoff(k + 1) = aoff(k) + 3 * pcnt(k) * nat
-    end do
-    acc(1:aoff(npat + 1)) = 0.0_dp
+    integer(ik) :: r, k, nk, p, m, o, a, l, j, s, ns
+    real(dp) :: t(PAD)
+    ns = size(slot, 2, kind=ik)
+    acc(1:slot(3, ns) + 3 * pcnt(slot(2, ns))) = 0.0_dp
     do r = r0, r1
       do k = 1, npat
         nk = pcnt(k)
@@ -349,24 +371,23 @@ contains
       do p = bptr(r), bptr(r + 1) - 1
         k = bpat(p)
         nk = 3 * pcnt(k)
-        a = aoff(k) + (neigh(p) - a0) * nk
+        a = bacc(p)
         o = boff(p) - 1
         do j = 1, nk
           acc(a + j) = acc(a + j) + dc(o + j) * u3(j, k)
         end do
       end do
     end do
-    do k = 1, npat
-      nk = pcnt(k)
-      do m = 1, nat
-        a = aoff(k) + (m - 1) * 3 * nk
-        do l = 1, 3
-          s = 0.0_dp
-          do j = a + (l - 1) * nk + 1, a + l * nk, PAD
-            s = s + acc(j:j + PAD - 1)
-          end do
-          f(l, m) = f(l, m) - sum(s)
+    do s = 1, ns
+      m = slot(1, s) - a0 + 1
+      nk = pcnt(slot(2, s))
+      a = slot(3, s)
+      do l = 1, 3
+        t = 0.0_dp
+        do j = a + (l - 1) * nk + 1, a + l * nk, PAD
+          t = t + acc(j:j + PAD - 1)
         end do
+        f(l, m) = f(l, m) - sum(t)
       end do
     end do
   end subroutine forces_of
@@ -455,6 +476,9 @@ contains
           call c_f_pointer(ptrs(9, e), el%dc, [el%ndc])
           call c_f_pointer(ptrs(10, e), el%pcnt, [el%npat])
           call c_f_pointer(ptrs(11, e), el%pidx, [el%nf + PAD, el%npat])
+          call c_f_pointer(ptrs(12, e), el%bacc, [el%np])
+          call c_f_pointer(ptrs(13, e), el%sptr, [nimg + 1])
+          call c_f_pointer(ptrs(14, e), el%slot, [3_ik, el%sptr(nimg + 1) - 1])
         end if
       end associate
     end do
