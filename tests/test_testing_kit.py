@@ -149,3 +149,16 @@ def test_not_a_descriptor_fails():
 def test_empty_structure_list_fails():
     with pytest.raises(AssertionError, match="no structures"):
         check_descriptor(gaussian(), [])
+
+
+def test_example_third_party_descriptor_passes():
+    pytest.importorskip("amp_coordination", reason="install examples/amp-coordination (README test command)")
+    check_descriptor(create_descriptor("coordination", elements=["Cu", "Pt"], radii=[3.0, 4.5]))
+
+
+def test_compiled_gaussian_passes():
+    from amp_plugins.backends.fortran import probe
+
+    if probe() is not None:
+        pytest.skip(f"no Fortran build: {probe()}")
+    check_descriptor(create_descriptor("gaussian", elements=["Cu", "Pt"]).compiled())
