@@ -21,6 +21,7 @@ from amp_core.pipeline import (
     balanced_split,
     build_shards,
     compute_fingerprints,
+    image_costs,
     plugin_version,
     use_compiled,
 )
@@ -86,15 +87,15 @@ class LossFunction:
             check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}")
         check_elements(data.images, data.origins, model.elements, f"model {model.name!r}")
         store = None
+        costs = image_costs(data, descriptor) if fingerprinting else [float(len(a)) for a in data.images]
         if fingerprinting:
             version = plugin_version("descriptor", descriptor.name)[1]
             store = FingerprintStore(self.run_dir / "fingerprints",
                                      descriptor_key(descriptor.name, version, descriptor.todict()))
             worker_descriptor = use_compiled(descriptor, self.backend, log)
             done = compute_fingerprints(data, worker_descriptor, self.backend, store, forces,
-                                        Progress("fingerprinting", len(data), enabled=progress))
+                                        Progress("fingerprinting", len(data), enabled=progress), costs)
             log(f"fingerprints: {done} computed, {len(data) - done} reused from {store.folder}")
-        costs = [descriptor.cost(a) if fingerprinting else len(a) for a in data.images]
         shards = balanced_split(costs, self.backend.cores)
         dirs = build_shards(data, shards, self.run_dir / "arrays", store, forces,
                             Progress("reshaping", len(shards), "shards", enabled=progress))

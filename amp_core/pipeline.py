@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from amp_core.data import ImageFingerprints
+from amp_core.errors import DataError
 from amp_core.images import Dataset
 from amp_core.manager import default_manager
 from amp_core.reshape import build_arrays, save_arrays
@@ -71,12 +72,20 @@ class FingerprintTask:
     hashes: list[str]
     derivatives: bool
     folder: str
+    origins: list[str] | None = None
 
     def __call__(self) -> list[str]:
-        """Fingerprint every image, write ``<hash>[.v].npz`` atomically; return the file names."""
+        """Fingerprint every image, write ``<hash>[.v].npz`` atomically; return the file names.
+
+        A :class:`DataError` from the descriptor is re-raised naming the image it came from.
+        """
         names = []
-        for atoms, image_hash in zip(self.images, self.hashes):
-            fingerprints = self.descriptor.compute(atoms, derivatives=self.derivatives)
+        for k, (atoms, image_hash) in enumerate(zip(self.images, self.hashes)):
+            try:
+                fingerprints = self.descriptor.compute(atoms, derivatives=self.derivatives)
+            except DataError as exc:
+                origin = self.origins[k] if self.origins else f"image {k} of this batch"
+                raise DataError(f"{origin}: {exc}") from exc
             name = f"{image_hash}.npz" if self.derivatives else f"{image_hash}.v.npz"
             write_entry(fingerprints, Path(self.folder) / name)
             names.append(name)
@@ -88,22 +97,35 @@ def run_task(task: Callable[[], Any]) -> Any:
     return task()
 
 
+def image_costs(dataset: Dataset, descriptor: Any) -> list[float]:
+    """Return the descriptor's work estimate of every image; a :class:`DataError` names the image."""
+    costs = []
+    for atoms, origin in zip(dataset.images, dataset.origins):
+        try:
+            costs.append(float(descriptor.cost(atoms)))
+        except DataError as exc:
+            raise DataError(f"{origin}: {exc}") from exc
+    return costs
+
+
 def compute_fingerprints(
     dataset: Dataset, descriptor: Any, backend: Any, store: FingerprintStore, derivatives: bool,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, costs: Sequence[float] | None = None,
 ) -> int:
     """Fingerprint the images the store lacks, in the backend's workers; return how many.
 
+    ``costs`` (per image, from :func:`image_costs`) is computed here when not given.
     Finished batches are merged into the store even when a later one fails.
     """
     missing = sorted({h: k for k, h in enumerate(dataset.hashes) if not store.has(h, derivatives)}.values())
     if not missing:
         return 0
-    costs = [descriptor.cost(dataset.images[k]) for k in missing]
-    batches = balanced_split(costs, max(1, len(missing) // 4, 4 * backend.cores))
+    costs = image_costs(dataset, descriptor) if costs is None else costs
+    batches = balanced_split([costs[k] for k in missing], max(1, len(missing) // 4, 4 * backend.cores))
     tasks = [
         FingerprintTask(descriptor, [dataset.images[missing[j]] for j in batch],
-                        [dataset.hashes[missing[j]] for j in batch], derivatives, str(store.tmp))
+                        [dataset.hashes[missing[j]] for j in batch], derivatives, str(store.tmp),
+                        [dataset.origins[missing[j]] for j in batch])
         for batch in batches
     ]
     sizes = np.cumsum([len(b) for b in batches])

@@ -39,3 +39,50 @@ def test_use_compiled_asks_plugins_and_notes_those_without():
     pair = create_model("pairpotential")
     assert use_compiled(pair, backend, lines.append) is pair
     assert lines == ["notice: 'pairpotential' has no compiled kernel; it runs its Python code under backend 'fortran'"]
+
+
+def _fortran_or_skip():
+    if fortran_module.probe() is not None:
+        pytest.skip(f"no Fortran build: {fortran_module.probe()}")
+
+
+def test_killed_worker_during_training_is_a_backend_error():
+    import os
+    import signal
+    import time
+
+    from amp_core import Potential, loss_function
+    from amp_core.errors import BackendError
+    from amp_core.testing import labelled_structures
+
+    _fortran_or_skip()
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]),
+                          create_model("neuralnetwork", hiddenlayers=(3,)))
+    with create_backend("fortran", cores=2) as backend, \
+            loss_function(labelled_structures(), potential, backend, force_coefficient=0.04) as f:
+        vector = potential.model.vector()
+        f(vector)
+        pids = backend.pids
+        os.kill(pids[1], signal.SIGKILL)
+        began = time.monotonic()
+        with pytest.raises(BackendError, match="SIGKILL") as info:
+            f(vector + 1e-3)
+        assert time.monotonic() - began < 5.0 and info.value.stage == "loss"
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+
+
+def test_kernel_input_check_reaches_the_caller_as_data_error():
+    from ase import Atoms
+
+    from amp_core import Potential, evaluate_loss
+    from amp_core.errors import DataError
+
+    _fortran_or_skip()
+    atoms = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0]], cell=[5, 5, 5], pbc=True)
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=[[0, 0, 0]] * 2)
+    potential = Potential(create_descriptor("gaussian", elements=["Cu"]), create_model("neuralnetwork"))
+    with create_backend("fortran", cores=1) as backend, pytest.raises(DataError, match="image 0: atoms 0 and 1 overlap"):
+        evaluate_loss([atoms], potential, backend, force_coefficient=0.04)
