@@ -259,13 +259,10 @@ def test_bad_input_is_refused():
 
 @pytest.mark.parametrize("n_images", [3, 40])  # 40: each element spans several row chunks
 def test_matches_the_numpy_model(n_images):
-    """Same numbers as the numpy model's own loss evaluator (when that model is available)."""
+    """Same numbers as the numpy model's own loss evaluator."""
     import amp_core
 
-    try:
-        model = amp_core.create_model("neuralnetwork", hiddenlayers=(4, 3), activation="tanh")
-    except Exception as exc:  # the numpy model is written in parallel; skip until it registers
-        pytest.skip(f"the numpy neuralnetwork model is not available yet: {exc}")
+    model = amp_core.create_model("neuralnetwork", hiddenlayers=(4, 3), activation="tanh")
     _, _, prints, arrays = fake_shard(n_images=n_images, seed=4)
     from amp_plugins.models._nn_fortran import CHUNK
 
