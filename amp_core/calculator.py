@@ -49,16 +49,14 @@ class Potential(Calculator):
         super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         atoms = self.atoms
         assert atoms is not None
-        check_structure(atoms, "structure given to the calculator")
+        origin = "structure given to the calculator"
+        check_structure(atoms, origin)
         forces = "forces" in properties and "forces" in self.implemented_properties
-        if self.model.inputs == "fingerprints":
-            check_elements([atoms], ["structure given to the calculator"], self.descriptor.elements,
-                           f"descriptor {self.descriptor.name!r}")
-        check_elements([atoms], ["structure given to the calculator"], self.model.elements,
-                       f"model {self.model.name!r}")
-        fingerprints = None
-        if self.model.inputs == "fingerprints":
-            fingerprints = self.descriptor.compute(atoms, derivatives=forces)
+        uses_fingerprints = self.model.inputs == "fingerprints"
+        if uses_fingerprints:
+            check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}")
+        check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}")
+        fingerprints = self.descriptor.compute(atoms, derivatives=forces) if uses_fingerprints else None
         energy, force_values = self.model.predict(atoms, fingerprints, forces)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
@@ -85,11 +83,16 @@ class Potential(Calculator):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the potential as one JSON file (atomically); return its path."""
-        target = Path(path)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_text(json.dumps(self.todict_document(), indent=1, default=_jsonable))
-        os.replace(partial, target)
-        return target
+        return write_json(self.todict_document(), path)
+
+
+def write_json(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``document`` as JSON to ``path`` atomically (temporary name, then rename)."""
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(json.dumps(document, indent=1, default=_jsonable))
+    os.replace(partial, target)
+    return target
 
 
 def _jsonable(value: Any) -> Any:

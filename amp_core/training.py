@@ -13,7 +13,7 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
-from amp_core.calculator import Potential, load
+from amp_core.calculator import Potential, load, write_json
 from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError
@@ -88,10 +88,7 @@ def save_checkpoint(potential: Potential, run_dir: Path, iteration: int) -> Path
     """Save the potential with the iteration count as ``checkpoint.json`` (atomic)."""
     document = potential.todict_document()
     document["iteration"] = iteration
-    partial = run_dir / f".{CHECKPOINT}.partial"
-    partial.write_text(json.dumps(document, indent=1))
-    os.replace(partial, run_dir / CHECKPOINT)
-    return run_dir / CHECKPOINT
+    return write_json(document, run_dir / CHECKPOINT)
 
 
 def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: bool = False,
