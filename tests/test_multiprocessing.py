@@ -319,3 +319,33 @@ def test_worker_killed_from_outside_between_steps(
     # A new session on the same backend starts new workers and works.
     with fresh.start(support.ToyModel(), shard_dirs, LossSettings()) as session:
         assert len(session.evaluate(VECTOR)) == len(SHARD_SIZES)
+
+
+# ---------------------------------------------------------------- binding workers to cores
+
+
+def test_workers_are_pinned_when_they_fill_the_allowed_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amp_plugins.backends.multiprocessing import worker_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 3, 9})
+    assert worker_cpus(3, None) == [3, 5, 9]  # all allowed cores in use: pinned, in core order
+    assert worker_cpus(2, None) == [None, None]  # fewer workers than cores: the scheduler decides
+    assert worker_cpus(2, True) == [3, 5]
+    assert worker_cpus(4, True) == [3, 5, 9, 3]  # more workers than cores: round robin
+    assert worker_cpus(3, False) == [None, None, None]
+
+
+@pytest.mark.parametrize("pin", ["yes", 1, 0.5])
+def test_params_reject_bad_pin(pin: object) -> None:
+    with pytest.raises(ConfigError, match="pin must be true, false"):
+        create_backend("multiprocessing", cores=1, pin=pin)
+
+
+def test_pinned_worker_runs_on_its_core() -> None:
+    first = min(os.sched_getaffinity(0))
+    with create_backend("multiprocessing", cores=1, pin=True) as b:
+        assert b.map(abs, [-1], stage="warm-up") == [1]
+        assert os.sched_getaffinity(b.pids[0]) == {first}
+    with create_backend("multiprocessing", cores=1, pin=False) as b:
+        b.map(abs, [-1], stage="warm-up")
+        assert os.sched_getaffinity(b.pids[0]) == os.sched_getaffinity(0)

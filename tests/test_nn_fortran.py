@@ -377,3 +377,14 @@ def test_force_slots_cover_each_occurring_pair_once():
     # image 0: (1, p1) at 0, (1, p2) at 12, (3, p1) at 36; image 2: (7, p2) at 0, (9, p2) at 24
     np.testing.assert_array_equal(out["slot"], [[2, 1, 0], [2, 2, 12], [4, 1, 36], [8, 2, 0], [10, 2, 24]])
     assert list(out["bacc"]) == [36, 12, 36, 0, 24, 0]
+
+
+def test_row_padding_is_an_odd_multiple_of_the_lanes():
+    """ld = 16 * odd: enough rows, lanes whole, and columns (8 ld bytes apart) never 4 KiB-aligned."""
+    from amp_plugins.models._nn_fortran import LANES, padded_rows
+
+    for n in range(0, 3000):
+        ld = padded_rows(n)
+        assert ld >= max(n, 1) and ld % LANES == 0 and (ld // LANES) % 2 == 1
+        assert ld - n <= 2 * LANES
+        assert (8 * ld) % 4096 != 0

@@ -123,13 +123,18 @@ def _handle(state: _WorkerState, header: Message) -> Message | None:
     return (reply[0], job, *reply[2:])
 
 
-def worker_main(conn: Connection) -> None:
+def worker_main(conn: Connection, cpu: int | None = None) -> None:
     """Serve requests from the parent until told to stop or the parent goes away.
 
     SIGINT is ignored: Ctrl-C reaches the whole process group, and the parent
-    alone decides to stop the workers.
+    alone decides to stop the workers. ``cpu``: the core to bind to (``None``: any).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:  # the core went away (CPU hotplug, a changed cgroup): run unbound
+            pass
     state = _WorkerState()
     while True:
         try:
@@ -196,10 +201,12 @@ class WorkerPool:
     Args:
         size: number of worker processes (>= 1).
         method: multiprocessing start method; ``"spawn"`` (default) or ``"forkserver"``.
+        cpus: per worker, the core to bind it to (``None``: unbound); default all unbound.
     """
 
-    def __init__(self, size: int, method: str = "spawn") -> None:
+    def __init__(self, size: int, method: str = "spawn", cpus: list[int | None] | None = None) -> None:
         self.size = size
+        self.cpus = cpus or [None] * size
         self.generation = 0  # bumped by every shutdown; sessions of older generations are dead
         self._context = multiprocessing.get_context(method)
         self._workers: list[Worker] = []
@@ -232,7 +239,9 @@ class WorkerPool:
             for i in range(self.size):
                 parent, child = self._context.Pipe(duplex=True)
                 name = f"amp-worker-{i}"
-                process = self._context.Process(target=worker_main, args=(child,), name=name)  # type: ignore[attr-defined]
+                process = self._context.Process(  # type: ignore[attr-defined]
+                    target=worker_main, args=(child, self.cpus[i]), name=name
+                )
                 process.daemon = True
                 process.start()
                 child.close()

@@ -39,11 +39,19 @@ class MultiprocessingParams:
     Attributes:
         cores: number of worker processes; ``None`` uses every core this process
             may run on (``os.sched_getaffinity``).
+        pin: bind worker ``k`` to the ``k``-th core this process may run on (Linux).
+            ``None`` (default) pins when the workers fill every such core, the usual
+            case on a cluster node or inside a batch job's CPU set; without pinning
+            the scheduler sometimes queues two workers on one core for a whole step.
+            Set ``False`` when other jobs share these cores.
     """
 
     cores: int | None = None
+    pin: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.pin is not None and not isinstance(self.pin, bool):
+            raise ValueError(f"pin must be true, false or left out (automatic); got {self.pin!r}")
         if self.cores is None:
             return
         if isinstance(self.cores, bool) or not isinstance(self.cores, int):
@@ -62,6 +70,16 @@ def detect_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def worker_cpus(cores: int, pin: bool | None) -> list[int | None]:
+    """Return the core each of ``cores`` workers is bound to (``None``: not bound); see ``MultiprocessingParams.pin``."""
+    if not hasattr(os, "sched_setaffinity"):
+        return [None] * cores
+    allowed = sorted(os.sched_getaffinity(0))
+    if pin is None:
+        pin = cores == len(allowed)
+    return [allowed[k % len(allowed)] for k in range(cores)] if pin else [None] * cores
 
 
 def _pickled(value: Any, stage: str, index: int, what: str) -> bytes:
@@ -159,7 +177,7 @@ class Multiprocessing:
     def __init__(self, params: MultiprocessingParams | None = None) -> None:
         self.params = params or MultiprocessingParams()
         self.cores = self.params.cores or detect_cores()
-        self._pool = WorkerPool(self.cores, self.start_method)
+        self._pool = WorkerPool(self.cores, self.start_method, worker_cpus(self.cores, self.params.pin))
         self._sessions = itertools.count()
 
     def __reduce__(self) -> tuple[Any, ...]:
