@@ -87,7 +87,8 @@ class LossFunction:
             check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}")
         check_elements(data.images, data.origins, model.elements, f"model {model.name!r}")
         store = None
-        costs = image_costs(data, descriptor) if fingerprinting else [float(len(a)) for a in data.images]
+        costs = (image_costs(data, descriptor, self.backend) if fingerprinting
+                 else [float(len(a)) for a in data.images])
         if fingerprinting:
             version = plugin_version("descriptor", descriptor.name)[1]
             store = FingerprintStore(self.run_dir / "fingerprints",

@@ -349,3 +349,32 @@ def test_pinned_worker_runs_on_its_core() -> None:
     with create_backend("multiprocessing", cores=1, pin=False) as b:
         b.map(abs, [-1], stage="warm-up")
         assert os.sched_getaffinity(b.pids[0]) == os.sched_getaffinity(0)
+
+
+# ---------------------------------------------------------------- work estimates in the workers
+
+
+def test_image_costs_in_workers_match_the_parent_and_name_bad_images(slab_images: list[Atoms]) -> None:
+    from amp_core import create_descriptor
+    from amp_core.images import load_dataset
+    from amp_core.pipeline import image_costs
+
+    descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"])
+    data = load_dataset(slab_images[:7], forces=False)
+    expected = image_costs(data, descriptor)
+    assert len(expected) == 7 and all(c > 36 for c in expected)  # neighbour pairs count too
+    with create_backend("multiprocessing", cores=2) as b:
+        assert image_costs(data, descriptor, b) == expected  # same values, in image order
+
+
+def test_image_costs_error_names_the_image(support: ModuleType, slab_images: list[Atoms]) -> None:
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from amp_core.images import load_dataset
+    from amp_core.pipeline import image_costs
+
+    piece = slab_images[0][:4]
+    piece.calc = SinglePointCalculator(piece, energy=-1.0)
+    data = load_dataset([*slab_images[:5], piece], forces=False)
+    with create_backend("multiprocessing", cores=2) as b, pytest.raises(DataError, match="image 5: 4 atoms"):
+        image_costs(data, support.ShortStructureCost(bad=4), b)

@@ -102,3 +102,15 @@ class ToyEvaluator:
             n_images=n_images,
             gradient=gradient,
         )
+
+
+@dataclass(frozen=True)
+class ShortStructureCost:
+    """A descriptor stand-in whose ``cost`` is the atom count; it refuses structures of ``bad`` atoms."""
+
+    bad: int
+
+    def cost(self, atoms: Any) -> float:
+        if len(atoms) == self.bad:
+            raise DataError(f"{self.bad} atoms are too few")
+        return float(len(atoms))
