@@ -112,9 +112,13 @@ class LossFunction:
         if self.last is not None and self._last_vector is not None and np.array_equal(vector, self._last_vector):
             return self.last
         parts = LossParts.combine(self.session.evaluate(vector))
-        penalty, penalty_gradient = model.regularization(vector, self.settings.overfit)
         s = self.settings
-        loss = s.energy_coefficient * parts.energy_loss + penalty
+        loss = s.energy_coefficient * parts.energy_loss
+        gradient = parts.gradient
+        if s.overfit:  # the penalty is overfit * (something): nothing to add when it is off
+            penalty, penalty_gradient = model.regularization(vector, s.overfit)
+            loss += penalty
+            gradient = gradient + penalty_gradient
         if s.forces:
             loss += s.force_coefficient * parts.force_loss  # type: ignore[operator]
         n = parts.n_images
@@ -122,7 +126,7 @@ class LossFunction:
             loss=float(loss), energy_loss=parts.energy_loss, force_loss=parts.force_loss,
             energy_rmse=math.sqrt(parts.energy_loss / n), force_rmse=math.sqrt(parts.force_loss / n),
             energy_maxresid=parts.energy_maxresid, force_maxresid=parts.force_maxresid,
-            gradient=parts.gradient + penalty_gradient,
+            gradient=gradient,
         )
         self._last_vector = vector.copy()
         return self.last

@@ -66,14 +66,16 @@ def main() -> None:
     parser.add_argument("--backend", default="multiprocessing")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one loss round")
+    parser.add_argument("--pin", choices=["auto", "yes", "no"], default="auto", help="the backends' pin setting")
     args = parser.parse_args()
     images = slab_images(args.images)
     n = len(images)
     print(
         f"{n} Pt/Cu slab images (36 atoms), Gaussian default set Rc 6.5, NN (10, 10), backend "
-        f"{args.backend}; median of {args.rounds} alternating rounds"
+        f"{args.backend} (pin {args.pin}); median of {args.rounds} alternating rounds"
     )
-    backends = {cores: create_backend(args.backend, cores=cores) for cores in (1, 2)}
+    pin = {"auto": None, "yes": True, "no": False}[args.pin]
+    backends = {cores: create_backend(args.backend, cores=cores, pin=pin) for cores in (1, 2)}
     try:
         for cores, backend in backends.items():
             backend.map(abs, [0] * cores, stage="warm-up")  # start the workers outside the timing

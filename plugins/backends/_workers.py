@@ -322,7 +322,7 @@ class WorkerPool:
             worker = busy[ready_handle]
             if worker.busy is None:  # already handled through its other handle
                 continue
-            reply = self._receive(worker, stage)
+            reply = self._receive(worker, stage, ready_handle is worker.conn)
             worker.busy, worker.answered = None, True
             if reply[1] != job:
                 continue
@@ -336,9 +336,9 @@ class WorkerPool:
         while any(w.busy is not None for w in workers):
             self.replies(-1, stage)
 
-    def _receive(self, worker: Worker, stage: str) -> Message:
+    def _receive(self, worker: Worker, stage: str, readable: bool = False) -> Message:
         try:
-            if worker.conn.poll():
+            if readable or worker.conn.poll():  # readable: wait() said so; else the process ended
                 message: Message = pickle.loads(worker.conn.recv_bytes())
                 return message
         except (EOFError, OSError):

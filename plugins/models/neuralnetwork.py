@@ -56,6 +56,7 @@ class NeuralNetwork:
         if p.fprange is not None:
             self._fprange = {el: np.array(r, dtype=np.float64).reshape(-1, 2) for el, r in p.fprange}
         self._layout: Layout | None = None
+        self._penalty_mask: tuple[Layout, Array] | None = None
         self._compiled = False
 
     @property
@@ -194,10 +195,13 @@ class NeuralNetwork:
     def regularization(self, vector: Array, overfit: float) -> tuple[float, Array]:
         """Return ``overfit * sum(first-layer non-bias weights^2)`` and its gradient."""
         layout = self.layout
-        mask = np.zeros(layout.size, dtype=bool)
-        for el in layout.elements:
-            offset, (rows, cols) = layout.weights[el][0]
-            mask[offset : offset + (rows - 1) * cols] = True
+        if self._penalty_mask is None or self._penalty_mask[0] is not layout:  # once per layout
+            mask = np.zeros(layout.size, dtype=bool)
+            for el in layout.elements:
+                offset, (rows, cols) = layout.weights[el][0]
+                mask[offset : offset + (rows - 1) * cols] = True
+            self._penalty_mask = (layout, mask)
+        mask = self._penalty_mask[1]
         vector = np.asarray(vector, dtype=np.float64)
         penalty = float(overfit * np.sum(vector[mask] ** 2))
         return penalty, np.where(mask, 2.0 * overfit * vector, 0.0)
