@@ -21,7 +21,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core: no BLAS threads 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import itertools  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -31,20 +30,9 @@ import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
+from amp_plugins.descriptors.gaussian import make_default_symmetry_functions  # noqa: E402
+
 SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian_kernels.f90"
-
-
-def amp_default_gs(elements: list[str]) -> dict[str, list[dict[str, object]]]:
-    """Amp's default set: G2 for 4 etas per element, G4 eta 0.005, zeta (1, 4), gamma (+1, -1)."""
-    gs: list[dict[str, object]] = [
-        {"type": "G2", "element": e, "eta": float(eta), "offset": 0.0}
-        for eta in np.logspace(np.log10(0.05), np.log10(5.0), 4)
-        for e in elements
-    ]
-    for zeta, gamma in itertools.product((1.0, 4.0), (1.0, -1.0)):
-        for a, b in itertools.combinations_with_replacement(sorted(elements), 2):
-            gs.append({"type": "G4", "elements": [a, b], "eta": 0.005, "zeta": zeta, "gamma": gamma})
-    return {e: gs for e in elements}
 
 
 def cu_pt_bulk(repeat: tuple[int, int, int]) -> Atoms:
@@ -90,7 +78,7 @@ def report(label: str, repeat: int, sizes: bool) -> None:
 
     load_library.cache_clear()
     print(f"[{label}] library: {load_library('amp_plugins.descriptors', 'gaussian_kernels')._name}")
-    descriptor = CompiledGaussian({"name": "Cosine", "Rc": 6.5}, amp_default_gs(["Cu", "Pt"]))
+    descriptor = CompiledGaussian({"name": "Cosine", "Rc": 6.5}, make_default_symmetry_functions(["Cu", "Pt"]))
     atoms = cu_pt_bulk((3, 3, 3))
     (with_d, with_d_median), (values, values_median) = (
         rate(descriptor, atoms, True, repeat),

@@ -19,6 +19,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 
 from amp_core.errors import DataError
+from amp_plugins.descriptors.gaussian import make_default_symmetry_functions
 
 SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian_kernels.f90"
 
@@ -257,7 +258,7 @@ def test_amp_default_set_matches_reference_on_bulk(compiled: type) -> None:
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
     atoms.symbols[::3] = "Pt"
     atoms.rattle(0.05, seed=5)
-    gs, cutoff = amp_default_gs(["Cu", "Pt"]), {"name": "Cosine", "Rc": 6.5}
+    gs, cutoff = make_default_symmetry_functions(["Cu", "Pt"]), {"name": "Cosine", "Rc": 6.5}
     fp = compiled(cutoff, gs).compute(atoms)
     np.testing.assert_allclose(fp.values, padded(reference_values(atoms, cutoff, gs), 20), rtol=1e-12)
 
@@ -372,16 +373,3 @@ def test_pickle_round_trip_keeps_only_parameters(compiled: type) -> None:
     clone = pickle.loads(state)
     assert clone.cutoff == cutoff and clone.Gs == gs
     np.testing.assert_array_equal(clone.compute(atoms).values, descriptor.compute(atoms).values)
-
-
-def amp_default_gs(elements: list[str]) -> dict:
-    """Amp's default set: 4 G2 etas per element, G4 eta 0.005, zeta (1, 4), gamma (+1, -1)."""
-    gs = [
-        {"type": "G2", "element": e, "eta": float(eta), "offset": 0.0}
-        for eta in np.logspace(np.log10(0.05), np.log10(5.0), 4)
-        for e in elements
-    ]
-    for zeta, gamma in itertools.product((1.0, 4.0), (1.0, -1.0)):
-        for a, b in itertools.combinations_with_replacement(sorted(elements), 2):
-            gs.append({"type": "G4", "elements": [a, b], "eta": 0.005, "zeta": zeta, "gamma": gamma})
-    return {e: gs for e in elements}
