@@ -151,3 +151,8 @@ def test_overlapping_atoms_and_bad_cells_are_data_errors():
         d.compute(Atoms("Cu", positions=[[0, 0, 0]], cell=[3, 3, 0], pbc=True))
     with pytest.raises(DataError, match="non-finite"):
         d.compute(Atoms("Cu", positions=[[0, np.nan, 0]]))
+    # the work estimate, computed before any fingerprint, refuses the same structures
+    with pytest.raises(DataError, match="atoms 0 and 1 overlap"):
+        d.cost(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0]]))
+    with pytest.raises(DataError, match="zero cell vector"):
+        d.cost(Atoms("Cu", positions=[[0, 0, 0]], cell=[3, 3, 0], pbc=True))

@@ -219,6 +219,16 @@ def test_neighbour_images_equal_ase(index):
     assert np.allclose(nb.distances, np.linalg.norm(expected, axis=1), atol=1e-12)
 
 
+@pytest.mark.parametrize("index", range(4))
+def test_neighbour_counts_equal_the_full_list(index):
+    from amp_plugins.descriptors._gaussian_neighbors import neighbour_counts
+
+    atoms, rc = _neighbour_cases()[index]
+    expected = neighbour_list(atoms, rc).counts
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(neighbour_counts(atoms, rc), expected)
+
+
 def test_single_isolated_atom_has_zero_fingerprint_and_a_self_pair():
     d = create_descriptor("gaussian", elements=["Cu"])
     fp = d.compute(Atoms("Cu", positions=[[1, 2, 3]]), derivatives=True)

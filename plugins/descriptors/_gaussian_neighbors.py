@@ -90,6 +90,36 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> Neighbours:
     return Neighbours(i, j, shift, np.ascontiguousarray(vectors), distances, starts)
 
 
+def neighbour_counts(atoms: Atoms, cutoff: float) -> NDArray[np.int64]:
+    """Return (n_atoms,) int64: each atom's number of neighbour images within ``cutoff``.
+
+    The counts of :func:`neighbour_list` (``counts``), from a half list with indices and
+    distances only: about a third of the time, for work estimates. Same checks and errors.
+    """
+    from vesin import NeighborList
+
+    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    _check_structure(positions, cell, pbc)
+    n = len(positions)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    box = cell.copy()
+    box[~pbc] = 0.0
+    calculator = NeighborList(cutoff=float(cutoff), full_list=False, n_threads=1)
+    i, j, distances = calculator.compute(positions, box, [bool(p) for p in pbc], "ijd")
+    keep = distances < cutoff
+    i, j, distances = i[keep].astype(np.int64), j[keep].astype(np.int64), distances[keep]
+    if len(distances) and distances.min() < OVERLAP:
+        k = int(np.argmin(distances))
+        raise DataError(
+            f"atoms {i[k]} and {j[k]} overlap (distance {distances[k]:.2e} Angstrom); "
+            "fingerprints need distinct positions: remove duplicate atoms"
+        )
+    return np.bincount(i, minlength=n) + np.bincount(j, minlength=n)  # each pair is one image of both
+
+
 def _check_structure(
     positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
 ) -> None:

@@ -198,9 +198,9 @@ class Gaussian:
 
     def cost(self, atoms: Atoms) -> float:
         """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""
-        from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
+        from amp_plugins.descriptors._gaussian_neighbors import neighbour_counts
 
-        counts = neighbour_list(atoms, self.params.cutoff.Rc).counts.astype(np.float64)
+        counts = neighbour_counts(atoms, self.params.cutoff.Rc).astype(np.float64)
         return float(len(atoms) + counts.sum() + 0.5 * (counts * counts).sum())
 
     def todict(self) -> dict[str, Any]:
