@@ -373,8 +373,8 @@ contains
         nk = 3 * pcnt(k)
         a = bacc(p)
         o = boff(p) - 1
-        do j = 1, nk
-          acc(a + j) = acc(a + j) + dc(o + j) * u3(j, k)
+        do j = 0, nk - 1, PAD  ! nk is a multiple of PAD: whole vectors, no remainder loop
+          acc(a + j + 1:a + j + PAD) = acc(a + j + 1:a + j + PAD) + dc(o + j + 1:o + j + PAD) * u3(j + 1:j + PAD, k)
         end do
       end do
     end do
@@ -413,7 +413,7 @@ contains
     integer(ik), intent(in) :: bptr(r0:r1 + 1), neigh(*), bpat(*), boff(*), pcnt(npat), pidx(nf + PAD, npat)
     real(dp), intent(in) :: dc(*), scale(nf), w(3, ntot)
     real(dp), intent(inout) :: vacc(mf, npat), v(ld, nf)
-    integer(ik) :: r, k, nk, p, m, o, j
+    integer(ik) :: r, k, nk, p, m, o, j, q
     real(dp) :: w1, w2, w3
     do r = r0, r1
       vacc = 0.0_dp
@@ -425,8 +425,10 @@ contains
         w1 = w(1, m)
         w2 = w(2, m)
         w3 = w(3, m)
-        do j = 1, nk
-          vacc(j, k) = vacc(j, k) + dc(o + j) * w1 + dc(o + nk + j) * w2 + dc(o + 2 * nk + j) * w3
+        do j = 0, nk - 1, PAD  ! whole vectors, as in forces_of
+          q = o + j
+          vacc(j + 1:j + PAD, k) = vacc(j + 1:j + PAD, k) + dc(q + 1:q + PAD) * w1 &
+                                   + dc(q + nk + 1:q + nk + PAD) * w2 + dc(q + 2 * nk + 1:q + 2 * nk + PAD) * w3
         end do
       end do
       v(r, :) = 0.0_dp
