@@ -73,7 +73,10 @@ def detect_cores() -> int:
 
 
 def worker_cpus(cores: int, pin: bool | None) -> list[int | None]:
-    """Return the core each of ``cores`` workers is bound to (``None``: not bound); see ``MultiprocessingParams.pin``."""
+    """Return the core each of ``cores`` workers is bound to (``None``: not bound).
+
+    See ``MultiprocessingParams.pin``; cores are those this process may run on, in order.
+    """
     if not hasattr(os, "sched_setaffinity"):
         return [None] * cores
     allowed = sorted(os.sched_getaffinity(0))

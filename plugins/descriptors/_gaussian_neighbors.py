@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,34 +57,14 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> Neighbours:
         DataError: non-finite positions or cell, a periodic direction with a
             zero cell vector, or two atoms at the same place.
     """
-    from vesin import NeighborList
-
-    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64)
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    _check_structure(positions, cell, pbc)
-    n = len(positions)
-    if n == 0:
+    n, found = _search(atoms, cutoff, full=True, quantities="ijSDd")
+    if found is None:
         empty = np.zeros(0, np.int64)
         return Neighbours(
             empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(1, np.int64)
         )
-    box = cell.copy()
-    box[~pbc] = 0.0  # vesin ignores non-periodic directions; a zero vector there is accepted
-    calculator = NeighborList(cutoff=float(cutoff), full_list=True, sorted=True, n_threads=1)
-    i, j, shift, vectors, distances = calculator.compute(positions, box, [bool(p) for p in pbc], "ijSDd")
-    i = i.astype(np.int64)
-    j = j.astype(np.int64)
-    shift = shift.astype(np.int64)
-    keep = distances < cutoff
-    if not keep.all():
-        i, j, shift, vectors, distances = i[keep], j[keep], shift[keep], vectors[keep], distances[keep]
-    if len(distances) and distances.min() < OVERLAP:
-        k = int(np.argmin(distances))
-        raise DataError(
-            f"atoms {i[k]} and {j[k]} overlap (distance {distances[k]:.2e} Angstrom); "
-            "fingerprints need distinct positions: remove duplicate atoms"
-        )
+    i, j, shift, vectors, distances = found
+    i, j, shift = i.astype(np.int64), j.astype(np.int64), shift.astype(np.int64)
     starts = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(i, minlength=n), out=starts[1:])
     return Neighbours(i, j, shift, np.ascontiguousarray(vectors), distances, starts)
@@ -96,6 +76,22 @@ def neighbour_counts(atoms: Atoms, cutoff: float) -> NDArray[np.int64]:
     The counts of :func:`neighbour_list` (``counts``), from a half list with indices and
     distances only: about a third of the time, for work estimates. Same checks and errors.
     """
+    n, found = _search(atoms, cutoff, full=False, quantities="ijd")
+    if found is None:
+        return np.zeros(0, np.int64)
+    i, j = found[0].astype(np.int64), found[1].astype(np.int64)
+    return np.bincount(i, minlength=n) + np.bincount(j, minlength=n)  # each pair is one image of both
+
+
+def _search(atoms: Atoms, cutoff: float, *, full: bool, quantities: str) -> tuple[int, list[NDArray[Any]] | None]:
+    """Check the structure and run vesin: the full list sorted by centre, or the half list.
+
+    Returns the atom count and the ``quantities`` (vesin's letters; they must start with
+    ``ij`` and end with ``d``) of the pairs within ``cutoff``, or ``None`` for no atoms.
+
+    Raises:
+        DataError: see :func:`neighbour_list`.
+    """
     from vesin import NeighborList
 
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
@@ -104,20 +100,22 @@ def neighbour_counts(atoms: Atoms, cutoff: float) -> NDArray[np.int64]:
     _check_structure(positions, cell, pbc)
     n = len(positions)
     if n == 0:
-        return np.zeros(0, np.int64)
+        return 0, None
     box = cell.copy()
-    box[~pbc] = 0.0
-    calculator = NeighborList(cutoff=float(cutoff), full_list=False, n_threads=1)
-    i, j, distances = calculator.compute(positions, box, [bool(p) for p in pbc], "ijd")
-    keep = distances < cutoff
-    i, j, distances = i[keep].astype(np.int64), j[keep].astype(np.int64), distances[keep]
+    box[~pbc] = 0.0  # vesin ignores non-periodic directions; a zero vector there is accepted
+    calculator = NeighborList(cutoff=float(cutoff), full_list=full, sorted=full, n_threads=1)
+    found = list(calculator.compute(positions, box, [bool(p) for p in pbc], quantities))
+    keep = found[-1] < cutoff
+    if not keep.all():
+        found = [values[keep] for values in found]
+    i, j, distances = found[0], found[1], found[-1]
     if len(distances) and distances.min() < OVERLAP:
         k = int(np.argmin(distances))
         raise DataError(
             f"atoms {i[k]} and {j[k]} overlap (distance {distances[k]:.2e} Angstrom); "
             "fingerprints need distinct positions: remove duplicate atoms"
         )
-    return np.bincount(i, minlength=n) + np.bincount(j, minlength=n)  # each pair is one image of both
+    return n, found
 
 
 def _check_structure(

@@ -87,10 +87,10 @@ def scale_fingerprints(
 
 
 def padded_rows(n: int) -> int:
-    """Leading dimension of the kernel's per-row arrays for ``n`` rows: a multiple of ``LANES``
-    that is an odd multiple of ``LANES``, so that the columns (one row apart: 8 ld bytes) fall
-    into different cache sets. With ld a multiple of 512 (4 KiB of doubles), every column
-    of a row maps to the same L1 set, and the kernel ran 35% slower on such shards."""
+    """Leading dimension ld of the kernel's per-row arrays for ``n`` rows: an odd multiple of
+    ``LANES``, so that the columns of a row (8 ld bytes apart) fall into different cache sets.
+    With ld a multiple of 512 (4 KiB of doubles), every column of a row maps to the same L1
+    set, and the kernel ran 35% slower on such shards."""
     blocks = max(1, -(-n // LANES))
     return (blocks + 1 - blocks % 2) * LANES
 
