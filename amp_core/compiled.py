@@ -61,6 +61,14 @@ def wide_vectors() -> bool:
     return all(features.get(flag, False) for flag in ("AVX2", "FMA3"))
 
 
+_LOADED: dict[tuple[str, str], Path] = {}
+
+
+def loaded_libraries() -> list[Path]:
+    """Return the compiled libraries :func:`load_library` has loaded in this process, in load order."""
+    return list(_LOADED.values())
+
+
 @functools.cache
 def load_library(package: str, stem: str) -> ctypes.CDLL:
     """Load ``<stem>.so`` of ``package`` once per process (its AVX2/FMA build where it runs).
@@ -74,4 +82,6 @@ def load_library(package: str, stem: str) -> ctypes.CDLL:
         raise PropertyNotImplementedError(
             f"the compiled kernels '{stem}' of {package} are not installed: {HOW_TO_GET}"
         )
-    return ctypes.CDLL(str(path))
+    library = ctypes.CDLL(str(path))
+    _LOADED[(package, stem)] = path
+    return library

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
 from amp_core.errors import ConfigError, PropertyNotImplementedError
 from amp_core.images import ImageSource, check_elements, load_dataset
@@ -101,7 +102,10 @@ class LossFunction:
         dirs = build_shards(data, shards, self.run_dir / "arrays", store, forces,
                             Progress("reshaping", len(shards), "shards", enabled=progress))
         model.initialize([load_arrays(d) for d in dirs])
-        return self.backend.start(use_compiled(model, self.backend, log), dirs, self.settings)
+        worker_model = use_compiled(model, self.backend, log)
+        if getattr(self.backend, "compiled", False) and loaded_libraries():
+            log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))
+        return self.backend.start(worker_model, dirs, self.settings)
 
     def evaluate(self, vector: NDArray[np.float64] | None = None) -> LossResult:
         """Return the loss, its parts and gradient at ``vector`` (default: the model's)."""

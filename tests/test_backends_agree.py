@@ -49,6 +49,20 @@ def test_plugins_without_kernels_run_under_fortran_with_a_notice():
     assert result.loss == pytest.approx(reference.loss, rel=1e-12)
 
 
+@needs_fortran
+def test_fortran_run_logs_the_kernels_it_loaded():
+    from amp_core.compiled import wide_vectors
+
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]), create_model("neuralnetwork"))
+    lines = []
+    with create_backend("fortran", cores=1) as backend:
+        evaluate_loss(labelled_structures()[:3], potential, backend, force_coefficient=0.04, log=lines.append)
+    (line,) = [line for line in lines if line.startswith("compiled kernels loaded")]
+    suffix = "_x86_64_v3" if wide_vectors() else ""
+    for stem in ("gaussian_kernels", "neuralnetwork_kernels"):
+        assert f"{stem}{suffix}." in line
+
+
 def test_check_backend_catches_a_wrong_backend():
     class Wrong:
         """Serial, but drops the last shard's gradient."""
