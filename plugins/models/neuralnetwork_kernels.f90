@@ -93,33 +93,36 @@ contains
     call activate(kind, x, y)
   end subroutine amp_nn_activate
 
-  ! First derivative f'(x) written in terms of the output o = f(x).
-  elemental real(dp) function dact(kind, o)
+  ! s = f'(x) written in terms of the outputs o = f(x). The activation is chosen once, outside
+  ! the loop, so the loop vectorises (an elemental function with the choice inside does not).
+  subroutine slope_of(kind, o, s)
     integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: o
+    real(dp), intent(in) :: o(:)
+    real(dp), intent(out) :: s(:)
     select case (kind)
     case (TANH_)
-      dact = 1.0_dp - o * o
+      s = 1.0_dp - o * o
     case (SIGMOID_)
-      dact = o * (1.0_dp - o)
+      s = o * (1.0_dp - o)
     case default
-      dact = 1.0_dp
+      s = 1.0_dp
     end select
-  end function dact
+  end subroutine slope_of
 
-  ! Second derivative f''(x) written in terms of the output o = f(x).
-  elemental real(dp) function ddact(kind, o)
+  ! s = f''(x) written in terms of the outputs o = f(x) (see slope_of).
+  subroutine curvature_of(kind, o, s)
     integer(ik), intent(in) :: kind
-    real(dp), intent(in) :: o
+    real(dp), intent(in) :: o(:)
+    real(dp), intent(out) :: s(:)
     select case (kind)
     case (TANH_)
-      ddact = -2.0_dp * o * (1.0_dp - o * o)
+      s = -2.0_dp * o * (1.0_dp - o * o)
     case (SIGMOID_)
-      ddact = o * (1.0_dp - o) * (1.0_dp - 2.0_dp * o)
+      s = o * (1.0_dp - o) * (1.0_dp - 2.0_dp * o)
     case default
-      ddact = 0.0_dp
+      s = 0.0_dp
     end select
-  end function ddact
+  end subroutine curvature_of
 
   ! y(ry + (0:c-1), cy + j) = sum_i x(rx + (0:c-1), cx + i) wt(j, i) (+ wt(j, nin + 1) when bias).
   subroutine lin(c, nin, nout, x, ldx, rx, cx, y, ldy, ry, cy, wt, bias)
@@ -239,13 +242,15 @@ contains
     end do
     if (.not. with_forces) return
     ! Input gradient: d = slope f'(o_L); d <- (d W^T) f'(o) down the layers; U = d W_1^T scale.
-    d1(1:c, 1) = vec(el%islope) * dact(kind, el%work(r0:r0 + c - 1, el%nh))
+    call slope_of(kind, el%work(r0:r0 + c - 1, el%nh), d1(1:c, 1))
+    d1(1:c, 1) = vec(el%islope) * d1(1:c, 1)
     do k = el%nl, 2, -1
       w = weight_start(el, k)
       prev = column_start(el, k - 1)
       call lin_t(c, el%sizes(k), el%sizes(k + 1), d1, ch, d2, ch, 1_ik, 0_ik, vec(w))
       do i = 1, el%sizes(k)
-        d1(1:c, i) = d2(1:c, i) * dact(kind, el%work(r0:r0 + c - 1, prev + i))
+        call slope_of(kind, el%work(r0:r0 + c - 1, prev + i), d1(1:c, i))
+        d1(1:c, i) = d2(1:c, i) * d1(1:c, i)
       end do
     end do
     call lin_t(c, el%nf, el%sizes(2), d1, ch, el%work, el%ld, r0, el%cu, vec(el%woff))
@@ -263,7 +268,7 @@ contains
     logical, intent(in) :: with_tangent
     real(dp), intent(inout) :: t(ch, *), dt(ch, *), ob(ch, *), db(ch, *), ob2(ch, *), db2(ch, *), grad(*)
     integer(ik) :: k, j, w, off, nin, nout, live, r1
-    real(dp) :: s
+    real(dp) :: s, sl(c), cv(c)
     r1 = r0 + c - 1
     if (with_tangent) call tangent(el, kind, vec, r0, c, ch, t, dt)
     s = vec(el%islope)
@@ -283,12 +288,13 @@ contains
       off = column_start(el, k)
       ! Output adjoints -> net adjoints, in place: ob -> d net, db -> d (d net).
       do j = 1, nout
+        call slope_of(kind, el%work(r0:r1, off + j), sl)
         if (with_tangent) then
-          ob(1:c, j) = dact(kind, el%work(r0:r1, off + j)) * ob(1:c, j) &
-                       + ddact(kind, el%work(r0:r1, off + j)) * t(1:c, off + j) * db(1:c, j)
-          db(1:c, j) = dact(kind, el%work(r0:r1, off + j)) * db(1:c, j)
+          call curvature_of(kind, el%work(r0:r1, off + j), cv)
+          ob(1:c, j) = sl * ob(1:c, j) + cv * t(1:c, off + j) * db(1:c, j)
+          db(1:c, j) = sl * db(1:c, j)
         else
-          ob(1:c, j) = dact(kind, el%work(r0:r1, off + j)) * ob(1:c, j)
+          ob(1:c, j) = sl * ob(1:c, j)
         end if
       end do
       if (k == 1) then
@@ -321,7 +327,8 @@ contains
     do k = 1, el%nl
       if (k > 1) call lin(c, el%sizes(k), el%sizes(k + 1), dt, ch, 1_ik, prev, t, ch, 1_ik, off, vec(w), .false.)
       do i = off + 1, off + el%sizes(k + 1)
-        dt(1:c, i) = dact(kind, el%work(r0:r0 + c - 1, i)) * t(1:c, i)
+        call slope_of(kind, el%work(r0:r0 + c - 1, i), dt(1:c, i))
+        dt(1:c, i) = dt(1:c, i) * t(1:c, i)
       end do
       w = w + (el%sizes(k) + 1) * el%sizes(k + 1)
       prev = off
