@@ -134,7 +134,7 @@ def load(path: str | os.PathLike[str]) -> Potential:
 
 def _load_amp(path: Path) -> Potential:
     try:
-        from amp_plugins.models._ampfile import read_amp_file
+        from amp_plugins.models.neuralnetwork._ampfile import read_amp_file
     except ImportError as exc:
         raise ModelFileError(f"{path} is not JSON, and the Amp file reader is not installed") from exc
     descriptor_kwargs, model_kwargs = read_amp_file(path)

@@ -32,7 +32,7 @@ from ase.build import bulk  # noqa: E402
 
 from amp_plugins.descriptors.gaussian import make_default_symmetry_functions  # noqa: E402
 
-SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian_kernels.f90"
+SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian" / "gaussian_kernels.f90"
 
 
 def cu_pt_bulk(repeat: tuple[int, int, int]) -> Atoms:
@@ -74,7 +74,7 @@ def rate(descriptor: object, atoms: Atoms, derivatives: bool, repeat: int) -> tu
 def report(label: str, repeat: int, sizes: bool) -> None:
     """Time the library ``load_library`` finds now; print rates for the 108-atom cell (and sizes)."""
     from amp_core.compiled import load_library
-    from amp_plugins.descriptors._gaussian_fortran import CompiledGaussian
+    from amp_plugins.descriptors.gaussian._fortran import CompiledGaussian
 
     load_library.cache_clear()
     print(f"[{label}] library: {load_library('amp_plugins.descriptors', 'gaussian_kernels')._name}")

@@ -42,7 +42,7 @@ from amp_core.data import LossSettings  # noqa: E402
 from amp_core.reshape import build_arrays  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "plugins" / "models" / "neuralnetwork_kernels.f90"
+SOURCE = ROOT / "plugins" / "models" / "neuralnetwork" / "neuralnetwork_kernels.f90"
 DATA = ROOT / "examples" / "data"
 HIDDEN = (10, 10)
 VARIANTS = {"generic": [], "x86-64-v3": ["-march=x86-64-v3"]}
@@ -99,7 +99,7 @@ def rate(evaluator: Callable[[np.ndarray], Any], vector: np.ndarray, n_images: i
 
 def compare(arrays: dict[str, Any], model: Any, vector: np.ndarray, args: argparse.Namespace) -> None:
     """Print kernel and numpy rates (forces and energy only) for the variant loaded now."""
-    from amp_plugins.models._nn_fortran import compiled_loss_evaluator
+    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
     for label, c_f in (("forces", 0.04), ("energy only", None)):
         settings = LossSettings(energy_coefficient=1.0, force_coefficient=c_f)

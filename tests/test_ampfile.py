@@ -12,7 +12,7 @@ from ase import Atoms
 import amp_core
 from amp_core.data import ImageFingerprints
 from amp_core.errors import ModelFileError
-from amp_plugins.models._ampfile import parse_text, read_amp_file
+from amp_plugins.models.neuralnetwork._ampfile import parse_text, read_amp_file
 
 FIXTURE = Path(__file__).parent / "data" / "amp_cupt.amp"
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from amp_core import create_descriptor
-from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
+from amp_plugins.descriptors.gaussian._neighbors import neighbour_list
 
 RC = 4.0
 

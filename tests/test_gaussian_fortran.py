@@ -21,7 +21,7 @@ from ase.build import bulk, fcc111, molecule
 from amp_core.errors import DataError
 from amp_plugins.descriptors.gaussian import make_default_symmetry_functions
 
-SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian_kernels.f90"
+SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian" / "gaussian_kernels.f90"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gfortran") is None,
@@ -49,7 +49,7 @@ def compiled(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) -> type:
 
     monkeypatch.setenv("AMP_KERNEL_DIR", str(kernel_dir))
     load_library.cache_clear()
-    from amp_plugins.descriptors._gaussian_fortran import CompiledGaussian
+    from amp_plugins.descriptors.gaussian._fortran import CompiledGaussian
 
     yield CompiledGaussian
     load_library.cache_clear()
@@ -341,7 +341,7 @@ def test_kernel_rejects_out_of_range_indices(compiled: type) -> None:
     """Call the kernel directly with a neighbour index past the atom count."""
     import ctypes
 
-    from amp_plugins.descriptors._gaussian_fortran import _kernel
+    from amp_plugins.descriptors.gaussian._fortran import _kernel
 
     table = compiled({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"]))._table
     ints = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731

@@ -12,8 +12,8 @@ from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 
 from amp_core import create_descriptor
-from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
-from amp_plugins.descriptors._gaussian_params import Cutoff
+from amp_plugins.descriptors.gaussian._neighbors import neighbour_list
+from amp_plugins.descriptors.gaussian._params import Cutoff
 
 
 def cosine(r: float, rc: float) -> float:
@@ -221,7 +221,7 @@ def test_neighbour_images_equal_ase(index):
 
 @pytest.mark.parametrize("index", range(4))
 def test_neighbour_counts_equal_the_full_list(index):
-    from amp_plugins.descriptors._gaussian_neighbors import neighbour_counts
+    from amp_plugins.descriptors.gaussian._neighbors import neighbour_counts
 
     atoms, rc = _neighbour_cases()[index]
     expected = neighbour_list(atoms, rc).counts

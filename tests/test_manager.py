@@ -171,11 +171,9 @@ def test_every_plugin_module_has_an_entry_point_and_vice_versa():
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parent.parent / "plugins"
-    modules = {
-        "amp_plugins." + ".".join(p.relative_to(root).with_suffix("").parts)
-        for p in root.glob("*/*.py")
-        if not p.name.startswith("_")
-    }
+    # Each built-in plugin is one subpackage: plugins/<kind>/<name>/__init__.py.
+    modules = {"amp_plugins." + ".".join(p.parent.relative_to(root).parts) for p in root.glob("*/*/__init__.py")}
+    assert not [p for p in root.glob("*/*.py") if p.name != "__init__.py"], "plugin modules outside a subpackage"
     declared = {ep.value for ep in md.entry_points(group="amp") if ep.dist and ep.dist.name == "amp-core"}
     assert modules == declared
 

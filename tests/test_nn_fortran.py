@@ -20,7 +20,7 @@ from amp_core.data import ImageFingerprints, LossSettings
 from amp_core.errors import ConfigError, DataError
 from amp_core.reshape import build_arrays
 
-SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "models" / "neuralnetwork_kernels.f90"
+SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "models" / "neuralnetwork" / "neuralnetwork_kernels.f90"
 FEATURES = {"H": 3, "Cu": 4, "Pt": 5}
 HIDDEN = {"Au": (2,), "Cu": (3,), "H": (2, 2), "Pt": ()}
 ELEMENTS = ("Au", "Cu", "H", "Pt")  # sorted by symbol; Au is absent from the data
@@ -167,7 +167,7 @@ def reference_loss(images, targets, prints, fprange, vector, activation, c_f):
 
 
 def evaluator_for(arrays, prints, activation, c_f, c_e=1.0):
-    from amp_plugins.models._nn_fortran import compiled_loss_evaluator
+    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
     return compiled_loss_evaluator(
         arrays,
@@ -244,7 +244,7 @@ def test_bad_input_is_refused():
     no_derivatives = {k: v for k, v in arrays.items() if not k.startswith("dfp_")}
     with pytest.raises(DataError, match="derivatives"):
         evaluator_for(no_derivatives, prints, "tanh", 1.0)
-    from amp_plugins.models._nn_fortran import compiled_loss_evaluator
+    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
     with pytest.raises(DataError, match="no parameters"):
         compiled_loss_evaluator(
@@ -264,14 +264,14 @@ def test_matches_the_numpy_model(n_images):
 
     model = amp_core.create_model("neuralnetwork", hiddenlayers=(4, 3), activation="tanh")
     _, _, prints, arrays = fake_shard(n_images=n_images, seed=4)
-    from amp_plugins.models._nn_fortran import CHUNK
+    from amp_plugins.models.neuralnetwork._fortran import CHUNK
 
     assert n_images < 40 or min(len(arrays[f"fp_{z}"]) for z in arrays["elements"]) > CHUNK
     settings = LossSettings(energy_coefficient=1.0, force_coefficient=0.2)
     model.initialize([arrays])
     vector = np.random.default_rng(9).normal(size=len(model.vector())) * 0.5
     expected = model.loss_evaluator(arrays, settings)(vector)
-    from amp_plugins.models._nn_fortran import compiled_loss_evaluator
+    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
     got = compiled_loss_evaluator(
         arrays,
@@ -290,7 +290,7 @@ def test_matches_the_numpy_model(n_images):
 
 def test_sparse_blocks_are_packed_without_changing_results():
     """Features that are zero in every block of a kind are dropped; loss and gradient stay exact."""
-    from amp_plugins.models._nn_fortran import pack_blocks
+    from amp_plugins.models.neuralnetwork._fortran import pack_blocks
 
     images, targets, prints, _ = fake_shard(n_images=3, seed=6)
     for atoms, fp in zip(images, prints):  # Pt centres: feature 0 never moves with an H neighbour
@@ -366,7 +366,7 @@ def test_optimised_activations_match_numpy_on_a_dense_grid(tmp_path):
 
 def test_force_slots_cover_each_occurring_pair_once():
     """Each (image, neighbour, pattern) of the blocks gets one slot; slots of an image start at 0, packed."""
-    from amp_plugins.models._nn_fortran import force_slots
+    from amp_plugins.models.neuralnetwork._fortran import force_slots
 
     image = np.array([0, 0, 0, 0, 2, 2])
     neighbour = np.array([3, 1, 3, 1, 9, 7])
@@ -381,7 +381,7 @@ def test_force_slots_cover_each_occurring_pair_once():
 
 def test_row_padding_is_an_odd_multiple_of_the_lanes():
     """ld = 16 * odd: enough rows, lanes whole, and columns (8 ld bytes apart) never 4 KiB-aligned."""
-    from amp_plugins.models._nn_fortran import LANES, padded_rows
+    from amp_plugins.models.neuralnetwork._fortran import LANES, padded_rows
 
     for n in range(0, 3000):
         ld = padded_rows(n)

@@ -21,8 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from amp_plugins.descriptors._gaussian_params import Cutoff
-from amp_plugins.descriptors._gaussian_plan import AngularPlan
+from amp_plugins.descriptors.gaussian._params import Cutoff
+from amp_plugins.descriptors.gaussian._plan import AngularPlan
 
 
 @dataclass

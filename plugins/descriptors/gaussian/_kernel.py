@@ -15,10 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from amp_plugins.descriptors._gaussian_angular import Block, PairOperators, angular_terms, find_triplets
-from amp_plugins.descriptors._gaussian_neighbors import Neighbours
-from amp_plugins.descriptors._gaussian_params import Cutoff
-from amp_plugins.descriptors._gaussian_plan import AngularPlan, ElementPlan, RadialPlan
+from amp_plugins.descriptors.gaussian._angular import Block, PairOperators, angular_terms, find_triplets
+from amp_plugins.descriptors.gaussian._neighbors import Neighbours
+from amp_plugins.descriptors.gaussian._params import Cutoff
+from amp_plugins.descriptors.gaussian._plan import AngularPlan, ElementPlan, RadialPlan
 
 BLOCK_PAIRS = {False: 150_000, True: 90_000}
 """Target number of padded neighbour pairs (centres x width^2) per block, without/with derivatives

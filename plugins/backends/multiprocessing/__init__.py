@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from amp_core import BackendEntry, hookimpl
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import BackendError
-from amp_plugins.backends._workers import Worker, WorkerPool, dumps
+from amp_plugins.backends.multiprocessing._workers import Worker, WorkerPool, dumps
 
 T = TypeVar("T")
 R = TypeVar("R")

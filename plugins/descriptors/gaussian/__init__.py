@@ -25,7 +25,7 @@ import numpy as np
 from amp_core import DescriptorEntry, hookimpl
 from amp_core.data import ImageFingerprints
 from amp_core.errors import DataError
-from amp_plugins.descriptors._gaussian_params import (
+from amp_plugins.descriptors.gaussian._params import (
     Cutoff,
     SymmetryFunctions,
     gs_todict,
@@ -35,7 +35,7 @@ from amp_plugins.descriptors._gaussian_params import (
 if TYPE_CHECKING:
     from ase import Atoms
 
-    from amp_plugins.descriptors._gaussian_plan import ElementPlan
+    from amp_plugins.descriptors.gaussian._plan import ElementPlan
 
 DEFAULT_G2_ETAS = tuple(float(x) for x in np.logspace(np.log10(0.05), np.log10(5.0), num=4))
 """Amp's default G2 widths (dimensionless; divided by Rc^2 in the exponent)."""
@@ -127,7 +127,7 @@ class Gaussian:
     implemented: frozenset[str] = frozenset({"fingerprints", "fingerprint_derivatives", "compiled"})
 
     def __init__(self, params: GaussianParams) -> None:
-        from amp_plugins.descriptors._gaussian_plan import make_plan
+        from amp_plugins.descriptors.gaussian._plan import make_plan
 
         self.params = params
         self.elements: tuple[str, ...] = params.elements
@@ -167,8 +167,8 @@ class Gaussian:
         Raises:
             DataError: an element without ``Gs`` entry, overlapping atoms or a bad cell.
         """
-        from amp_plugins.descriptors._gaussian_kernel import fingerprint
-        from amp_plugins.descriptors._gaussian_neighbors import neighbour_list
+        from amp_plugins.descriptors.gaussian._kernel import fingerprint
+        from amp_plugins.descriptors.gaussian._neighbors import neighbour_list
 
         species = self._species_of(atoms)
         neighbours = neighbour_list(atoms, self.params.cutoff.Rc)
@@ -193,12 +193,12 @@ class Gaussian:
         """
         from amp_core.compiled import load_library
 
-        load_library("amp_plugins.descriptors", "gaussian_kernels")
+        load_library("amp_plugins.descriptors.gaussian", "gaussian_kernels")
         return CompiledGaussianDescriptor(self.params)
 
     def cost(self, atoms: Atoms) -> float:
         """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""
-        from amp_plugins.descriptors._gaussian_neighbors import neighbour_counts
+        from amp_plugins.descriptors.gaussian._neighbors import neighbour_counts
 
         counts = neighbour_counts(atoms, self.params.cutoff.Rc).astype(np.float64)
         return float(len(atoms) + counts.sum() + 0.5 * (counts * counts).sum())
@@ -228,7 +228,7 @@ class CompiledGaussianDescriptor(Gaussian):
     """
 
     def __init__(self, params: GaussianParams) -> None:
-        from amp_plugins.descriptors._gaussian_fortran import CompiledGaussian
+        from amp_plugins.descriptors.gaussian._fortran import CompiledGaussian
 
         super().__init__(params)
         self._kernel = CompiledGaussian(**self.todict())

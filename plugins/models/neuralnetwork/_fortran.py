@@ -21,7 +21,7 @@ from amp_core.compiled import load_library
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import ConfigError, DataError
 
-PACKAGE = "amp_plugins.models"
+PACKAGE = "amp_plugins.models.neuralnetwork"
 STEM = "neuralnetwork_kernels"
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "linear": 2}
 SPAN_MIN = 1e-8  # features whose range is at most this stay unscaled (Amp's rule)

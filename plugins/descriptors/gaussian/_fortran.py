@@ -22,7 +22,7 @@ from amp_core.compiled import load_library
 from amp_core.data import ImageFingerprints
 from amp_core.errors import ConfigError, DataError
 
-PACKAGE = "amp_plugins.descriptors"
+PACKAGE = "amp_plugins.descriptors.gaussian"
 STEM = "gaussian_kernels"
 ABI_VERSION = 1
 TYPE_CODES = {"G2": 2, "G4": 4, "G5": 5}

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import DataError
 
-from . import _nn_core as core
+from . import _core as core
 
 Array = NDArray[np.float64]
 

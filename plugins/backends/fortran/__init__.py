@@ -26,7 +26,7 @@ class Fortran(Multiprocessing):
 def probe() -> str | None:
     """Return why this installation cannot run compiled kernels, or ``None`` when it can."""
     try:
-        info = json.loads(importlib.resources.files("amp_plugins.backends").joinpath("build_info.json").read_text())
+        info = json.loads(importlib.resources.files("amp_plugins.backends.fortran").joinpath("build_info.json").read_text())
     except (FileNotFoundError, OSError, ValueError):
         return f"amp-core was not installed by its build (no build_info.json); {HOW_TO_GET}"
     if not info.get("fortran"):

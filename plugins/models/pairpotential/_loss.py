@@ -1,7 +1,7 @@
 """The ``pairpotential`` loss over one shard: energies, forces and the analytic gradient.
 
 Parameter vector layout (E elements sorted by atomic number, T = E (E + 1) / 2 pair types
-in the order of :func:`~amp_plugins.models._pair_math.pair_type_table`)::
+in the order of :func:`~amp_plugins.models.pairpotential._pairs.pair_type_table`)::
 
     [D_0, a_0, r0_0, D_1, a_1, r0_1, ..., D_{T-1}, a_{T-1}, r0_{T-1}, e0_0, ..., e0_{E-1}]
 """
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import DataError
 
-from ._pair_math import FloatArray, IntArray, ShardPairs, pair_forces, pair_terms, shard_pairs
+from ._pairs import FloatArray, IntArray, ShardPairs, pair_forces, pair_terms, shard_pairs
 
 
 def n_pair_types(n_elements: int) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_plugins.descriptors._gaussian_params import SymmetryFunction
+from amp_plugins.descriptors.gaussian._params import SymmetryFunction
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
 from amp_core.errors import ConfigError, DataError, ModelFileError
 
-from ._pair_loss import ShardLoss, element_index, n_pair_types, split_vector
-from ._pair_math import FloatArray, make_pairs, pair_forces, pair_terms, structure_pairs
-from ._pair_params import PairPotentialParams, pair_key
+from ._loss import ShardLoss, element_index, n_pair_types, split_vector
+from ._pairs import FloatArray, make_pairs, pair_forces, pair_terms, structure_pairs
+from ._params import PairPotentialParams, pair_key
 
 if TYPE_CHECKING:
     from ase import Atoms

@@ -21,9 +21,9 @@ from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
 from amp_core.errors import ConfigError, DataError, ModelFileError
 
-from . import _nn_core as core
-from ._nn_loss import Layout, ShardLoss, check_width, input_scaling, symbol_of
-from ._nn_params import NeuralNetworkParams
+from . import _core as core
+from ._loss import Layout, ShardLoss, check_width, input_scaling, symbol_of
+from ._params import NeuralNetworkParams
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -167,7 +167,7 @@ class NeuralNetwork:
         """Prepare one shard once; return ``evaluator(vector) -> LossParts``."""
         weights, _, fprange = self._require()
         if self._compiled:
-            from amp_plugins.models._nn_fortran import compiled_loss_evaluator
+            from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
             return compiled_loss_evaluator(
                 arrays,
@@ -187,7 +187,7 @@ class NeuralNetwork:
         """
         from amp_core.compiled import load_library
 
-        load_library("amp_plugins.models", "neuralnetwork_kernels")
+        load_library("amp_plugins.models.neuralnetwork", "neuralnetwork_kernels")
         twin = copy.copy(self)
         twin._compiled = True
         return twin
