@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,40 +59,75 @@ class ImageFingerprints:
         return out
 
 
+FORCE_COEFFICIENT = 0.04
+"""Default weight c_F of the force loss (Amp's); the only place this number is written."""
+
+
 @dataclass(frozen=True)
 class LossSettings:
     """What the loss trains on (Amp's definitions).
 
     Attributes:
         energy_coefficient: weight c_E of the per-atom energy loss.
-        force_coefficient: weight c_F of the force loss; ``None`` trains energies only
-            (force terms are then neither computed nor reported).
+        force_coefficient: weight c_F of the force loss (used when ``forces``);
+            ``None`` at construction means :data:`FORCE_COEFFICIENT`.
         overfit: weight of the model's regularisation term.
+        forces: whether force terms are part of the loss (computed and reported).
+            ``None`` at construction keeps the older shorthand: forces are trained
+            when a ``force_coefficient`` is given.
+
+    Raises:
+        ValueError: a coefficient is negative or not finite.
     """
 
     energy_coefficient: float = 1.0
     force_coefficient: float | None = None
     overfit: float = 0.0
+    forces: bool | None = None
 
-    @property
-    def forces(self) -> bool:
-        """Whether force terms are part of the loss."""
-        return self.force_coefficient is not None
+    def __post_init__(self) -> None:
+        forces = self.force_coefficient is not None if self.forces is None else bool(self.forces)
+        coefficient = FORCE_COEFFICIENT if self.force_coefficient is None else float(self.force_coefficient)
+        object.__setattr__(self, "forces", forces)
+        object.__setattr__(self, "force_coefficient", coefficient)
+        for name in ("energy_coefficient", "force_coefficient", "overfit"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0.0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, value)
+
+    def objective(self, energy_loss: float, force_loss: float) -> float:
+        """Return the weighted loss ``c_E energy_loss (+ c_F force_loss when forces are trained)``.
+
+        The one place the coefficients weight loss values; models call it for their
+        :attr:`LossParts.loss` and weight their gradients with the same coefficients.
+        """
+        loss = self.energy_coefficient * energy_loss
+        if self.forces:
+            loss += float(self.force_coefficient or 0.0) * force_loss
+        return loss
 
 
 @dataclass
 class LossParts:
-    """One shard's share of the loss, summed (or maxed) over its images.
+    """One chunk's share of the loss, summed (or maxed) over its images.
+
+    Convention (the model contract, ``docs/plugins.md``): a model returns the raw
+    sums below *and* the weighted ``loss = settings.objective(energy_loss, force_loss)``
+    with its gradient; the core adds chunk records and the regularisation, and weights
+    nothing itself.
 
     Attributes:
+        loss: ``settings.objective(energy_loss, force_loss)``.
         energy_loss: sum over images of ((E_pred - E_ref) / N_atoms)^2, eV^2.
         force_loss: sum over images of sum((F_pred - F_ref)^2) / (3 N_atoms), (eV/A)^2.
         energy_maxresid: max over images of |E_pred - E_ref| / N_atoms, eV.
         force_maxresid: max over force components of |F_pred - F_ref|, eV/A.
         n_images: number of images in the shard.
-        gradient: (n_parameters,) d(c_E energy_loss + c_F force_loss) / d parameters.
+        gradient: (n_parameters,) d loss / d parameters.
     """
 
+    loss: float
     energy_loss: float
     force_loss: float
     energy_maxresid: float
@@ -101,15 +137,21 @@ class LossParts:
 
     @staticmethod
     def combine(parts: list[LossParts]) -> LossParts:
-        """Add shard parts in the order given (shard-index order, for reproducibility)."""
+        """Add chunk parts in the order given (chunk order, for bitwise reproducibility)."""
         if not parts:
             raise ValueError("no loss parts to combine")
         gradient = parts[0].gradient.copy()
         for part in parts[1:]:
             gradient += part.gradient
+        loss = energy = force = 0.0
+        for part in parts:  # one left-to-right sum each, in the given order
+            loss += part.loss
+            energy += part.energy_loss
+            force += part.force_loss
         return LossParts(
-            energy_loss=float(sum(p.energy_loss for p in parts)),
-            force_loss=float(sum(p.force_loss for p in parts)),
+            loss=loss,
+            energy_loss=energy,
+            force_loss=force,
             energy_maxresid=max(p.energy_maxresid for p in parts),
             force_maxresid=max(p.force_maxresid for p in parts),
             n_images=sum(p.n_images for p in parts),

@@ -116,15 +116,11 @@ class LossFunction:
         if self.last is not None and self._last_vector is not None and np.array_equal(vector, self._last_vector):
             return self.last
         parts = LossParts.combine(self.session.evaluate(vector))
-        s = self.settings
-        loss = s.energy_coefficient * parts.energy_loss
-        gradient = parts.gradient
-        if s.overfit:  # the penalty is overfit * (something): nothing to add when it is off
-            penalty, penalty_gradient = model.regularization(vector, s.overfit)
+        loss, gradient = parts.loss, parts.gradient
+        if self.settings.overfit:  # the penalty is overfit * (something): nothing to add when it is off
+            penalty, penalty_gradient = model.regularization(vector, self.settings.overfit)
             loss += penalty
             gradient = gradient + penalty_gradient
-        if s.forces:
-            loss += s.force_coefficient * parts.force_loss  # type: ignore[operator]
         n = parts.n_images
         self.last = LossResult(
             loss=float(loss), energy_loss=parts.energy_loss, force_loss=parts.force_loss,

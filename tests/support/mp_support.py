@@ -95,6 +95,7 @@ class ToyEvaluator:
         resid = (phi_image @ vector - self.energy) / self.natoms
         gradient = self.settings.energy_coefficient * 2 * (resid / self.natoms) @ phi_image
         return LossParts(
+            loss=self.settings.objective(float(resid @ resid), 0.0),
             energy_loss=float(resid @ resid),
             force_loss=0.0,
             energy_maxresid=float(np.abs(resid).max()),

@@ -225,8 +225,11 @@ class CompiledLossEvaluator:
     a call fills in only the parameter vector.
     """
 
-    def __init__(self, function: Any, header: list[Any], keep: list[Any], n_images: int) -> None:
+    def __init__(
+        self, function: Any, header: list[Any], keep: list[Any], n_images: int, settings: LossSettings
+    ) -> None:
         self._function = function
+        self._settings = settings
         self._header = header
         self._keep = keep  # the arrays the header points into
         self.n_images = n_images
@@ -248,6 +251,7 @@ class CompiledLossEvaluator:
         )
         out = self._out
         return LossParts(
+            loss=self._settings.objective(float(out[0]), float(out[1])),
             energy_loss=float(out[0]),
             force_loss=float(out[1]),
             energy_maxresid=float(out[2]),
@@ -271,7 +275,7 @@ def compiled_loss_evaluator(
     Args:
         arrays: the shard's arrays (layout of :mod:`amp_core.reshape`), fingerprints
             included, derivatives too when ``settings.forces``.
-        settings: loss coefficients; ``force_coefficient=None`` skips every force term.
+        settings: loss coefficients; without ``settings.forces`` every force term is skipped.
         elements: the model's chemical symbols, sorted (the vector's element order).
         hiddenlayers: hidden-layer widths per symbol.
         activation: ``"tanh"``, ``"sigmoid"`` or ``"linear"``.
@@ -298,7 +302,7 @@ def compiled_loss_evaluator(
     keep: dict[str, NDArray[Any]] = {
         "info": info,
         "sizes": table,
-        "coef": np.array([settings.energy_coefficient, settings.force_coefficient or 0.0]),
+        "coef": np.array([settings.energy_coefficient, settings.force_coefficient if settings.forces else 0.0]),
         "natoms": natoms,
         "atomstart": np.concatenate([[0], np.cumsum(natoms)]).astype(np.int64) + 1,
         "eref": np.ascontiguousarray(arrays["energy"], dtype=np.float64),
@@ -312,7 +316,7 @@ def compiled_loss_evaluator(
     header += [keep["info"].ctypes.data, keep["sizes"].ctypes.data, ACTIVATIONS[activation], int(forces)]
     header += [keep[k].ctypes.data for k in ("coef", "natoms", "atomstart", "eref", "fref")]
     header += [ctypes.addressof(pointers), keep["f"].ctypes.data, keep["scratch"].ctypes.data]
-    return CompiledLossEvaluator(function, header, [blocks, keep, pointers], len(natoms))
+    return CompiledLossEvaluator(function, header, [blocks, keep, pointers], len(natoms), settings)
 
 
 def _scratch_length(info: NDArray[np.int64], max_atoms: int) -> int:

@@ -194,8 +194,10 @@ class ShardLoss:
                 core.backward(ws, outputs, fprimes, seed, None, 0.0, act, grads)
                 gradient[i0] += energy_weight @ part.count
                 gradient[i0 + 1] += energy_weight @ per_image
+        energy_loss = float(residual @ residual)
         return LossParts(
-            energy_loss=float(residual @ residual),
+            loss=self.settings.objective(energy_loss, force_loss),
+            energy_loss=energy_loss,
             force_loss=force_loss,
             energy_maxresid=float(np.abs(residual).max()) if n_images else 0.0,
             force_maxresid=force_max,

@@ -61,7 +61,7 @@ class ShardLoss:
         arrays: shard arrays in the :mod:`amp_core.reshape` layout.
         numbers: (E,) atomic numbers of the model's elements, sorted.
         cutoff: Angstrom.
-        settings: loss coefficients; ``force_coefficient=None`` skips all force work.
+        settings: loss coefficients; without ``settings.forces`` all force work is skipped.
     """
 
     def __init__(
@@ -104,8 +104,10 @@ class ShardLoss:
                 terms.dphi, terms.dphi_grad, len(pair_params)
             )
             grad_pairs += grad_force
+        energy_loss = float(np.sum(per_atom**2))
         return LossParts(
-            energy_loss=float(np.sum(per_atom**2)),
+            loss=self.settings.objective(energy_loss, force_loss),
+            energy_loss=energy_loss,
             force_loss=force_loss,
             energy_maxresid=float(np.max(np.abs(per_atom), initial=0.0)),
             force_maxresid=force_maxresid,
