@@ -63,38 +63,38 @@ FORCE_COEFFICIENT = 0.04
 """Default weight c_F of the force loss (Amp's); the only place this number is written."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LossSettings:
     """What the loss trains on (Amp's definitions).
 
-    Attributes:
+    Args:
         energy_coefficient: weight c_E of the per-atom energy loss.
         force_coefficient: weight c_F of the force loss (used when ``forces``);
-            ``None`` at construction means :data:`FORCE_COEFFICIENT`.
+            ``None`` means :data:`FORCE_COEFFICIENT`.
         overfit: weight of the model's regularisation term.
         forces: whether force terms are part of the loss (computed and reported).
-            ``None`` at construction keeps the older shorthand: forces are trained
-            when a ``force_coefficient`` is given.
+            ``None`` keeps the older shorthand: forces are trained when a
+            ``force_coefficient`` is given.
 
     Raises:
         ValueError: a coefficient is negative or not finite.
     """
 
-    energy_coefficient: float = 1.0
-    force_coefficient: float | None = None
-    overfit: float = 0.0
-    forces: bool | None = None
+    energy_coefficient: float
+    force_coefficient: float
+    overfit: float
+    forces: bool
 
-    def __post_init__(self) -> None:
-        forces = self.force_coefficient is not None if self.forces is None else bool(self.forces)
-        coefficient = FORCE_COEFFICIENT if self.force_coefficient is None else float(self.force_coefficient)
-        object.__setattr__(self, "forces", forces)
-        object.__setattr__(self, "force_coefficient", coefficient)
-        for name in ("energy_coefficient", "force_coefficient", "overfit"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value < 0.0:
+    def __init__(self, energy_coefficient: float = 1.0, force_coefficient: float | None = None,
+                 overfit: float = 0.0, forces: bool | None = None) -> None:
+        values = {"energy_coefficient": energy_coefficient, "overfit": overfit,
+                  "force_coefficient": FORCE_COEFFICIENT if force_coefficient is None else force_coefficient}
+        for name, value in values.items():
+            number = float(value)
+            if not math.isfinite(number) or number < 0.0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, number)
+        object.__setattr__(self, "forces", force_coefficient is not None if forces is None else bool(forces))
 
     def objective(self, energy_loss: float, force_loss: float) -> float:
         """Return the weighted loss ``c_E energy_loss (+ c_F force_loss when forces are trained)``.
@@ -104,7 +104,7 @@ class LossSettings:
         """
         loss = self.energy_coefficient * energy_loss
         if self.forces:
-            loss += float(self.force_coefficient or 0.0) * force_loss
+            loss += self.force_coefficient * force_loss
         return loss
 
 
