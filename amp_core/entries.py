@@ -1,56 +1,80 @@
-"""Typed registration records returned by the registration hooks."""
+"""Typed registration records returned by the registration hooks.
+
+Each record is generic over its parameter dataclass ``P``, so that
+``DescriptorEntry[GaussianParams]`` ties the factory's argument to ``params``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from amp_core.protocols import Backend, Descriptor, Model
+
+P = TypeVar("P")
+
+
+def _always_available() -> str | None:
+    """Probe of a plugin that can always run."""
+    return None
 
 
 @dataclass(frozen=True)
-class DescriptorEntry:
+class DescriptorEntry(Generic[P]):
     """One descriptor a plugin provides.
 
     Attributes:
-        name: user-facing name, ``[a-z][a-z0-9_-]*`` (what a config's ``[descriptor] name`` says).
+        name: user-facing name, ``[a-z][a-z0-9_-]*`` (what a config's ``[descriptor] name`` says);
+            the built object's ``name`` must be the same.
         params: frozen dataclass of the descriptor's parameters; ``params(**section)``
             validates a config section and raises ``ValueError`` on bad values.
         factory: ``factory(params) -> Descriptor``.
         summary: one line for ``amp plugins``.
+        probe: ``probe() -> None | str``: ``None`` when the descriptor's compiled kernels
+            (capability ``COMPILED``) are available here, otherwise why not and how to
+            get them. Plugins without compiled kernels leave the default.
     """
 
     name: str
-    params: type
-    factory: Callable[[Any], Any]
+    params: type[P]
+    factory: Callable[[P], Descriptor]
     summary: str
+    probe: Callable[[], str | None] = _always_available
 
 
 @dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(Generic[P]):
     """One model a plugin provides.
 
     Attributes:
-        name: user-facing name.
+        name: user-facing name (the built object's ``name`` must be the same).
         params: frozen dataclass of the model's hyper-parameters.
         factory: ``factory(params) -> Model``.
         summary: one line for ``amp plugins``.
         loader: ``loader(document) -> Model``, rebuilding a model (trained
             parameters included) from the JSON document its ``todict()`` made.
+        probe: as for :class:`DescriptorEntry`.
+        readers: readers of foreign potential files this plugin understands (e.g.
+            Amp's ``.amp``); the core chooses one by the file's content.
     """
 
     name: str
-    params: type
-    factory: Callable[[Any], Any]
+    params: type[P]
+    factory: Callable[[P], Model]
     summary: str
-    loader: Callable[[dict[str, Any]], Any]
+    loader: Callable[[dict[str, Any]], Model]
+    probe: Callable[[], str | None] = _always_available
+    readers: tuple[FileReader, ...] = ()
 
 
 @dataclass(frozen=True)
-class BackendEntry:
+class BackendEntry(Generic[P]):
     """One compute backend a plugin provides.
 
     Attributes:
-        name: user-facing name.
+        name: user-facing name (the built object's ``name`` must be the same).
         params: frozen dataclass of the backend's settings (e.g. ``cores``).
         factory: ``factory(params) -> Backend``.
         summary: one line for ``amp plugins``.
@@ -59,7 +83,25 @@ class BackendEntry:
     """
 
     name: str
-    params: type
-    factory: Callable[[Any], Any]
+    params: type[P]
+    factory: Callable[[P], Backend]
     summary: str
-    probe: Callable[[], str | None] = lambda: None
+    probe: Callable[[], str | None] = _always_available
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """A reader of a foreign potential file format, registered with a model entry.
+
+    Attributes:
+        format: short name for messages (``"Amp .amp"``).
+        accepts: ``accepts(text) -> bool``: whether this reader understands a file
+            whose content is ``text`` (called only on files that are not amp-core JSON).
+        read: ``read(text) -> (descriptor name, descriptor params, model params)``:
+            what the core builds the potential from (through the manager), with the
+            model's trained parameters inside its params.
+    """
+
+    format: str
+    accepts: Callable[[str], bool]
+    read: Callable[[str], tuple[str, dict[str, Any], dict[str, Any]]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -17,7 +17,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def amp_descriptors() -> list[DescriptorEntry]:
+def amp_descriptors() -> list[DescriptorEntry[Any]]:
     """Register descriptors (atom-environment fingerprints).
 
     Called once per process, when the plugin manager is built (before a run
@@ -40,7 +40,7 @@ def amp_descriptors() -> list[DescriptorEntry]:
 
 
 @hookspec
-def amp_models() -> list[ModelEntry]:
+def amp_models() -> list[ModelEntry[Any]]:
     """Register models (fingerprints or structures -> energy and forces).
 
     Called once per process, when the plugin manager is built; never in workers.
@@ -61,7 +61,7 @@ def amp_models() -> list[ModelEntry]:
 
 
 @hookspec
-def amp_backends() -> list[BackendEntry]:
+def amp_backends() -> list[BackendEntry[Any]]:
     """Register compute backends (where pipeline stages run).
 
     Called once per process, when the plugin manager is built; never in workers.

@@ -21,6 +21,20 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Capability names, the items of a plugin's ``implemented`` (never write the strings).
+FINGERPRINTS = "fingerprints"
+"""Descriptor: computes per-atom fingerprints (without it, models receive raw structures)."""
+FINGERPRINT_DERIVATIVES = "fingerprint_derivatives"
+"""Descriptor: computes the sparse derivative blocks d fingerprint / d position."""
+ENERGY = "energy"
+"""Model: predicts energies."""
+FORCES = "forces"
+"""Model: predicts forces (and trains on them)."""
+COMPILED = "compiled"
+"""Descriptor or model: has compiled kernels, returned by its :meth:`Compilable.compiled`."""
+DESCRIPTOR_CAPABILITIES = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED})
+MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED})
+
 LossEvaluator = Callable[[NDArray[np.float64]], "LossParts"]
 """``evaluator(vector) -> LossParts`` for one shard, built once per worker."""
 
@@ -109,6 +123,24 @@ class Model(Protocol):
 
     def todict(self) -> dict[str, Any]:
         """Return a JSON document (hyper-parameters and trained parameters)."""
+        ...
+
+
+@runtime_checkable
+class Compilable(Protocol):
+    """A descriptor or model with the ``COMPILED`` capability.
+
+    The one mechanism for compiled kernels: a backend whose ``compiled`` setting is on
+    asks each plugin for its twin through :func:`amp_core.pipeline.use_compiled`; the
+    twin gives the same numbers (to 1e-10 relative) from compiled code.
+    """
+
+    def compiled(self) -> Any:
+        """Return a twin of this plugin (same parameters) that runs its compiled kernels.
+
+        Raises:
+            PropertyNotImplementedError: the kernels were not built here, saying how to get them.
+        """
         ...
 
 
