@@ -23,11 +23,14 @@ from numpy.typing import NDArray
 
 from amp_core.reshape import load_arrays
 
-CHUNK_ATOMS = 256
-"""Target atoms per chunk. Larger chunks cost less per optimiser step (one kernel call
-each); smaller ones balance better across workers."""
-MIN_CHUNKS = 8
-"""Chunks of a small data set, so that up to this many workers share even a few images."""
+CHUNK_ATOMS = 512
+"""Atoms per chunk the chunk count aims at. Each chunk costs one kernel call per optimiser
+step (tens of microseconds compiled, a few hundred with numpy), so chunks should be
+large; they must also be many enough to share among workers."""
+
+_DIVISIBLE = (1, 2, 4, 6, 12, 24, 36, 48, 60, 120, 180, 240, 360, 720, 840, 1260, 1680, 2520, 5040)
+"""Chunk counts with many divisors (highly composite numbers): equal-cost chunks then
+share evenly among 2, 3, 4, 6, ... workers whatever their number."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +71,35 @@ def balanced_split(costs: Sequence[float], parts: int) -> list[list[int]]:
 
 
 def make_chunks(costs: Sequence[float], atoms: Sequence[int]) -> list[list[int]]:
-    """Cut images into ``min(images, max(MIN_CHUNKS, ceil(atoms / CHUNK_ATOMS)))`` runs of similar cost.
+    """Cut images into contiguous chunks of similar cost; a function of the data alone.
+
+    The count is the largest of :data:`_DIVISIBLE` not above ``ceil(atoms / CHUNK_ATOMS)``
+    (at least 2 while there are 2 images; more past 5,040), and never more than the images.
 
     Args:
         costs: work estimate per image (descriptor units).
         atoms: number of atoms per image.
 
     Returns:
-        Image indices of each chunk, in order; a function of the data alone.
+        Image indices of each chunk, in order.
     """
-    count = max(MIN_CHUNKS, math.ceil(sum(int(a) for a in atoms) / CHUNK_ATOMS))
+    ideal = math.ceil(sum(int(a) for a in atoms) / CHUNK_ATOMS)
+    count = max(n for n in _DIVISIBLE if n <= max(2, ideal))
+    if ideal > _DIVISIBLE[-1]:
+        count = _DIVISIBLE[-1] * (ideal // _DIVISIBLE[-1])
     return balanced_split(costs, count)
+
+
+def split_tasks(chunks: Sequence[Sequence[int]], costs: Sequence[float], tasks: int) -> list[list[int]]:
+    """Split chunks into at least ``tasks`` runs (never across a chunk boundary), for work
+    whose results do not depend on the grouping (fingerprints), so that workers stay busy."""
+    total = sum(float(costs[i]) for chunk in chunks for i in chunk) or 1.0
+    out: list[list[int]] = []
+    for chunk in chunks:
+        share = sum(float(costs[i]) for i in chunk) / total
+        parts = max(1, math.ceil(share * tasks))
+        out.extend([chunk[i] for i in run] for run in balanced_split([costs[i] for i in chunk], parts))
+    return out
 
 
 def assign(costs: Sequence[float], workers: int) -> list[list[int]]:

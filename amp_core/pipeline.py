@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from amp_core.chunks import ChunkHandle, balanced_split, make_chunks
+from amp_core.chunks import ChunkHandle, balanced_split, make_chunks, split_tasks
 from amp_core.data import Dataset, ImageFingerprints
 from amp_core.errors import DataError, RunError
 from amp_core.reshape import build_arrays, save_arrays
@@ -116,14 +116,18 @@ def compute_fingerprints(
     """Fingerprint the images the store lacks, chunk by chunk in the backend's workers; return how many.
 
     ``chunks`` (image indices per chunk) defaults to :func:`~amp_core.chunks.make_chunks` by
-    atom count. Finished tasks are merged into the store even when a later one fails.
+    atom count; a chunk's missing images go to one or more tasks (at least four per worker
+    in all: fingerprints do not depend on the grouping). Finished tasks are merged into
+    the store even when a later one fails.
     """
     if chunks is None:
         sizes = [len(a) for a in dataset.images]
         chunks = make_chunks([float(n) for n in sizes], sizes)
+    lacking = {h: k for k, h in enumerate(dataset.hashes) if not store.has(h, derivatives)}  # one per hash
+    wanted = [[k for k in chunk if lacking.get(dataset.hashes[k]) == k] for chunk in chunks]
+    costs = [float(len(a)) for a in dataset.images]
     tasks, counts = [], []
-    for chunk in chunks:
-        missing = sorted({dataset.hashes[k]: k for k in chunk if not store.has(dataset.hashes[k], derivatives)}.values())
+    for missing in split_tasks([w for w in wanted if w], costs, 4 * backend.cores):
         if missing:
             tasks.append(FingerprintTask(descriptor, [dataset.images[k] for k in missing],
                                          [dataset.hashes[k] for k in missing], derivatives, str(store.tmp),

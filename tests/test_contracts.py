@@ -25,7 +25,7 @@ from amp_core import (
     loss_function,
     train,
 )
-from amp_core.chunks import CHUNK_ATOMS, MIN_CHUNKS, assign, make_chunks
+from amp_core.chunks import assign, make_chunks, split_tasks
 from amp_plugins.backends.fortran import probe as fortran_probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,11 +140,23 @@ def test_entry_whose_object_has_another_name_is_an_error():
 
 def test_chunks_depend_on_the_data_alone():
     costs = [float(c) for c in np.random.default_rng(1).uniform(1, 3, 500)]
-    chunks = make_chunks(costs, [36] * 500)
+    chunks = make_chunks(costs, [36] * 500)  # 18,000 atoms: 36 ideal, 36 chunks
     assert [i for c in chunks for i in c] == list(range(500))
-    assert len(chunks) == -(-500 * 36 // CHUNK_ATOMS)
-    assert len(make_chunks(costs[:5], [36] * 5)) == 5  # never more chunks than images
-    assert len(make_chunks(costs[:20], [2] * 20)) == MIN_CHUNKS
+    assert len(chunks) == 36
+    assert len(make_chunks(costs[:200], [36] * 200)) == 12  # 15 ideal -> 12, shared evenly by 2, 3, 4, 6
+    assert len(make_chunks(costs[:50], [36] * 50)) == 4
+    assert len(make_chunks(costs[:5], [2] * 5)) == 2  # small sets still use two workers
+    assert len(make_chunks(costs[:1], [2])) == 1  # never more chunks than images
+    parts = np.array([sum(costs[i] for i in c) for c in make_chunks(costs[:200], [36] * 200)])
+    assert parts.max() / parts.min() < 1.15  # one image (cost <= 3 of ~33) is the granularity
+
+
+def test_fingerprint_tasks_split_chunks_without_crossing_them():
+    chunks = [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9, 10, 11]]
+    tasks = split_tasks(chunks, [1.0] * 12, 8)
+    assert [i for t in tasks for i in t] == list(range(12)) and len(tasks) >= 8
+    owner = {i: k for k, c in enumerate(chunks) for i in c}
+    assert all(len({owner[i] for i in t}) == 1 for t in tasks)
 
 
 def test_assignment_balances_cost_and_covers_every_chunk():
