@@ -12,6 +12,7 @@ import numpy as np
 from amp_core.images import image_hash
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import FingerprintTask, run_task, use_compiled
+from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS
 from amp_core.store import read_entry
 
 _UNSET: Any = object()
@@ -78,7 +79,7 @@ def check_backend(backend: Any, *, potential: Any = None, images: Sequence[Any] 
                               manager=manager)
     label = f"backend {backend.name!r}"
     descriptor = potential.descriptor
-    if "fingerprints" in descriptor.implemented and potential.model.inputs == "fingerprints":
+    if FINGERPRINTS in descriptor.implemented and potential.model.inputs == "fingerprints":
         _check_fingerprints(backend, descriptor, images, rtol, label)
     serial = manager.create("backend", "serial", {})
     if forces is None:
@@ -98,7 +99,7 @@ def check_backend(backend: Any, *, potential: Any = None, images: Sequence[Any] 
 
 
 def _check_fingerprints(backend: Any, descriptor: Any, images: Sequence[Any], rtol: float, label: str) -> None:
-    derivatives = "fingerprint_derivatives" in descriptor.implemented
+    derivatives = FINGERPRINT_DERIVATIVES in descriptor.implemented
     worker_descriptor = use_compiled(descriptor, backend, lambda line: None)
     with tempfile.TemporaryDirectory() as folder:
         tasks = [FingerprintTask(worker_descriptor, [a], [image_hash(a)], derivatives, folder) for a in images]

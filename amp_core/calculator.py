@@ -14,6 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from amp_core.errors import ModelFileError
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
+from amp_core.protocols import FINGERPRINT_DERIVATIVES, FORCES
 from amp_core.store import write_json
 
 FORMAT = "amp-core-potential"
@@ -42,8 +43,8 @@ class Potential(Calculator):
         self.config = config
         self.training: dict[str, Any] | None = None
         props = ["energy"]
-        derivatives = model.inputs == "structures" or "fingerprint_derivatives" in descriptor.implemented
-        if "forces" in model.implemented and derivatives:
+        derivatives = model.inputs == "structures" or FINGERPRINT_DERIVATIVES in descriptor.implemented
+        if FORCES in model.implemented and derivatives:
             props.append("forces")
         self.implemented_properties = props
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]

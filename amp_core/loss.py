@@ -19,6 +19,7 @@ from amp_core.images import ImageSource, check_elements, load_dataset
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import Log, _quiet, build_chunks, compute_fingerprints, image_costs, use_compiled
 from amp_core.progress import Progress
+from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS
 from amp_core.store import FingerprintStore, descriptor_key
 
 
@@ -29,10 +30,10 @@ def check_compatible(descriptor: Any, model: Any, forces: bool) -> bool:
     if model.inputs != "fingerprints":
         raise ConfigError(f"model {model.name!r} declares inputs {model.inputs!r}; expected "
                           "'fingerprints' or 'structures'")
-    if "fingerprints" not in descriptor.implemented:
+    if FINGERPRINTS not in descriptor.implemented:
         raise ConfigError(f"model {model.name!r} needs fingerprints, but descriptor {descriptor.name!r} "
                           "computes none; choose a fingerprinting descriptor such as 'gaussian'")
-    if forces and "fingerprint_derivatives" not in descriptor.implemented:
+    if forces and FINGERPRINT_DERIVATIVES not in descriptor.implemented:
         raise PropertyNotImplementedError(
             f"force training needs fingerprint derivatives, which descriptor {descriptor.name!r} does not "
             f"implement (implemented: {', '.join(sorted(descriptor.implemented)) or 'nothing'}); "

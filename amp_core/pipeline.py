@@ -19,6 +19,7 @@ import numpy as np
 from amp_core.chunks import ChunkHandle, balanced_split, make_chunks, split_tasks
 from amp_core.data import Dataset, ImageFingerprints
 from amp_core.errors import DataError, RunError
+from amp_core.protocols import COMPILED
 from amp_core.reshape import build_arrays, save_arrays
 from amp_core.store import FingerprintStore, read_entry, write_entry
 
@@ -33,7 +34,7 @@ def use_compiled(plugin: Any, backend: Any, log: Log) -> Any:
     """Return the plugin's compiled implementation when the backend asks for one and it has one."""
     if not getattr(backend, "compiled", False):
         return plugin
-    if "compiled" in plugin.implemented:
+    if COMPILED in plugin.implemented:
         return plugin.compiled()
     log(f"notice: {plugin.name!r} has no compiled kernel; it runs its Python code under backend {backend.name!r}")
     return plugin

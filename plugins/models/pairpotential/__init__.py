@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
 from amp_core.errors import ConfigError, DataError, ModelFileError
+from amp_core.protocols import ENERGY, FORCES
 
 from ._loss import ShardLoss, element_index, n_pair_types, split_vector
 from ._pairs import FloatArray, make_pairs, pair_forces, pair_terms, structure_pairs
@@ -48,13 +49,13 @@ class PairPotential:
     Attributes:
         name: ``"pairpotential"``.
         params: the :class:`PairPotentialParams` it was built from.
-        implemented: ``{"energy", "forces"}``.
+        implemented: ``{ENERGY, FORCES}``.
         inputs: ``"structures"`` (raw positions, cell, pbc; no fingerprints).
         elements: symbols sorted by atomic number, or ``None`` before :meth:`initialize`.
     """
 
     name = NAME
-    implemented: frozenset[str] = frozenset({"energy", "forces"})
+    implemented: frozenset[str] = frozenset({ENERGY, FORCES})
     inputs = "structures"
 
     def __init__(self, params: PairPotentialParams | None = None) -> None:

@@ -11,6 +11,7 @@ from vesin import NeighborList
 
 from amp_core import DescriptorEntry, ImageFingerprints, hookimpl
 from amp_core.errors import DataError
+from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Coordination:
     """Per atom, for each element X and radius rc: sum over neighbours j of X of fc(r_ij)."""
 
     name = "coordination"
-    implemented = frozenset({"fingerprints", "fingerprint_derivatives"})
+    implemented = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES})
 
     def __init__(self, params: CoordinationParams) -> None:
         self.params = params
@@ -98,7 +99,7 @@ def _neighbours(atoms: Any, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 @hookimpl
-def amp_descriptors() -> list[DescriptorEntry]:
+def amp_descriptors() -> list[DescriptorEntry[CoordinationParams]]:
     """Register ``coordination``."""
     return [DescriptorEntry(name="coordination", params=CoordinationParams, factory=Coordination,
                             summary="Smooth per-element coordination numbers (example plugin).")]
