@@ -16,7 +16,9 @@ from amp_core.errors import (
     ModelFileError,
     PluginError,
     PropertyNotImplementedError,
+    RunError,
     UnknownPluginError,
+    UsageError,
 )
 from amp_core.hookspecs import PROJECT, hookimpl
 from amp_core.manager import create, make_plugin_manager
@@ -45,7 +47,9 @@ __all__ = [
     "PluginError",
     "Potential",
     "PropertyNotImplementedError",
+    "RunError",
     "UnknownPluginError",
+    "UsageError",
     "create_backend",
     "create_descriptor",
     "create_model",

@@ -43,6 +43,14 @@ class BackendError(AmpError, RuntimeError):
         self.shard = shard
 
 
+class RunError(AmpError, RuntimeError):
+    """Raised when a run fails after work started for a reason outside the input (disk, stored state)."""
+
+
+class UsageError(AmpError, RuntimeError):
+    """Raised when the API is misused at run time (closed object, model without parameters, wrong shape)."""
+
+
 class PropertyNotImplementedError(AmpError, NotImplementedError):
     """Raised when a plugin is asked for a property or capability it does not implement."""
 

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
-from amp_core.errors import ConfigError, PropertyNotImplementedError
+from amp_core.errors import ConfigError, PropertyNotImplementedError, UsageError
 from amp_core.images import ImageSource, check_elements, load_dataset
 from amp_core.manager import create
 from amp_core.pipeline import (
@@ -110,7 +110,7 @@ class LossFunction:
     def evaluate(self, vector: NDArray[np.float64] | None = None) -> LossResult:
         """Return the loss, its parts and gradient at ``vector`` (default: the model's)."""
         if self.session is None:
-            raise RuntimeError("this loss function is closed")
+            raise UsageError("this loss function is closed; evaluate it inside its 'with' block")
         model = self.potential.model
         vector = model.vector() if vector is None else np.asarray(vector, dtype=np.float64)
         if self.last is not None and self._last_vector is not None and np.array_equal(vector, self._last_vector):

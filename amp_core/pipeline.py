@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from amp_core.data import ImageFingerprints
-from amp_core.errors import DataError
+from amp_core.errors import DataError, RunError
 from amp_core.images import Dataset
 from amp_core.manager import default_manager
 from amp_core.reshape import build_arrays, save_arrays
@@ -169,7 +169,7 @@ def load_fingerprints(dataset: Dataset, store: FingerprintStore, indices: Sequen
     for k in indices:
         fp = store.get(dataset.hashes[k], derivatives)
         if fp is None:
-            raise RuntimeError(f"{dataset.origins[k]}: fingerprints missing from the store after computing them")
+            raise RunError(f"{dataset.origins[k]}: fingerprints missing from the store after computing them")
         out.append(fp)
     return out
 
