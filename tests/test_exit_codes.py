@@ -148,7 +148,7 @@ def test_exit_3_unwritable_run_folder_logs_the_traceback(tmp_path, slab_images):
     assert result.returncode == 3
     log = tmp_path / "run" / "train-log.txt"
     first, second = result.stderr.splitlines()
-    assert first.startswith(f"amp train: error: NotADirectoryError: [Errno 20] Not a directory: '{tmp_path}")
+    assert first.startswith("amp train: error: ") and "NotADirectoryError: [Errno 20] Not a directory" in first
     assert second == f"amp train: the full traceback is in {log} (--debug prints it)"
     text = log.read_text()
     assert TRACEBACK in text and "NotADirectoryError" in text and "data: 2 images" in text
