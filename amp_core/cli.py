@@ -1,35 +1,68 @@
-"""The ``amp`` command: train, evaluate, plugins, plot."""
+"""The ``amp`` command: train, evaluate, plugins, plot.
+
+Exit codes: 0 success (``train``: converged), 1 ``train`` stopped by ``maxiter`` (potential
+saved), 2 bad input or configuration, 3 run-time failure (worker, disk, internal error),
+130 interrupted (Ctrl-C or SIGTERM; ``train`` saves its checkpoint first). Errors print
+``amp <command>: error: <message>`` on stderr, never a traceback: that goes to the run's
+``train-log.txt`` or to ``amp-error.log`` (see :func:`write_traceback`); ``--debug`` prints it too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from amp_core.errors import AmpError
+from amp_core.errors import (
+    AmpError,
+    ConfigError,
+    ModelFileError,
+    PluginError,
+    PropertyNotImplementedError,
+)
+
+EXIT_INPUT = 2  # bad input or configuration
+EXIT_RUN = 3  # run-time failure: worker, disk, internal error
+EXIT_INTERRUPTED = 130
+INPUT_ERRORS = (ConfigError, ModelFileError, PluginError, PropertyNotImplementedError)
+ERROR_LOG = "amp-error.log"
 
 
 def _parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's default must not overwrite 'amp --debug <command>'.
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="also print the full traceback of an error on stderr")
     parser = argparse.ArgumentParser(prog="amp", description="Train and use machine-learning interatomic potentials.")
+    parser.add_argument("--debug", action="store_true", help="also print the full traceback of an error on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train a potential from a TOML config")
+    p = sub.add_parser("train", parents=[debug], help="train a potential from a TOML config")
     p.add_argument("config")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.json")
     p.add_argument("--cores", type=int, help="worker count (overrides [backend] cores)")
     p.add_argument("--quiet", action="store_true", help="write progress rows to train-log.txt only")
-    p = sub.add_parser("evaluate", help="print energy and force errors of a potential on data")
+    p = sub.add_parser("evaluate", parents=[debug], help="print energy and force errors of a potential on data")
     p.add_argument("model", help="potential file (.json from amp train, or an Amp .amp file)")
     p.add_argument("data", nargs="+", help="labelled structures (any ASE-readable file)")
     p.add_argument("--no-forces", action="store_true", help="evaluate energies only")
     p.add_argument("--backend", default="serial")
     p.add_argument("--cores", type=int)
-    p = sub.add_parser("plugins", help="list registered descriptors, models and backends")
+    p = sub.add_parser("plugins", parents=[debug], help="list registered descriptors, models and backends")
     p.add_argument("--kind", choices=("descriptor", "model", "backend"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true", help="also show entry point and module file")
-    p = sub.add_parser("plot", help="parity or convergence plot (PNG; needs matplotlib)")
+    p = sub.add_parser("plot", parents=[debug], help="parity or convergence plot (PNG; needs matplotlib)")
     p.add_argument("what", choices=("parity", "convergence"))
     p.add_argument("inputs", nargs="+", help="parity: MODEL DATA...; convergence: train-log.txt")
     p.add_argument("-o", "--output", help="PNG file to write")
@@ -37,23 +70,143 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``amp`` command; return the exit status."""
+    """Run the ``amp`` command; return the exit status (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv, args.started = argv, time.time()
+    prog = f"amp {args.command}"
+    with _sigterm_interrupts() as terminated:
+        try:
+            return int(COMMANDS[args.command](args))
+        except KeyboardInterrupt:
+            if args.debug:
+                traceback.print_exc(file=sys.stderr)
+            print(f"{prog}: interrupted" + (" (SIGTERM)" if terminated else ""), file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - every error becomes a message and an exit code
+            return report(prog, args, exc)
+
+
+def exit_code(exc: BaseException) -> int:
+    """Return the ``amp`` exit code for an exception that ended a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INPUT if isinstance(exc, INPUT_ERRORS) else EXIT_RUN
+
+
+def report(prog: str, args: argparse.Namespace, exc: Exception) -> int:
+    """Print a short message for ``exc`` on stderr, store its traceback; return the exit code."""
+    code = exit_code(exc)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    where = write_traceback(args, text, input_error=code == EXIT_INPUT)
+    if args.debug:
+        print(text, file=sys.stderr, end="")
+    if isinstance(exc, (AmpError, OSError)):
+        name = f"{type(exc).__name__}: " if isinstance(exc, OSError) else ""
+        print(f"{prog}: error: {name}{_summary(exc)}", file=sys.stderr)
+    else:
+        print(f"{prog}: internal error: {type(exc).__name__}: {_summary(exc)}\n"
+              f"{prog}: this is a bug in amp-core or a plugin; please report it with the traceback",
+              file=sys.stderr)
+    if where is not None:
+        print(f"{prog}: the full traceback is in {where}" + ("" if args.debug else " (--debug prints it)"),
+              file=sys.stderr)
+    return code
+
+
+def _summary(exc: BaseException) -> str:
+    """Return the message of ``exc`` without any traceback it carries (worker errors do)."""
+    lines = []
+    for line in str(exc).splitlines():
+        if line.startswith(("Worker traceback:", "Traceback (most recent call last)")):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip() or type(exc).__name__
+
+
+def write_traceback(args: argparse.Namespace, text: str, *, input_error: bool = False) -> Path | None:
+    """Store a traceback; return where it went, or ``None``.
+
+    ``amp train`` appends it to the run directory's ``train-log.txt`` when that directory
+    exists. Otherwise it goes to ``amp-error.log`` in the current directory (or to a temporary
+    file when that is not writable). An ``input_error`` explains itself: its traceback is kept
+    only in a ``train-log.txt`` this command wrote, so a config typo neither litters the
+    current directory nor lands in the log of an earlier run.
+    """
+    run_dir = _run_dir(args) if args.command == "train" else None
+    if run_dir is not None and run_dir.is_dir():
+        log = run_dir / "train-log.txt"
+        try:
+            if not input_error or (log.is_file() and log.stat().st_mtime >= args.started):
+                with open(log, "a") as file:
+                    file.write(f"error ({_now()}):\n{text}")
+                return log
+        except OSError:
+            pass
+    if input_error:
+        return None
+    document = f"amp {' '.join(args.argv)}: failed at {_now()}\n{text}"
     try:
-        return int(COMMANDS[args.command](args))
-    except AmpError as exc:
-        print(f"amp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"amp {args.command}: interrupted", file=sys.stderr)
-        return 130
+        path = Path.cwd() / ERROR_LOG
+        path.write_text(document)
+        return path
+    except OSError:
+        pass
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="amp-error-", suffix=".log", delete=False) as temp:
+            temp.write(document)
+        return Path(temp.name)
+    except OSError:
+        return None
+
+
+def _run_dir(args: argparse.Namespace) -> Path | None:
+    """Return the run directory ``amp train`` was given, or ``None`` if its config does not load."""
+    from amp_core.config import load_config
+
+    try:
+        return load_config(args.config, _overrides(args)).run_dir
+    except Exception:  # noqa: BLE001 - no run directory, the caller falls back
+        return None
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[list[int]]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` in the main thread (so training saves a checkpoint).
+
+    Yields a list that holds the signal number once SIGTERM arrived. A second SIGTERM is
+    ignored so it cannot break the checkpoint being written. The previous handler is
+    restored on exit. Outside the main thread nothing is installed.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:
+    return {"backend": {"cores": args.cores}} if args.cores is not None else None
 
 
 def _train(args: argparse.Namespace) -> int:
     from amp_core.training import train
 
-    overrides = {"backend": {"cores": args.cores}} if args.cores is not None else None
-    potential = train(args.config, resume=args.resume, overrides=overrides,
+    potential = train(args.config, resume=args.resume, overrides=_overrides(args),
                       echo=None if args.quiet else sys.stdout)
     info = potential.training or {}
     return 0 if info.get("converged") else 1
@@ -124,7 +277,7 @@ def _plot(args: argparse.Namespace) -> int:
         path = convergence_plot(args.inputs[0], args.output)
     else:
         if len(args.inputs) < 2:
-            raise SystemExit("amp plot parity: give MODEL and at least one DATA file")
+            raise ConfigError("give MODEL and at least one DATA file")
         path = parity_plot(args.inputs[0], args.inputs[1:], args.output)
     print(f"wrote {path}")
     return 0

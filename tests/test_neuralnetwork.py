@@ -14,7 +14,7 @@ from ase.neighborlist import neighbor_list
 
 import amp_core
 from amp_core.data import ImageFingerprints, LossParts, LossSettings
-from amp_core.errors import ConfigError, DataError, ModelFileError
+from amp_core.errors import ConfigError, DataError, ModelFileError, UsageError
 from amp_core.reshape import build_arrays, load_arrays, save_arrays
 from amp_plugins.models.neuralnetwork import NeuralNetwork, NeuralNetworkParams, from_dict
 
@@ -222,7 +222,7 @@ def test_vector_is_in_amp_order():
     np.testing.assert_array_equal(model.vector(), expected)
     model.set_vector(expected * 2)
     np.testing.assert_array_equal(model.vector(), expected * 2)
-    with pytest.raises(ConfigError, match="shape"):
+    with pytest.raises(UsageError, match="shape"):
         model.set_vector(expected[:-1])
 
 
@@ -293,7 +293,7 @@ def test_bad_inputs_raise_clear_errors(data):
     _, _, _, arrays = data
     with pytest.raises(DataError, match="element"):
         model.loss_evaluator(arrays, LossSettings())
-    with pytest.raises(ConfigError, match="initialize"):
+    with pytest.raises(UsageError, match="initialize"):
         NeuralNetwork().vector()
 
 

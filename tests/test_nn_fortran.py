@@ -17,7 +17,7 @@ from ase import Atoms
 
 from amp_core.compiled import load_library
 from amp_core.data import ImageFingerprints, LossSettings
-from amp_core.errors import ConfigError, DataError
+from amp_core.errors import ConfigError, DataError, UsageError
 from amp_core.reshape import build_arrays
 
 SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "models" / "neuralnetwork" / "neuralnetwork_kernels.f90"
@@ -239,7 +239,7 @@ def test_bad_input_is_refused():
     _, _, prints, arrays = fake_shard(n_images=2)
     with pytest.raises(ConfigError, match="activation"):
         evaluator_for(arrays, prints, "relu", None)
-    with pytest.raises(ConfigError, match="expects"):
+    with pytest.raises(UsageError, match="expects"):
         evaluator_for(arrays, prints, "tanh", None)(np.zeros(3))
     no_derivatives = {k: v for k, v in arrays.items() if not k.startswith("dfp_")}
     with pytest.raises(DataError, match="derivatives"):

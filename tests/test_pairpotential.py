@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 
 import amp_core
 from amp_core.data import LossSettings
-from amp_core.errors import ConfigError, DataError, ModelFileError
+from amp_core.errors import ConfigError, DataError, ModelFileError, UsageError
 from amp_core.reshape import build_arrays, save_arrays
 from amp_plugins.backends.serial import Serial
 from amp_plugins.models.pairpotential import PairPotential, PairPotentialParams, amp_models, from_dict
@@ -264,8 +264,8 @@ def test_unknown_element_raises_data_error_naming_elements() -> None:
         fixed.initialize([shard(emt_images(2))])
 
 
-def test_uninitialised_model_raises_config_error() -> None:
-    with pytest.raises(ConfigError, match="initialize"):
+def test_uninitialised_model_raises_usage_error() -> None:
+    with pytest.raises(UsageError, match="initialize"):
         PairPotential().vector()
 
 

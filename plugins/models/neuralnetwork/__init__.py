@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
 from amp_core.entries import FileReader
-from amp_core.errors import ConfigError, DataError, ModelFileError
+from amp_core.errors import DataError, ModelFileError, UsageError
 
 from . import _ampfile
 from . import _core as core
@@ -129,7 +129,7 @@ class NeuralNetwork:
 
     def _require(self) -> tuple[dict[str, list[Array]], dict[str, tuple[float, float]], dict[str, Array]]:
         if not self._ready():
-            raise ConfigError("neuralnetwork: the model has no parameters yet; call initialize(arrays) first")
+            raise UsageError("neuralnetwork: the model has no parameters yet; call initialize(arrays) first")
         assert self._weights is not None and self._scalings is not None and self._fprange is not None
         return self._weights, self._scalings, self._fprange
 
@@ -157,7 +157,7 @@ class NeuralNetwork:
         layout = self.layout
         vector = np.asarray(vector, dtype=np.float64)
         if vector.shape != (layout.size,):
-            raise ConfigError(
+            raise UsageError(
                 f"neuralnetwork: parameter vector has shape {vector.shape}, expected ({layout.size},)"
             )
         self._weights = {el: [v.copy() for v in layout.views(vector, el)] for el in layout.elements}

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from amp_core.compiled import load_library
 from amp_core.data import LossParts, LossSettings
-from amp_core.errors import ConfigError, DataError
+from amp_core.errors import ConfigError, DataError, UsageError
 
 PACKAGE = "amp_plugins.models.neuralnetwork"
 STEM = "neuralnetwork_kernels"
@@ -241,7 +241,7 @@ class CompiledLossEvaluator:
         """Return the shard's loss parts for ``vector`` (n_parameters,) float64."""
         vec = np.ascontiguousarray(vector, dtype=np.float64)
         if vec.shape != (self.n_parameters,):
-            raise ConfigError(
+            raise UsageError(
                 f"the parameter vector has shape {vec.shape}, the neural network expects "
                 f"({self.n_parameters},); pass the model's own vector()"
             )

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
-from amp_core.errors import ConfigError, DataError, ModelFileError
+from amp_core.errors import DataError, ModelFileError, UsageError
 from amp_core.protocols import ENERGY, FORCES
 
 from ._loss import ShardLoss, element_index, n_pair_types, split_vector
@@ -122,12 +122,12 @@ class PairPotential:
         """Set the parameters from a flat vector (order in the module docstring).
 
         Raises:
-            ConfigError: the model has no elements yet (call :meth:`initialize`) or the length is wrong.
+            UsageError: the model has no elements yet (call :meth:`initialize`) or the length is wrong.
         """
         current = self._checked_vector()
         vector = np.asarray(vector, dtype=np.float64)
         if vector.shape != current.shape:
-            raise ConfigError(
+            raise UsageError(
                 f"pairpotential: parameter vector has shape {vector.shape}; expected {current.shape}"
             )
         self._vector = vector.copy()
@@ -135,7 +135,7 @@ class PairPotential:
 
     def _checked_vector(self) -> FloatArray:
         if self._vector is None:
-            raise ConfigError(
+            raise UsageError(
                 "pairpotential: no elements yet; give params.elements or call initialize() with training data"
             )
         return self._vector
@@ -146,7 +146,7 @@ class PairPotential:
         """Find the shard's neighbour pairs once; return ``evaluator(vector) -> LossParts``.
 
         Raises:
-            ConfigError: the model has no elements yet.
+            UsageError: the model has no elements yet.
             DataError: the shard holds an element the model does not know.
         """
         self._checked_vector()
@@ -172,7 +172,7 @@ class PairPotential:
         """Return the energy (eV) and, with ``forces``, forces (n_atoms, 3) eV/A of one structure.
 
         Raises:
-            ConfigError: the model has no parameters yet.
+            UsageError: the model has no parameters yet.
             DataError: the structure holds an element the model was not trained for,
                 or its cell/pbc is unusable.
         """
