@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from amp_core.data import ImageFingerprints, LossParts, LossResult, LossSettings
-from amp_core.entries import BackendEntry, DescriptorEntry, ModelEntry
+from amp_core.chunks import ChunkHandle, detect_cores
+from amp_core.data import FORCE_COEFFICIENT, Dataset, ImageFingerprints, LossParts, LossResult, LossSettings
+from amp_core.entries import BackendEntry, DescriptorEntry, FileReader, ModelEntry
 from amp_core.errors import (
     AmpError,
     AmpPluginWarning,
@@ -16,25 +17,31 @@ from amp_core.errors import (
     ModelFileError,
     PluginError,
     PropertyNotImplementedError,
+    RunError,
     UnknownPluginError,
+    UsageError,
 )
 from amp_core.hookspecs import PROJECT, hookimpl
-from amp_core.manager import create, make_plugin_manager
+from amp_core.manager import PluginManager, create, make_plugin_manager
 from amp_core.protocols import Backend, Descriptor, Model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FORCE_COEFFICIENT",
     "PROJECT",
     "AmpError",
     "AmpPluginWarning",
     "Backend",
     "BackendEntry",
     "BackendError",
+    "ChunkHandle",
     "ConfigError",
     "DataError",
+    "Dataset",
     "Descriptor",
     "DescriptorEntry",
+    "FileReader",
     "ImageFingerprints",
     "LossParts",
     "LossResult",
@@ -43,12 +50,16 @@ __all__ = [
     "ModelEntry",
     "ModelFileError",
     "PluginError",
+    "PluginManager",
     "Potential",
     "PropertyNotImplementedError",
+    "RunError",
     "UnknownPluginError",
+    "UsageError",
     "create_backend",
     "create_descriptor",
     "create_model",
+    "detect_cores",
     "evaluate_loss",
     "hookimpl",
     "load",
@@ -58,24 +69,29 @@ __all__ = [
 ]
 
 
-def create_descriptor(name: str, **params: Any) -> Any:
+def create_descriptor(name: str, *, manager: PluginManager | None = None, **params: Any) -> Any:
     """Build the descriptor registered as ``name`` with ``params``.
+
+    Args:
+        name: the registered name (``amp plugins`` lists them).
+        manager: the :class:`PluginManager` to look ``name`` up in (``None``: the installed plugins).
+        **params: the descriptor's parameters.
 
     Raises:
         UnknownPluginError: no descriptor of that name is registered.
         ConfigError: a parameter is unknown, missing or invalid.
     """
-    return create("descriptor", name, params)
+    return create("descriptor", name, params, manager)
 
 
-def create_model(name: str, **params: Any) -> Any:
+def create_model(name: str, *, manager: PluginManager | None = None, **params: Any) -> Any:
     """Build the model registered as ``name`` with ``params`` (see :func:`create_descriptor`)."""
-    return create("model", name, params)
+    return create("model", name, params, manager)
 
 
-def create_backend(name: str, **params: Any) -> Any:
+def create_backend(name: str, *, manager: PluginManager | None = None, **params: Any) -> Any:
     """Build the backend registered as ``name`` with ``params`` (see :func:`create_descriptor`)."""
-    return create("backend", name, params)
+    return create("backend", name, params, manager)
 
 
 _LAZY = {

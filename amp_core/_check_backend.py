@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 
 from amp_core.images import image_hash
+from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import FingerprintTask, run_task, use_compiled
 from amp_core.store import read_entry
+
+_UNSET: Any = object()
 
 
 def labelled_structures() -> list[Any]:
@@ -46,7 +49,8 @@ def _relative(a: Any, b: Any) -> float:
 
 
 def check_backend(backend: Any, *, potential: Any = None, images: Sequence[Any] | None = None,
-                  force_coefficient: float | None = 0.04, rtol: float = 1e-10) -> None:
+                  forces: bool | None = None, rtol: float = 1e-10, manager: PluginManager | None = None,
+                  force_coefficient: Any = _UNSET) -> None:
     """Assert that ``backend`` reproduces ``serial`` on a small pipeline.
 
     Checks fingerprints and their derivatives (when the descriptor has them) and the
@@ -56,25 +60,36 @@ def check_backend(backend: Any, *, potential: Any = None, images: Sequence[Any] 
         backend: the backend object to check (left open; the caller closes it).
         potential: a :class:`~amp_core.Potential`; default Gaussian + a small network.
         images: labelled structures; default :func:`labelled_structures`.
-        force_coefficient: ``None`` checks energy training only.
-        rtol: largest relative difference allowed.
+        forces: check force training too (``False``: energies only; ``None``: forces,
+            unless the older form ``force_coefficient=None`` asks for energies only).
+        rtol: largest relative difference allowed (0 demands bitwise equality, which
+            the same kernel family gives for any worker count).
+        manager: the :class:`~amp_core.PluginManager` for the default potential and the
+            reference ``serial`` backend (``None``: the installed plugins).
+        force_coefficient: c_F (default: :data:`~amp_core.FORCE_COEFFICIENT`).
     """
-    from amp_core import Potential, create_backend, create_descriptor, create_model, loss_function
+    from amp_core import Potential, loss_function
 
+    manager = resolve(manager)
     images = list(images) if images is not None else labelled_structures()
     if potential is None:
-        potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]),
-                              create_model("neuralnetwork", hiddenlayers=(4, 3), seed=3))
+        potential = Potential(manager.create("descriptor", "gaussian", {"elements": ["Cu", "Pt"]}),
+                              manager.create("model", "neuralnetwork", {"hiddenlayers": (4, 3), "seed": 3}),
+                              manager=manager)
     label = f"backend {backend.name!r}"
     descriptor = potential.descriptor
     if "fingerprints" in descriptor.implemented and potential.model.inputs == "fingerprints":
         _check_fingerprints(backend, descriptor, images, rtol, label)
-    serial = create_backend("serial")
-    with loss_function(images, potential, serial, force_coefficient=force_coefficient) as reference:
+    serial = manager.create("backend", "serial", {})
+    if forces is None:
+        forces = force_coefficient is not None
+    coefficient = None if force_coefficient is _UNSET else force_coefficient
+    options = {"force_coefficient": coefficient, "forces": forces, "manager": manager}
+    with loss_function(images, potential, serial, **options) as reference:
         x0 = potential.model.vector()
         x1 = x0 + np.random.default_rng(0).normal(0.0, 0.05, x0.shape)
         expected = [reference.evaluate(x) for x in (x0, x1)]
-    with loss_function(images, potential, backend, force_coefficient=force_coefficient) as tested:
+    with loss_function(images, potential, backend, **options) as tested:
         got = [tested.evaluate(x) for x in (x0, x1)]
     for k, (e, g) in enumerate(zip(expected, got)):
         for field in ("loss", "energy_loss", "force_loss", "energy_maxresid", "force_maxresid", "gradient"):

@@ -13,7 +13,8 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from amp_core.errors import ModelFileError
 from amp_core.images import check_elements, check_structure
-from amp_core.manager import create, default_manager
+from amp_core.manager import PluginManager, resolve
+from amp_core.store import write_json
 
 FORMAT = "amp-core-potential"
 FORMAT_VERSION = 1
@@ -26,13 +27,17 @@ class Potential(Calculator):
         descriptor: a descriptor object (``create_descriptor(...)``).
         model: a model object (``create_model(...)``).
         config: the resolved config it was trained with (saved with it).
+        manager: the :class:`~amp_core.PluginManager` that provided the plugins (for the
+            providers and versions saved with the potential); ``None``: the installed plugins.
 
     ``implemented_properties`` lists forces only when the model predicts them and,
     for fingerprint models, the descriptor provides derivatives.
     """
 
-    def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, *,
+                 manager: PluginManager | None = None, **kwargs: Any) -> None:
         self.descriptor = descriptor
+        self.manager = manager
         self.model = model
         self.config = config
         self.training: dict[str, Any] | None = None
@@ -66,10 +71,10 @@ class Potential(Calculator):
     def todict_document(self) -> dict[str, Any]:
         """Return the JSON document of this potential (descriptor, model, config, versions)."""
         from amp_core import __version__
-        from amp_core.pipeline import plugin_version
 
-        d_dist, d_version = plugin_version("descriptor", self.descriptor.name)
-        m_dist, m_version = plugin_version("model", self.model.name)
+        manager = resolve(self.manager)
+        d_dist, d_version = manager.provider("descriptor", self.descriptor.name)
+        m_dist, m_version = manager.provider("model", self.model.name)
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -86,58 +91,56 @@ class Potential(Calculator):
         return write_json(self.todict_document(), path)
 
 
-def write_json(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``document`` as JSON to ``path`` atomically (temporary name, then rename)."""
-    target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(json.dumps(document, indent=1, default=_jsonable))
-    os.replace(partial, target)
-    return target
+def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) -> Potential:
+    """Load a potential saved by :meth:`Potential.save`, or a file a plugin reads (Amp's ``.amp``).
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def load(path: str | os.PathLike[str]) -> Potential:
-    """Load a potential saved by :meth:`Potential.save`, or an Amp ``.amp`` file.
+    Args:
+        path: the potential file.
+        manager: the :class:`~amp_core.PluginManager` to build the plugins with (``None``:
+            the installed plugins).
 
     Raises:
         ModelFileError: the file is missing, of another format or version, or damaged.
     """
+    manager = resolve(manager)
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: cannot read the model file: {exc}") from exc
     try:
         document = json.loads(text)
-    except json.JSONDecodeError:
-        return _load_amp(path)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return _load_foreign(path, text, manager, exc)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an amp-core potential file (no \"format\": \"{FORMAT}\")")
     if document.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path} has format version {document.get('format_version')!r}; this amp-core "
                              f"reads version {FORMAT_VERSION}; use the amp-core release that wrote it")
     try:
-        descriptor = create("descriptor", document["descriptor"]["name"], document["descriptor"]["params"],
-                            where=f"{path}, descriptor")
-        entry = default_manager().lookup("model", document["model"]["name"], where=f"{path}, model")
+        descriptor = manager.create("descriptor", document["descriptor"]["name"], document["descriptor"]["params"],
+                                    where=f"{path}, descriptor")
+        entry = manager.lookup("model", document["model"]["name"], where=f"{path}, model")
         model = entry.entry.loader(document["model"]["document"])
     except (KeyError, TypeError) as exc:
         raise ModelFileError(f"{path} is damaged: missing or malformed {exc}") from exc
-    return Potential(descriptor, model, config=document.get("config"))
+    return Potential(descriptor, model, config=document.get("config"), manager=manager)
 
 
-def _load_amp(path: Path) -> Potential:
-    try:
-        from amp_plugins.models.neuralnetwork._ampfile import read_amp_file
-    except ImportError as exc:
-        raise ModelFileError(f"{path} is not JSON, and the Amp file reader is not installed") from exc
-    descriptor_kwargs, model_kwargs = read_amp_file(path)
-    descriptor = create("descriptor", "gaussian", descriptor_kwargs, where=f"{path}, descriptor")
-    model = create("model", "neuralnetwork", model_kwargs, where=f"{path}, model")
-    return Potential(descriptor, model)
+def _load_foreign(path: Path, text: str, manager: PluginManager, error: Exception) -> Potential:
+    """Build a potential from a file that is not amp-core JSON, with the model plugin whose reader accepts it."""
+    formats = []
+    for name, registered in manager.registered("model").items():
+        for reader in getattr(registered.entry, "readers", ()):
+            formats.append(reader.format)
+            if reader.accepts(text):
+                d_name, d_params, m_params = reader.read(text, str(path))
+                descriptor = manager.create("descriptor", d_name, d_params, where=f"{path}, descriptor")
+                model = manager.create("model", name, m_params, where=f"{path}, model")
+                return Potential(descriptor, model, manager=manager)
+    raise ModelFileError(
+        f"{path} is not an amp-core potential file (not valid JSON: {error}) and no installed model plugin "
+        f"reads its format (readers: {', '.join(formats) or 'none'})"
+    )

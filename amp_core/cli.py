@@ -66,7 +66,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     forces = not args.no_forces and "forces" in potential.implemented_properties
     backend = create_backend(args.backend, **({"cores": args.cores} if args.cores else {}))
     try:
-        result = evaluate_loss(args.data, potential, backend, force_coefficient=0.04 if forces else None)
+        result = evaluate_loss(args.data, potential, backend, forces=forces)
     finally:
         backend.close()
     print(f"energy RMSE {result.energy_rmse:.6e} eV/atom   max |dE|/N {result.energy_maxresid:.6e} eV/atom")
@@ -77,9 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def plugin_rows(kind: str | None = None) -> list[dict[str, Any]]:
     """Return one row per registered name and per failed entry point (stable keys)."""
-    from amp_core.manager import KINDS, make_plugin_manager
+    from amp_core.manager import KINDS, PluginManager
 
-    manager = make_plugin_manager()
+    manager = PluginManager()
     rows = []
     for k in KINDS if kind is None else (kind,):
         for name, reg in manager.registered(k).items():

@@ -18,9 +18,13 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from amp_core.manager import PluginManager
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +33,6 @@ else:  # pragma: no cover - Python 3.10
 
 OPTIMIZERS = ("L-BFGS-B", "BFGS", "CG")
 TABLES = ("descriptor", "model", "backend", "data", "training")
-FORCE_COEFFICIENT = 0.04
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Training:
     maxiter: int = 1000
     energy_coefficient: float = 1.0
     force_coefficient: float | None = None
+    forces: bool | None = None
     overfit: float = 0.0
     checkpoint_interval: int = 100
     seed: int = 0
@@ -92,11 +96,19 @@ class Config:
         return (self.folder / self.training.directory).resolve()
 
     @property
-    def force_coefficient(self) -> float | None:
-        """c_F: as given, else 0.04 when a force criterion is set, else ``None`` (energies only)."""
+    def forces(self) -> bool:
+        """Whether forces are trained: ``[training] forces`` when set, else when a
+        ``force_coefficient`` or a force criterion is given."""
+        if self.training.forces is not None:
+            return self.training.forces
+        return self.training.force_coefficient is not None or self.training.convergence.forces
+
+    @property
+    def force_coefficient(self) -> float:
+        """c_F: as given, else the default (:data:`amp_core.data.FORCE_COEFFICIENT`)."""
         if self.training.force_coefficient is not None:
             return self.training.force_coefficient
-        return FORCE_COEFFICIENT if self.training.convergence.forces else None
+        return FORCE_COEFFICIENT
 
 
 def _check(value: Any, kinds: tuple[type, ...], where: str, what: str) -> Any:
@@ -136,6 +148,8 @@ def _training(table: dict[str, Any], where: str) -> Training:
             _check(values[key], (int,), f"{where} key '{key}'", "an integer")
             if values[key] < minimum:
                 raise ConfigError(f"{where} key '{key}': must be >= {minimum}, got {values[key]}")
+    if "forces" in values:
+        _check(values["forces"], (bool,), f"{where} key 'forces'", "true or false")
     for key in ("optimizer", "directory"):
         if key in values:
             _check(values[key], (str,), f"{where} key '{key}'", "a string")
@@ -215,24 +229,25 @@ def from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Config:
     )
 
 
-def build(config: Config) -> tuple[Any, Any, Any]:
-    """Build (descriptor, model, backend) from a config; every error names file, table and key.
+def build(config: Config, manager: PluginManager | None = None) -> tuple[Any, Any, Any]:
+    """Build (descriptor, model, backend) from a config through ``manager``.
 
-    A model whose parameters have a ``seed`` field gets ``[training] seed`` unless its
-    table sets one.
+    Every error names file, table and key. A model whose parameters have a ``seed``
+    field gets ``[training] seed`` unless its table sets one.
     """
-    from amp_core.manager import create, default_manager
+    from amp_core.manager import resolve
 
+    manager = resolve(manager)
     made = []
     for kind in ("descriptor", "model", "backend"):
         options = dict(getattr(config, kind))
         name = options.pop("name")
         where = f"{config.path}, [{kind}]"
         if kind == "model":
-            params = default_manager().lookup("model", name, f"{where} name").entry.params
+            params = manager.lookup("model", name, f"{where} name").entry.params
             if "seed" in {f.name for f in dataclasses.fields(params)} and "seed" not in options:
                 options["seed"] = config.training.seed
-        made.append(create(kind, name, options, where=where))
+        made.append(manager.create(kind, name, options, where=where))
     return made[0], made[1], made[2]
 
 
@@ -240,6 +255,7 @@ def resolved(config: Config, descriptor: Any, model: Any, backend: Any) -> dict[
     """Return the config with defaults filled in, as saved with results."""
     training = dataclasses.asdict(config.training)
     training["force_coefficient"] = config.force_coefficient
+    training["forces"] = config.forces
     return {
         "path": config.path,
         "descriptor": {"name": descriptor.name, **descriptor.todict()},

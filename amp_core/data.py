@@ -1,12 +1,36 @@
-"""Data records that cross plugin boundaries: fingerprints, loss settings and loss parts."""
+"""Data records that cross plugin boundaries: data sets, fingerprints, loss settings and loss parts."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Structures with their targets, hashes and where each came from.
+
+    Attributes:
+        images: the structures.
+        origins: ``"file.traj, image 3"`` (or ``"image 3"``) per structure, for messages.
+        hashes: content hash of (numbers, positions, cell, pbc) per structure.
+        targets: (energy eV, forces (n_atoms, 3) eV/A or ``None``) per structure.
+    """
+
+    images: list[Atoms]
+    origins: list[str]
+    hashes: list[str]
+    targets: list[tuple[float, NDArray[np.float64] | None]]
+
+    def __len__(self) -> int:
+        return len(self.images)
 
 
 @dataclass(frozen=True, eq=False)

@@ -97,11 +97,12 @@ class FileReader:
         format: short name for messages (``"Amp .amp"``).
         accepts: ``accepts(text) -> bool``: whether this reader understands a file
             whose content is ``text`` (called only on files that are not amp-core JSON).
-        read: ``read(text) -> (descriptor name, descriptor params, model params)``:
-            what the core builds the potential from (through the manager), with the
-            model's trained parameters inside its params.
+        read: ``read(text, where) -> (descriptor name, descriptor params, model params)``
+            (``where``: the file name for messages; raises ``ModelFileError``): what the
+            core builds the potential from through the manager (the model is this
+            entry's, its trained parameters inside its params).
     """
 
     format: str
     accepts: Callable[[str], bool]
-    read: Callable[[str], tuple[str, dict[str, Any], dict[str, Any]]]
+    read: Callable[[str, str], tuple[str, dict[str, Any], dict[str, Any]]]

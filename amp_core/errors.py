@@ -35,12 +35,27 @@ class PluginError(AmpError):
 
 
 class BackendError(AmpError, RuntimeError):
-    """Raised when a worker raises, dies or stops answering during a pipeline stage."""
+    """Raised when a worker raises, dies or stops answering during a pipeline stage.
 
-    def __init__(self, message: str, *, stage: str = "", shard: int | None = None) -> None:
+    Attributes:
+        stage: the pipeline stage (``"fingerprint"``, ``"reshape"``, ``"start"``, ``"loss"``, ...).
+        chunk: the chunk (or task) index the failure is about, when known; ``shard`` is
+            the same number under its former name.
+    """
+
+    def __init__(self, message: str, *, stage: str = "", chunk: int | None = None, shard: int | None = None) -> None:
         super().__init__(message)
         self.stage = stage
-        self.shard = shard
+        self.chunk = chunk if chunk is not None else shard
+        self.shard = self.chunk
+
+
+class RunError(AmpError, RuntimeError):
+    """Raised when a run fails after it started for a reason outside the plugins (disk, store, run folder)."""
+
+
+class UsageError(AmpError, RuntimeError):
+    """Raised when the API is used in a way that cannot work at run time (e.g. a closed loss function)."""
 
 
 class PropertyNotImplementedError(AmpError, NotImplementedError):

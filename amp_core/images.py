@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,10 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from numpy.typing import NDArray
 
+from amp_core.data import Dataset
 from amp_core.errors import ConfigError, DataError
 
 ImageSource = Atoms | str | os.PathLike[str] | Iterable[Any]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Structures with their targets, hashes and where each came from.
-
-    Attributes:
-        images: the structures.
-        origins: ``"file.traj, image 3"`` (or ``"image 3"``) per structure, for messages.
-        hashes: content hash of (numbers, positions, cell, pbc) per structure.
-        targets: (energy eV, forces (n_atoms, 3) eV/A or ``None``) per structure.
-    """
-
-    images: list[Atoms]
-    origins: list[str]
-    hashes: list[str]
-    targets: list[tuple[float, NDArray[np.float64] | None]]
-
-    def __len__(self) -> int:
-        return len(self.images)
 
 
 def image_hash(atoms: Atoms) -> str:

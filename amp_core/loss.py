@@ -11,23 +11,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from amp_core.chunks import ChunkHandle, make_chunks
 from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
-from amp_core.errors import ConfigError, PropertyNotImplementedError
+from amp_core.errors import ConfigError, PropertyNotImplementedError, UsageError
 from amp_core.images import ImageSource, check_elements, load_dataset
-from amp_core.manager import create
-from amp_core.pipeline import (
-    Log,
-    _quiet,
-    balanced_split,
-    build_shards,
-    compute_fingerprints,
-    image_costs,
-    plugin_version,
-    use_compiled,
-)
+from amp_core.manager import PluginManager, resolve
+from amp_core.pipeline import Log, _quiet, build_chunks, compute_fingerprints, image_costs, use_compiled
 from amp_core.progress import Progress
-from amp_core.reshape import load_arrays
 from amp_core.store import FingerprintStore, descriptor_key
 
 
@@ -58,17 +49,20 @@ class LossFunction:
 
     def __init__(self, images: ImageSource, potential: Any, backend: Any = "serial",
                  energy_coefficient: float = 1.0, force_coefficient: float | None = None,
-                 overfit: float = 0.0, *, run_dir: str | Path | None = None, log: Log = _quiet,
-                 progress: bool | None = None) -> None:
-        self.settings = LossSettings(float(energy_coefficient),
-                                     None if force_coefficient is None else float(force_coefficient),
-                                     float(overfit))
+                 overfit: float = 0.0, *, forces: bool | None = None, run_dir: str | Path | None = None,
+                 log: Log = _quiet, progress: bool | None = None, manager: PluginManager | None = None) -> None:
+        try:
+            self.settings = LossSettings(energy_coefficient, force_coefficient, overfit, forces)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"loss settings: {exc}") from exc
         self.potential = potential
+        self.manager = resolve(manager if manager is not None else getattr(potential, "manager", None))
         self._own_backend = isinstance(backend, str)
-        self.backend = create("backend", backend, {}) if isinstance(backend, str) else backend
+        self.backend = self.manager.create("backend", backend, {}) if isinstance(backend, str) else backend
         self._tmp = None if run_dir is not None else tempfile.mkdtemp(prefix="amp-run-")
         self.run_dir = Path(run_dir if run_dir is not None else self._tmp)  # type: ignore[arg-type]
         self.session: Any = None
+        self.chunks: list[ChunkHandle] = []
         self.last: LossResult | None = None
         self._last_vector: NDArray[np.float64] | None = None
         try:
@@ -90,27 +84,27 @@ class LossFunction:
         store = None
         costs = (image_costs(data, descriptor, self.backend) if fingerprinting
                  else [float(len(a)) for a in data.images])
+        chunks = make_chunks(costs, [len(a) for a in data.images])
         if fingerprinting:
-            version = plugin_version("descriptor", descriptor.name)[1]
+            version = self.manager.provider("descriptor", descriptor.name)[1]
             store = FingerprintStore(self.run_dir / "fingerprints",
                                      descriptor_key(descriptor.name, version, descriptor.todict()))
             worker_descriptor = use_compiled(descriptor, self.backend, log)
-            done = compute_fingerprints(data, worker_descriptor, self.backend, store, forces,
-                                        Progress("fingerprinting", len(data), enabled=progress), costs)
+            done = compute_fingerprints(data, worker_descriptor, self.backend, store, forces, chunks,
+                                        Progress("fingerprinting", len(data), enabled=progress))
             log(f"fingerprints: {done} computed, {len(data) - done} reused from {store.folder}")
-        shards = balanced_split(costs, self.backend.cores)
-        dirs = build_shards(data, shards, self.run_dir / "arrays", store, forces,
-                            Progress("reshaping", len(shards), "shards", enabled=progress))
-        model.initialize([load_arrays(d) for d in dirs])
+        self.chunks = build_chunks(data, chunks, costs, self.run_dir / "arrays", store, forces, self.backend,
+                                   Progress("reshaping", len(chunks), "chunks", enabled=progress))
+        model.initialize([chunk.load() for chunk in self.chunks])
         worker_model = use_compiled(model, self.backend, log)
         if getattr(self.backend, "compiled", False) and loaded_libraries():
             log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))
-        return self.backend.start(worker_model, dirs, self.settings)
+        return self.backend.start(worker_model, self.chunks, self.settings)
 
     def evaluate(self, vector: NDArray[np.float64] | None = None) -> LossResult:
         """Return the loss, its parts and gradient at ``vector`` (default: the model's)."""
         if self.session is None:
-            raise RuntimeError("this loss function is closed")
+            raise UsageError("this loss function is closed; set up a new one with loss_function(...)")
         model = self.potential.model
         vector = model.vector() if vector is None else np.asarray(vector, dtype=np.float64)
         if self.last is not None and self._last_vector is not None and np.array_equal(vector, self._last_vector):
@@ -157,7 +151,8 @@ class LossFunction:
 
 def loss_function(images: ImageSource, potential: Any, backend: Any = "serial",
                   energy_coefficient: float = 1.0, force_coefficient: float | None = None,
-                  overfit: float = 0.0, **options: Any) -> LossFunction:
+                  overfit: float = 0.0, *, forces: bool | None = None, manager: PluginManager | None = None,
+                  **options: Any) -> LossFunction:
     """Set up the pipeline once and return ``f(vector) -> (loss, gradient)`` (see :class:`LossFunction`).
 
     Args:
@@ -166,17 +161,22 @@ def loss_function(images: ImageSource, potential: Any, backend: Any = "serial",
             scalings/ranges/weights from these images first.
         backend: a backend name or an object from ``create_backend``.
         energy_coefficient, force_coefficient, overfit: loss weights (Amp's);
-            ``force_coefficient=None`` trains energies only.
+            ``force_coefficient=None`` means the default c_F (0.04) when forces are trained.
+        forces: train (and report) forces; ``None``: when a ``force_coefficient`` is given.
+        manager: the :class:`~amp_core.PluginManager` to look names up in (``None``: the
+            potential's, else the installed plugins).
         **options: ``run_dir`` (folder for the store; default a temporary one),
             ``log`` (callable for notices), ``progress`` (force progress lines on/off).
     """
-    return LossFunction(images, potential, backend, energy_coefficient, force_coefficient, overfit, **options)
+    return LossFunction(images, potential, backend, energy_coefficient, force_coefficient, overfit,
+                        forces=forces, manager=manager, **options)
 
 
 def evaluate_loss(images: ImageSource, potential: Any, backend: Any = "serial",
                   energy_coefficient: float = 1.0, force_coefficient: float | None = None,
-                  overfit: float = 0.0, **options: Any) -> LossResult:
+                  overfit: float = 0.0, *, forces: bool | None = None, manager: PluginManager | None = None,
+                  **options: Any) -> LossResult:
     """Return the loss, errors and gradient of ``potential`` on ``images`` (one call of :func:`loss_function`)."""
     with loss_function(images, potential, backend, energy_coefficient, force_coefficient, overfit,
-                       **options) as f:
+                       forces=forces, manager=manager, **options) as f:
         return f.evaluate()

@@ -12,7 +12,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pluggy
@@ -52,13 +52,45 @@ class Registered:
     version: str
 
 
-@dataclass
-class AmpPluginManager:
-    """A pluggy manager plus what our loader recorded about each entry point."""
+class PluginManager:
+    """The plugins of one run: a pluggy manager plus what our loader recorded.
 
-    pm: pluggy.PluginManager
-    records: list[PluginRecord] = field(default_factory=list)
-    _cache: dict[str, dict[str, Registered]] = field(default_factory=dict)
+    A value, passed to every public entry point (``manager=``); ``None`` there means
+    :func:`default_manager`. ``PluginManager()`` loads the installed entry points of
+    group ``amp``; ``PluginManager(entry_points=())`` starts empty. Objects registered
+    in process with :meth:`register` (tests, notebooks) work end to end like
+    installed plugins.
+
+    Args:
+        entry_points: entry points to load; ``None`` reads the environment's.
+        strict: make a failing third-party plugin fatal; ``None`` reads
+            ``AMP_STRICT_PLUGINS``.
+
+    Raises:
+        PluginError: an entry point of amp-core itself failed to load, or (strict)
+            any did.
+    """
+
+    def __init__(self, entry_points: Iterable[md.EntryPoint] | None = None, *, strict: bool | None = None) -> None:
+        if strict is None:
+            strict = os.environ.get("AMP_STRICT_PLUGINS", "") not in ("", "0")
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        self._cache: dict[str, dict[str, Registered]] = {}
+        if entry_points is None:
+            entry_points = md.entry_points(group=hookspecs.PROJECT)
+        disabled = {x.strip() for x in os.environ.get("AMP_DISABLE_PLUGINS", "").split(",") if x.strip()}
+        seen: set[str] = set()
+        for ep in entry_points:
+            if ep.name in seen:
+                continue
+            seen.add(ep.name)
+            _load_one(self, ep, disabled, strict)
+        self.pm.check_pending()
+        if os.environ.get("AMP_TRACE_PLUGINS", "") not in ("", "0"):
+            self.pm.trace.root.setwriter(print)
+            self.pm.enable_tracing()
 
     def registered(self, kind: str) -> dict[str, Registered]:
         """Return every registered name of ``kind`` (sorted), validating records once."""
@@ -84,48 +116,57 @@ class AmpPluginManager:
         raise UnknownPluginError(" ".join(lines[:4]) + "".join("\n" + x for x in lines[4:]),
                                  kind=kind, name=str(name), available=names)
 
+    def provider(self, kind: str, name: str) -> tuple[str, str]:
+        """Return (distribution, version) of the registered plugin ``name`` of ``kind``.
+
+        ``("(unregistered)", "")`` for a plugin object that was built without this manager.
+        """
+        table = self.registered(kind)
+        if name in table:
+            return table[name].distribution, table[name].version
+        return "(unregistered)", ""
+
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register an in-process plugin object (tests, notebooks)."""
+        """Register an in-process plugin object (a module or an object with ``@hookimpl`` methods)."""
         self.pm.register(plugin, name=name)
         self._cache.clear()
+
+    def create(self, kind: str, name: str, params: dict[str, Any], where: str = "") -> Any:
+        """Look up ``name`` of ``kind``, validate ``params`` and build the plugin object.
+
+        Raises:
+            UnknownPluginError: no such name. ConfigError: bad parameters, or the backend
+                is unavailable here. PluginError: the factory built an object whose
+                ``name`` is not the registered one.
+        """
+        registered = self.lookup(kind, name, where)
+        if kind == "backend":
+            why = registered.entry.probe()
+            if why:
+                raise ConfigError(f"backend {name!r} is unavailable here" + (f" ({where})" if where else "")
+                                  + f": {why}")
+        built = registered.entry.factory(build_params(registered, params, where))
+        if getattr(built, "name", None) != name:
+            raise PluginError(
+                f"{kind} {name!r} of plugin {registered.plugin_name!r} ({registered.distribution} "
+                f"{registered.version}) built an object whose name is {getattr(built, 'name', None)!r}; "
+                "the entry's name and the object's name must be the same",
+                entry_point=registered.plugin_name, distribution=registered.distribution)
+        return built
+
+
+AmpPluginManager = PluginManager
+"""Former name of :class:`PluginManager`."""
 
 
 def make_plugin_manager(
     entry_points: Iterable[md.EntryPoint] | None = None, *, strict: bool | None = None
-) -> AmpPluginManager:
-    """Build a plugin manager from entry points (default: the installed group ``amp``).
-
-    Args:
-        entry_points: entry points to load; ``None`` reads the environment's.
-        strict: make a failing third-party plugin fatal; ``None`` reads
-            ``AMP_STRICT_PLUGINS``.
-
-    Raises:
-        PluginError: an entry point of amp-core itself failed to load, or (strict)
-            any did.
-    """
-    if strict is None:
-        strict = os.environ.get("AMP_STRICT_PLUGINS", "") not in ("", "0")
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    manager = AmpPluginManager(pm)
-    if entry_points is None:
-        entry_points = md.entry_points(group=hookspecs.PROJECT)
-    disabled = {x.strip() for x in os.environ.get("AMP_DISABLE_PLUGINS", "").split(",") if x.strip()}
-    seen: set[str] = set()
-    for ep in entry_points:
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        _load_one(manager, ep, disabled, strict)
-    pm.check_pending()
-    if os.environ.get("AMP_TRACE_PLUGINS", "") not in ("", "0"):
-        pm.trace.root.setwriter(print)
-        pm.enable_tracing()
-    return manager
+) -> PluginManager:
+    """Build a :class:`PluginManager` (see there for the arguments)."""
+    return PluginManager(entry_points, strict=strict)
 
 
-def _load_one(manager: AmpPluginManager, ep: md.EntryPoint, disabled: set[str], strict: bool) -> None:
+def _load_one(manager: PluginManager, ep: md.EntryPoint, disabled: set[str], strict: bool) -> None:
     dist = ep.dist.name if ep.dist is not None else "(unknown)"
     version = ep.dist.version if ep.dist is not None else ""
     own = dist == OWN_DISTRIBUTION
@@ -147,14 +188,14 @@ def _load_one(manager: AmpPluginManager, ep: md.EntryPoint, disabled: set[str], 
         warnings.warn(AmpPluginWarning(message + " (continuing without it)"), stacklevel=2)
 
 
-def _provider(manager: AmpPluginManager, plugin_name: str) -> tuple[str, str]:
+def _provider(manager: PluginManager, plugin_name: str) -> tuple[str, str]:
     for record in manager.records:
         if record.entry_point == plugin_name:
             return record.distribution, record.version
     return "(registered in process)", ""
 
 
-def _collect(manager: AmpPluginManager, kind: str) -> dict[str, Registered]:
+def _collect(manager: PluginManager, kind: str) -> dict[str, Registered]:
     hook = getattr(manager.pm.hook, _HOOKS[kind])
     found: dict[str, list[Registered]] = {}
     for impl in hook.get_hookimpls():
@@ -247,25 +288,23 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-_DEFAULT: AmpPluginManager | None = None
+_DEFAULT: PluginManager | None = None
 
 
-def default_manager() -> AmpPluginManager:
-    """Return the process-wide manager for the public helpers (built on first use)."""
+def default_manager() -> PluginManager:
+    """Return the manager that ``manager=None`` means: the installed entry points, loaded once."""
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = make_plugin_manager()
+        _DEFAULT = PluginManager()
     return _DEFAULT
 
 
-def create(kind: str, name: str, params: dict[str, Any], manager: AmpPluginManager | None = None,
+def resolve(manager: PluginManager | None) -> PluginManager:
+    """Return ``manager``, or :func:`default_manager` for ``None`` (public entry points call this once)."""
+    return default_manager() if manager is None else manager
+
+
+def create(kind: str, name: str, params: dict[str, Any], manager: PluginManager | None = None,
            where: str = "") -> Any:
-    """Look up ``name`` of ``kind``, validate ``params`` and build the plugin object."""
-    manager = manager or default_manager()
-    registered = manager.lookup(kind, name, where)
-    if kind == "backend":
-        why = registered.entry.probe()
-        if why:
-            raise ConfigError(f"backend {name!r} is unavailable here" + (f" ({where})" if where else "") + f": {why}")
-    built = build_params(registered, params, where)
-    return registered.entry.factory(built)
+    """Build plugin ``name`` of ``kind`` with ``params`` through ``manager`` (see :meth:`PluginManager.create`)."""
+    return resolve(manager).create(kind, name, params, where)

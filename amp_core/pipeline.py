@@ -1,7 +1,9 @@
-"""The pipeline runner: load - shard - fingerprint - merge - reshape - distribute - reduce.
+"""The pipeline runner: load - chunk - fingerprint - merge - reshape - distribute - reduce.
 
 Each stage is a function of its own so tests can run them one at a time; the
-:class:`LossFunction` wires them together for training and evaluation.
+:class:`~amp_core.loss.LossFunction` wires them together for training and evaluation.
+Fingerprinting and reshaping run in the backend's workers, chunk by chunk
+(:mod:`amp_core.chunks`); the parent only merges finished store entries.
 """
 
 from __future__ import annotations
@@ -14,43 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from amp_core.data import ImageFingerprints
-from amp_core.errors import DataError
-from amp_core.images import Dataset
-from amp_core.manager import default_manager
+from amp_core.chunks import ChunkHandle, balanced_split, make_chunks
+from amp_core.data import Dataset, ImageFingerprints
+from amp_core.errors import DataError, RunError
 from amp_core.reshape import build_arrays, save_arrays
-from amp_core.store import FingerprintStore, write_entry
+from amp_core.store import FingerprintStore, read_entry, write_entry
 
 Log = Callable[[str], None]
 
 
 def _quiet(message: str) -> None:
     """Discard a log line."""
-
-
-def plugin_version(kind: str, name: str) -> tuple[str, str]:
-    """Return (distribution, version) of the registered plugin ``name``, if registered."""
-    table = default_manager().registered(kind)
-    if name in table:
-        return table[name].distribution, table[name].version
-    return "(unregistered)", ""
-
-
-def balanced_split(costs: Sequence[float], parts: int) -> list[list[int]]:
-    """Split indices 0..n-1 into at most ``parts`` contiguous runs of similar total cost.
-
-    Contiguous runs keep image order, so the reduction order is reproducible.
-    """
-    n = len(costs)
-    parts = max(1, min(parts, n))
-    cumulative = np.cumsum(np.asarray(costs, dtype=np.float64))
-    total = cumulative[-1] if n else 0.0
-    bounds = [0]
-    for k in range(1, parts):
-        cut = int(np.searchsorted(cumulative, total * k / parts, side="left")) + 1
-        bounds.append(min(max(cut, bounds[-1] + 1), n - (parts - k)))
-    bounds.append(n)
-    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def use_compiled(plugin: Any, backend: Any, log: Log) -> Any:
@@ -135,68 +111,99 @@ def image_costs(dataset: Dataset, descriptor: Any, backend: Any = None) -> list[
 
 def compute_fingerprints(
     dataset: Dataset, descriptor: Any, backend: Any, store: FingerprintStore, derivatives: bool,
-    progress: Callable[[int], None] | None = None, costs: Sequence[float] | None = None,
+    chunks: Sequence[Sequence[int]] | None = None, progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Fingerprint the images the store lacks, in the backend's workers; return how many.
+    """Fingerprint the images the store lacks, chunk by chunk in the backend's workers; return how many.
 
-    ``costs`` (per image, from :func:`image_costs`) is computed here when not given.
-    Finished batches are merged into the store even when a later one fails.
+    ``chunks`` (image indices per chunk) defaults to :func:`~amp_core.chunks.make_chunks` by
+    atom count. Finished tasks are merged into the store even when a later one fails.
     """
-    missing = sorted({h: k for k, h in enumerate(dataset.hashes) if not store.has(h, derivatives)}.values())
-    if not missing:
+    if chunks is None:
+        sizes = [len(a) for a in dataset.images]
+        chunks = make_chunks([float(n) for n in sizes], sizes)
+    tasks, counts = [], []
+    for chunk in chunks:
+        missing = sorted({dataset.hashes[k]: k for k in chunk if not store.has(dataset.hashes[k], derivatives)}.values())
+        if missing:
+            tasks.append(FingerprintTask(descriptor, [dataset.images[k] for k in missing],
+                                         [dataset.hashes[k] for k in missing], derivatives, str(store.tmp),
+                                         [dataset.origins[k] for k in missing]))
+            counts.append(len(missing))
+    if not tasks:
         return 0
-    costs = image_costs(dataset, descriptor, backend) if costs is None else costs
-    batches = balanced_split([costs[k] for k in missing], max(1, len(missing) // 4, 4 * backend.cores))
-    tasks = [
-        FingerprintTask(descriptor, [dataset.images[missing[j]] for j in batch],
-                        [dataset.hashes[missing[j]] for j in batch], derivatives, str(store.tmp),
-                        [dataset.origins[missing[j]] for j in batch])
-        for batch in batches
-    ]
-    sizes = np.cumsum([len(b) for b in batches])
-    report = (lambda done: progress(int(sizes[done - 1]))) if progress else None
+    done = np.cumsum(counts)
+    report = (lambda k: progress(int(done[k - 1]))) if progress else None
     try:
         backend.map(run_task, tasks, stage="fingerprint", progress=report)
     finally:
         store.merge()
-    return len(missing)
+    return int(done[-1])
 
 
-def load_fingerprints(dataset: Dataset, store: FingerprintStore, indices: Sequence[int],
-                      derivatives: bool) -> list[ImageFingerprints]:
-    """Read the stored fingerprints of ``indices``; recompute-worthy entries raise."""
-    out = []
-    for k in indices:
-        fp = store.get(dataset.hashes[k], derivatives)
-        if fp is None:
-            raise RuntimeError(f"{dataset.origins[k]}: fingerprints missing from the store after computing them")
-        out.append(fp)
-    return out
+@dataclass(frozen=True)
+class ReshapeTask:
+    """One chunk for one worker: read its fingerprints from the store, write its rectangular arrays."""
+
+    index: int
+    images: list[Any]
+    targets: list[tuple[float, Any]]
+    hashes: list[str]
+    origins: list[str]
+    store: str | None
+    derivatives: bool
+    folder: str
+    cost: float
+
+    def __call__(self) -> ChunkHandle:
+        """Build the chunk's arrays unless its folder is complete; return its handle."""
+        path = Path(self.folder)
+        if not (path / "ok").exists():
+            fingerprints = None
+            if self.store is not None:
+                fingerprints = [_stored(Path(self.store), h, o, self.derivatives)
+                                for h, o in zip(self.hashes, self.origins)]
+            save_arrays(build_arrays(self.images, self.targets, fingerprints), path)
+        return ChunkHandle(self.index, str(path), len(self.images), sum(len(a) for a in self.images), self.cost)
 
 
-def shard_key(*parts: Any) -> str:
+def _stored(folder: Path, image_hash: str, origin: str, derivatives: bool) -> ImageFingerprints:
+    """Read one image's store entry (with derivatives when asked; a values-only entry otherwise)."""
+    names = [f"{image_hash}.npz"] + ([] if derivatives else [f"{image_hash}.v.npz"])
+    for name in names:
+        if (folder / name).exists():
+            try:
+                return read_entry(folder / name)
+            except ValueError as exc:
+                raise RunError(f"{origin}: {exc}; run again to recompute it") from exc
+    raise RunError(f"{origin}: fingerprints missing from the store {folder} after computing them "
+                   "(was the run directory changed during the run?)")
+
+
+def chunk_key(*parts: Any) -> str:
     """Hash anything printable into a short folder name."""
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
 
 
-def build_shards(
-    dataset: Dataset, shards: list[list[int]], folder: Path, store: FingerprintStore | None, derivatives: bool,
+def build_chunks(
+    dataset: Dataset, chunks: Sequence[Sequence[int]], costs: Sequence[float], folder: Path,
+    store: FingerprintStore | None, derivatives: bool, backend: Any,
     progress: Callable[[int], None] | None = None,
-) -> list[str]:
-    """Reshape every shard into rectangular arrays on disk (reused when already there)."""
-    dirs = []
-    for k, shard in enumerate(shards):
-        targets = [dataset.targets[i] for i in shard]
+) -> list[ChunkHandle]:
+    """Reshape every chunk into rectangular arrays on disk, in the backend's workers; return their handles.
+
+    A chunk's folder is keyed by its images, targets, derivative setting and store, so a
+    re-run reuses complete folders.
+    """
+    tasks = []
+    for k, chunk in enumerate(chunks):
+        targets = [dataset.targets[i] for i in chunk]
         target_digest = hashlib.sha256(b"".join(
             np.float64(e).tobytes() + (b"" if f is None else np.ascontiguousarray(f).tobytes()) for e, f in targets
         )).hexdigest()
-        key = shard_key([dataset.hashes[i] for i in shard], target_digest, derivatives,
+        key = chunk_key([dataset.hashes[i] for i in chunk], target_digest, derivatives,
                         None if store is None else store.folder.name)
-        path = folder / key
-        if not (path / "ok").exists():
-            fps = None if store is None else load_fingerprints(dataset, store, shard, derivatives)
-            save_arrays(build_arrays([dataset.images[i] for i in shard], targets, fps), path)
-        dirs.append(str(path))
-        if progress:
-            progress(k + 1)
-    return dirs
+        tasks.append(ReshapeTask(k, [dataset.images[i] for i in chunk], targets, [dataset.hashes[i] for i in chunk],
+                                 [dataset.origins[i] for i in chunk], None if store is None else str(store.folder),
+                                 derivatives, str(folder / key), float(sum(costs[i] for i in chunk))))
+    handles: list[ChunkHandle] = backend.map(run_task, tasks, stage="reshape", progress=progress)
+    return handles

@@ -1,4 +1,4 @@
-"""Content-addressed fingerprint store in a run directory.
+"""Content-addressed fingerprint store in a run directory, and atomic JSON files.
 
 Layout: ``<root>/<descriptor key>/<image hash>.npz`` (values and derivatives) or
 ``<image hash>.v.npz`` (values only). The descriptor key hashes the descriptor's
@@ -25,6 +25,30 @@ import numpy as np
 from amp_core.data import ImageFingerprints
 
 _FIELDS = ("numbers", "values", "lengths", "pairs", "derivatives")
+
+
+def write_json(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``document`` as JSON to ``path`` atomically (unique temporary name, then rename).
+
+    numpy arrays and scalars are written as lists and numbers. Potential files and
+    checkpoints are written with it.
+    """
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        partial.write_text(json.dumps(document, indent=1, default=_jsonable))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def descriptor_key(name: str, version: str, params: dict[str, Any]) -> str:

@@ -13,12 +13,14 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
-from amp_core.calculator import Potential, load, write_json
+from amp_core.calculator import Potential, load
+from amp_core.chunks import detect_cores
 from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError
 from amp_core.loss import LossFunction, evaluate_loss
-from amp_core.pipeline import plugin_version
+from amp_core.manager import PluginManager, resolve
+from amp_core.store import write_json
 
 CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid")
 CHECKPOINT = "checkpoint.json"
@@ -47,14 +49,6 @@ class _Converged(Exception):
     """Raised from the optimiser callback when every criterion is met."""
 
 
-def detected_cores() -> int:
-    """Return the number of cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def met(result: LossResult, convergence: Convergence) -> dict[str, bool]:
     """Return, for each criterion that is set, whether ``result`` meets it."""
     out = {}
@@ -65,14 +59,15 @@ def met(result: LossResult, convergence: Convergence) -> dict[str, bool]:
     return out
 
 
-def _header(log: TrainLog, config: Config, descriptor: Any, model: Any, backend: Any) -> None:
+def _header(log: TrainLog, config: Config, descriptor: Any, model: Any, backend: Any,
+            manager: PluginManager) -> None:
     from amp_core import __version__
 
-    log(f"cores detected: {detected_cores()}, used: {backend.cores}")
+    log(f"cores detected: {detect_cores()}, used: {backend.cores}")
     log(f"amp-core {__version__}, backend: {backend.name} ({backend.cores} worker(s))")
     parts = []
     for kind, plugin in (("descriptor", descriptor), ("model", model), ("backend", backend)):
-        dist, version = plugin_version(kind, plugin.name)
+        dist, version = manager.provider(kind, plugin.name)
         parts.append(f"{kind} {plugin.name} ({dist} {version})")
     log("plugins: " + ", ".join(parts))
     log(f"config: {config.path}; run directory: {config.run_dir}")
@@ -93,7 +88,7 @@ def save_checkpoint(potential: Potential, run_dir: Path, iteration: int) -> Path
 
 def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: bool = False,
           overrides: dict[str, dict[str, Any]] | None = None, echo: TextIO | None = sys.stdout,
-          progress: bool | None = None) -> Potential:
+          progress: bool | None = None, manager: PluginManager | None = None) -> Potential:
     """Train a potential as a config describes; return it (also saved as ``potential.json``).
 
     Args:
@@ -102,6 +97,8 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         overrides: per-table keys replacing the config's (``{"backend": {"cores": 2}}``).
         echo: where progress rows are echoed besides ``train-log.txt`` (``None``: nowhere).
         progress: force stage progress lines on/off (default: when on a terminal).
+        manager: the :class:`~amp_core.PluginManager` to build the plugins with (``None``:
+            the installed plugins); in-process registered plugins train like installed ones.
 
     Ctrl-C saves a checkpoint before the ``KeyboardInterrupt`` propagates.
     """
@@ -111,7 +108,8 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         cfg = from_dict({**config, **{k: {**config.get(k, {}), **v} for k, v in (overrides or {}).items()}})
     else:
         cfg = load_config(Path(config), overrides)
-    descriptor, model, backend = build(cfg)
+    manager = resolve(manager)
+    descriptor, model, backend = build(cfg, manager)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     start = 0
@@ -119,21 +117,21 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         checkpoint = run_dir / CHECKPOINT
         if not checkpoint.is_file():
             raise ConfigError(f"--resume: no checkpoint {checkpoint}; train without --resume first")
-        restored = load(checkpoint)
+        restored = load(checkpoint, manager=manager)
         if (restored.descriptor.name, restored.model.name) != (descriptor.name, model.name):
             raise ConfigError(f"--resume: {checkpoint} holds a {restored.descriptor.name}/{restored.model.name} "
                               f"potential but {cfg.path} asks for {descriptor.name}/{model.name}")
         descriptor, model = restored.descriptor, restored.model
         start = int(json.loads(checkpoint.read_text()).get("iteration", 0))
     log = TrainLog(run_dir / "train-log.txt", echo)
-    potential = Potential(descriptor, model, config=resolved(cfg, descriptor, model, backend))
+    potential = Potential(descriptor, model, config=resolved(cfg, descriptor, model, backend), manager=manager)
     try:
-        _header(log, cfg, descriptor, model, backend)
+        _header(log, cfg, descriptor, model, backend, manager)
         if resume:
             log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
         with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
-                          cfg.force_coefficient, cfg.training.overfit, run_dir=run_dir, log=log,
-                          progress=progress) as loss:
+                          cfg.force_coefficient, cfg.training.overfit, forces=cfg.forces, run_dir=run_dir,
+                          log=log, progress=progress, manager=manager) as loss:
             _optimise(loss, potential, cfg, log, run_dir, start)
         _validate(potential, cfg, log, run_dir, backend)
     finally:
@@ -203,6 +201,6 @@ def _validate(potential: Potential, cfg: Config, log: TrainLog, run_dir: Path, b
     if not cfg.data.validation:
         return
     result = evaluate_loss(list(cfg.data.validation), potential, backend, cfg.training.energy_coefficient,
-                           cfg.force_coefficient, run_dir=run_dir)
+                           cfg.force_coefficient, forces=cfg.forces, run_dir=run_dir, manager=potential.manager)
     log(f"validation: energy RMSE {result.energy_rmse:.4e} eV/atom, max {result.energy_maxresid:.4e}; "
         f"force RMSE {result.force_rmse:.4e} eV/A, max {result.force_maxresid:.4e}")

@@ -39,13 +39,30 @@ def test_good_config_builds_plugins_and_force_coefficient(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     descriptor, model, backend = build(config)
     assert (descriptor.name, model.name, backend.name) == ("none", "pairpotential", "serial")
-    assert config.force_coefficient == 0.04  # a force criterion turns force training on (Amp's default)
+    assert config.forces and config.force_coefficient == 0.04  # a force criterion turns force training on
     assert config.run_dir == (tmp_path / "run").resolve()
 
 
 def test_energy_only_when_no_force_criterion(tmp_path):
     text = GOOD.replace("force_rmse = 0.2", "")
-    assert load_config(write(tmp_path, text)).force_coefficient is None
+    assert not load_config(write(tmp_path, text)).forces
+
+
+@pytest.mark.parametrize(("extra", "forces", "coefficient"), [
+    ("forces = true", True, 0.04),
+    ("forces = false\nforce_coefficient = 0.3", False, 0.3),
+    ("force_coefficient = 0.3", True, 0.3),
+])
+def test_train_forces_is_its_own_switch(tmp_path, extra, forces, coefficient):
+    text = GOOD.replace("force_rmse = 0.2", "").replace("maxiter = 5", "maxiter = 5\n" + extra)
+    config = load_config(write(tmp_path, text))
+    assert (config.forces, config.force_coefficient) == (forces, coefficient)
+
+
+def test_forces_switch_must_be_a_boolean(tmp_path):
+    text = GOOD.replace("maxiter = 5", "maxiter = 5\nforces = 1")
+    with pytest.raises(ConfigError, match=r"\[training\] key 'forces': expected true or false"):
+        load_config(write(tmp_path, text))
 
 
 @pytest.mark.parametrize(

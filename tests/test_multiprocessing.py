@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from amp_core import Backend, ConfigError, DataError, LossSettings, create_backend
+from amp_core import Backend, ChunkHandle, ConfigError, DataError, LossSettings, create_backend
 from amp_core.errors import BackendError
 from amp_core.reshape import build_arrays, save_arrays
 from amp_plugins.backends.multiprocessing import Multiprocessing, MultiprocessingParams
@@ -59,7 +59,7 @@ def fresh(support: ModuleType) -> Iterator[Multiprocessing]:
 
 
 @pytest.fixture(scope="module")
-def shard_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def shard_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[ChunkHandle]:
     rng = np.random.default_rng(7)
     dirs = []
     for k, size in enumerate(SHARD_SIZES):
@@ -70,7 +70,7 @@ def shard_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         targets = [(float(rng.normal()), None) for _ in images]
         folder = tmp_path_factory.mktemp(f"shard{k}")
         save_arrays(build_arrays(images, targets, None), folder)
-        dirs.append(str(folder))
+        dirs.append(ChunkHandle(k, str(folder), len(images), sum(len(a) for a in images), float(size)))
     return dirs
 
 
@@ -229,7 +229,7 @@ def test_close_is_idempotent_and_finalizer_reaps_forgotten_backends(support: Mod
 # ---------------------------------------------------------------- training sessions
 
 
-def test_session_matches_serial(backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]) -> None:
+def test_session_matches_serial(backend: Multiprocessing, support: ModuleType, shard_dirs: list[ChunkHandle]) -> None:
     model = support.ToyModel()
     settings = LossSettings(energy_coefficient=2.0)
     expected = Serial().start(model, shard_dirs, settings).evaluate(VECTOR)
@@ -246,14 +246,14 @@ def test_session_matches_serial(backend: Multiprocessing, support: ModuleType, s
 
 
 def test_session_total_against_direct_sum(
-    backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+    backend: Multiprocessing, support: ModuleType, shard_dirs: list[ChunkHandle]
 ) -> None:
     # Independent reference: loop over every image of every shard in plain Python.
     from amp_core.reshape import load_arrays
 
     total = 0.0
-    for folder in shard_dirs:
-        a = load_arrays(folder, mmap=False)
+    for chunk in shard_dirs:
+        a = load_arrays(chunk.folder, mmap=False)
         start = 0
         for n, e in zip(a["natoms"], a["energy"]):
             pred = sum(
@@ -267,7 +267,7 @@ def test_session_total_against_direct_sum(
 
 
 def test_session_more_workers_than_shards(
-    backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+    backend: Multiprocessing, support: ModuleType, shard_dirs: list[ChunkHandle]
 ) -> None:
     with backend.start(support.ToyModel(), shard_dirs[:1], LossSettings()) as session:
         (part,) = session.evaluate(VECTOR)
@@ -277,7 +277,7 @@ def test_session_more_workers_than_shards(
 
 
 def test_session_errors_name_stage_and_shard(
-    backend: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+    backend: Multiprocessing, support: ModuleType, shard_dirs: list[ChunkHandle]
 ) -> None:
     with pytest.raises(BackendError, match="cannot prepare this shard") as info:
         backend.start(support.ToyModel(bad_load_images=2), shard_dirs, LossSettings())
@@ -290,7 +290,7 @@ def test_session_errors_name_stage_and_shard(
             assert "Traceback" in str(info.value)
 
 
-def test_worker_dying_in_session(fresh: Multiprocessing, support: ModuleType, shard_dirs: list[str]) -> None:
+def test_worker_dying_in_session(fresh: Multiprocessing, support: ModuleType, shard_dirs: list[ChunkHandle]) -> None:
     session = fresh.start(support.ToyModel(die_images=3), shard_dirs, LossSettings())
     pids = fresh.pids
     began = time.monotonic()
@@ -305,7 +305,7 @@ def test_worker_dying_in_session(fresh: Multiprocessing, support: ModuleType, sh
 
 
 def test_worker_killed_from_outside_between_steps(
-    fresh: Multiprocessing, support: ModuleType, shard_dirs: list[str]
+    fresh: Multiprocessing, support: ModuleType, shard_dirs: list[ChunkHandle]
 ) -> None:
     with fresh.start(support.ToyModel(), shard_dirs, LossSettings()) as session:
         session.evaluate(VECTOR)

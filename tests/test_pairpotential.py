@@ -357,11 +357,11 @@ def test_serial_backend_trains_on_memory_mapped_shards(tmp_path) -> None:
     images = emt_images(4, seed=9)
     pot = model()
     settings = LossSettings(force_coefficient=0.1)
-    dirs = []
+    chunks = []
     for k, part in enumerate((images[:2], images[2:])):
-        save_arrays(shard(part), tmp_path / f"shard{k}")
-        dirs.append(str(tmp_path / f"shard{k}"))
-    session = Serial().start(pot, dirs, settings)
+        save_arrays(shard(part), tmp_path / f"chunk{k}")
+        chunks.append(amp_core.ChunkHandle(k, str(tmp_path / f"chunk{k}"), len(part), sum(map(len, part)), 1.0))
+    session = Serial().start(pot, chunks, settings)
     combined = amp_core.LossParts.combine(session.evaluate(pot.vector()))
     session.close()
     whole = pot.loss_evaluator(shard(images), settings)(pot.vector())

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amp_core import Potential, create_backend, create_descriptor, create_model, evaluate_loss
+from amp_core.chunks import balanced_split
 from amp_core.errors import BackendError
 from amp_core.images import load_dataset
-from amp_core.pipeline import balanced_split, build_shards, compute_fingerprints
-from amp_core.reshape import load_arrays
+from amp_core.pipeline import build_chunks, compute_fingerprints
 from amp_core.store import FingerprintStore, descriptor_key, read_entry, write_entry
 
 pytest.importorskip("amp_coordination", reason="install examples/amp-coordination (README test command)")
@@ -105,19 +105,22 @@ def test_failed_batch_keeps_finished_ones(tmp_path, slab_images, descriptor):
     data = load_dataset(slab_images[:12], forces=False)
     store = store_for(tmp_path, descriptor)
     failing = FailingDescriptor(descriptor, slab_images[9].positions)
-    with pytest.raises(BackendError, match=r"stage 'fingerprint', shard \d+ failed: RuntimeError: simulated"):
+    with pytest.raises(BackendError, match=r"stage 'fingerprint', chunk \d+ failed: RuntimeError: simulated"):
         compute_fingerprints(data, failing, create_backend("serial"), store, False)
     kept = sum(store.has(h, False) for h in data.hashes)
     assert 0 < kept < 12
     assert compute_fingerprints(data, descriptor, create_backend("serial"), store, False) == 12 - kept
 
 
-def test_reshaped_shards_cover_every_atom(tmp_path, slab_images, descriptor):
+def test_reshaped_chunks_cover_every_atom(tmp_path, slab_images, descriptor):
     data = load_dataset(slab_images[:5], forces=True)
     store = store_for(tmp_path, descriptor)
     compute_fingerprints(data, descriptor, create_backend("serial"), store, True)
-    dirs = build_shards(data, balanced_split([1.0] * 5, 2), tmp_path / "arrays", store, True)
-    arrays = [load_arrays(d) for d in dirs]
+    serial = create_backend("serial")
+    chunks = balanced_split([1.0] * 5, 2)
+    handles = build_chunks(data, chunks, [1.0] * 5, tmp_path / "arrays", store, True, serial)
+    assert [(h.index, h.n_images, h.cost) for h in handles] == [(0, 3, 3.0), (1, 2, 2.0)]
+    arrays = [h.load() for h in handles]
     assert sum(len(a["natoms"]) for a in arrays) == 5
     for a in arrays:
         n = int(a["natoms"].sum())
@@ -126,8 +129,8 @@ def test_reshaped_shards_cover_every_atom(tmp_path, slab_images, descriptor):
         for z in a["elements"]:
             assert a[f"fp_{z}"].shape == (len(a[f"atoms_{z}"]), 4)
             assert a[f"dfp_{z}"].shape == (len(a[f"dcentre_{z}"]), 3, 4)
-    again = build_shards(data, balanced_split([1.0] * 5, 2), tmp_path / "arrays", store, True)
-    assert again == dirs
+    again = build_chunks(data, chunks, [1.0] * 5, tmp_path / "arrays", store, True, serial)
+    assert again == handles
 
 
 def test_evaluate_loss_with_pair_potential_is_backend_and_shard_independent(slab_images):

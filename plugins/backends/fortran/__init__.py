@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+from dataclasses import dataclass
 
 from amp_core import BackendEntry, hookimpl
 from amp_core.compiled import HOW_TO_GET
 from amp_plugins.backends.multiprocessing import Multiprocessing, MultiprocessingParams
 
 
+@dataclass(frozen=True)
+class FortranParams(MultiprocessingParams):
+    """The ``multiprocessing`` settings, with ``compiled`` on by default."""
+
+    compiled: bool = True
+
+
 class Fortran(Multiprocessing):
-    """Worker processes (one per core) running compiled Fortran kernels."""
+    """Worker processes (one per core) running compiled Fortran kernels: ``multiprocessing``
+    with ``compiled = true``."""
 
     name = "fortran"
-    compiled = True
+
+    def __init__(self, params: MultiprocessingParams | None = None) -> None:
+        super().__init__(params or FortranParams())
 
 
 def probe() -> str | None:
@@ -40,7 +51,7 @@ def amp_backends() -> list[BackendEntry]:
     return [
         BackendEntry(
             name="fortran",
-            params=MultiprocessingParams,
+            params=FortranParams,
             factory=Fortran,
             summary="Worker processes running the plugins' compiled Fortran kernels.",
             probe=probe,

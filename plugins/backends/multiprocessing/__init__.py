@@ -2,11 +2,13 @@
 
 Workers are started with ``spawn`` on first use and reused by every later
 :meth:`~Multiprocessing.map` and :meth:`~Multiprocessing.start` until
-:meth:`~Multiprocessing.close`. Fingerprinting hands task ``k`` to the next free
-worker; training keeps each shard's memory-mapped arrays and loss evaluator
-resident in one worker (shard ``k`` in worker ``k % cores``) and sends only the
-parameter vector per optimiser step. Results always come back in task or shard
-order, so every core count gives the numbers of ``serial``.
+:meth:`~Multiprocessing.close`. Fingerprinting and reshaping hand task ``k`` to the
+next free worker; training keeps each chunk's memory-mapped arrays and loss
+evaluator resident in one worker (chunks placed by cost with
+:func:`amp_core.chunks.assign`) and sends only the parameter vector per optimiser
+step. Results always come back in task or chunk order, and chunk boundaries do not
+depend on the worker count, so every core count gives the numbers of ``serial``
+bit for bit.
 
 Scripts that use this backend must guard their entry point with
 ``if __name__ == "__main__":`` (spawned workers import the main module).
@@ -23,7 +25,8 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core import BackendEntry, hookimpl
+from amp_core import BackendEntry, ChunkHandle, detect_cores, hookimpl
+from amp_core.chunks import assign
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import BackendError
 from amp_plugins.backends.multiprocessing._workers import Worker, WorkerPool, dumps
@@ -48,8 +51,11 @@ class MultiprocessingParams:
 
     cores: int | None = None
     pin: bool | None = None
+    compiled: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compiled, bool):
+            raise ValueError(f"compiled must be true or false, got {self.compiled!r}")
         if self.pin is not None and not isinstance(self.pin, bool):
             raise ValueError(f"pin must be true, false or left out (automatic); got {self.pin!r}")
         if self.cores is None:
@@ -62,14 +68,6 @@ class MultiprocessingParams:
             raise ValueError(
                 f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}"
             )
-
-
-def detect_cores() -> int:
-    """Return the number of cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def worker_cpus(cores: int, pin: bool | None) -> list[int | None]:
@@ -98,25 +96,25 @@ def _pickled(value: Any, stage: str, index: int, what: str) -> bytes:
         ) from exc
 
 
-def _label(shards: Sequence[int]) -> str:
-    return ("shard " if len(shards) == 1 else "shards ") + ", ".join(map(str, shards))
+def _label(chunks: Sequence[int]) -> str:
+    return ("chunk " if len(chunks) == 1 else "chunks ") + ", ".join(map(str, chunks))
 
 
 class PoolSession:
-    """Resident shard evaluators inside the pool's workers (a ``TrainingSession``)."""
+    """Resident chunk evaluators inside the pool's workers (a ``TrainingSession``)."""
 
     def __init__(
-        self, pool: WorkerPool, session: int, plan: list[tuple[Worker, list[int]]], n_shards: int
+        self, pool: WorkerPool, session: int, plan: list[tuple[Worker, list[int]]], n_chunks: int
     ) -> None:
         self._pool = pool
         self._generation = pool.generation
         self._session = session
         self._plan = plan
-        self._n_shards = n_shards
+        self._n_chunks = n_chunks
         self._closed = False
 
     def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
-        """Send ``vector`` (n_parameters,) to the workers; return every shard's parts in shard order.
+        """Send ``vector`` (n_parameters,) to the workers; return every chunk's parts in chunk order.
 
         Raises:
             BackendError: a worker raised or died, or the session is closed.
@@ -124,7 +122,7 @@ class PoolSession:
         self._check_open()
         pool = self._pool
         job = pool.new_job()
-        parts: list[Any] = [None] * self._n_shards
+        parts: list[Any] = [None] * self._n_chunks
         with pool.guard():
             pool.drain([w for w, _ in self._plan], "loss")
             payload = dumps((self._session, np.asarray(vector, dtype=np.float64)))
@@ -174,11 +172,11 @@ class Multiprocessing:
     """
 
     name = "multiprocessing"
-    compiled = False
     start_method = "spawn"
 
     def __init__(self, params: MultiprocessingParams | None = None) -> None:
         self.params = params or MultiprocessingParams()
+        self.compiled = self.params.compiled
         self.cores = self.params.cores or detect_cores()
         self._pool = WorkerPool(self.cores, self.start_method, worker_cpus(self.cores, self.params.pin))
         self._sessions = itertools.count()
@@ -230,26 +228,27 @@ class Multiprocessing:
                         progress(done)
         return results
 
-    def start(self, model: Any, shard_dirs: Sequence[str], settings: LossSettings) -> PoolSession:
-        """Load shard ``k`` (its memory-mapped arrays and loss evaluator) in worker ``k % cores``, once.
+    def start(self, model: Any, chunks: Sequence[ChunkHandle], settings: LossSettings) -> PoolSession:
+        """Load each chunk (its memory-mapped arrays and loss evaluator) in one worker, once.
+
+        Chunks are placed by cost (:func:`amp_core.chunks.assign`); the reduction order
+        is the chunk order whatever the placement.
 
         Raises:
-            BackendError: a shard failed to load or a worker died.
+            BackendError: a chunk failed to load or a worker died.
         """
         pool = self._pool
         pool.ensure_started()
         session = next(self._sessions)
         workers = pool.workers
-        shards: dict[int, list[int]] = {}
-        for k in range(len(shard_dirs)):
-            shards.setdefault(k % len(workers), []).append(k)
-        plan = [(workers[i], ks) for i, ks in sorted(shards.items())]
+        placement = assign([c.cost for c in chunks], len(workers))
+        plan = [(workers[i], ks) for i, ks in enumerate(placement) if ks]
         job = pool.new_job()
         with pool.guard():
             pool.drain([w for w, _ in plan], "start")
             try:
                 for worker, ks in plan:
-                    load = [(k, os.fspath(shard_dirs[k])) for k in ks]
+                    load = [(k, chunks[k]) for k in ks]
                     payload = _pickled((session, load, model, settings), "start", ks[0], "model")
                     pool.send(
                         worker, ("load", job, -1, payload), stage="start", index=ks[0], label=_label(ks)
@@ -260,7 +259,7 @@ class Multiprocessing:
             except Exception:
                 pool.send_quietly(("drop", 0, -1, session))
                 raise
-        return PoolSession(pool, session, plan, len(shard_dirs))
+        return PoolSession(pool, session, plan, len(chunks))
 
     def close(self) -> None:
         """Stop every worker process (idempotent; the next use starts new ones)."""

@@ -15,11 +15,11 @@ Worker requests (``(kind, job, index, *payload)``):
 
 * ``("call", job, k, function_bytes | None, task_bytes)``: run ``function(task)``;
   the function is sent once per worker and job, then cached.
-* ``("load", job, -1, payload_bytes)``: payload ``(session, [(k, folder)], model,
-  settings)``; map each shard folder once and build its loss evaluator.
+* ``("load", job, -1, payload_bytes)``: payload ``(session, [(k, chunk handle)], model,
+  settings)``; map each chunk's arrays once (``handle.load()``) and build its loss evaluator.
 * ``("evaluate", job, -1, payload_bytes)``: payload ``(session, vector)``; evaluate
-  every shard this worker holds for that session, in shard order.
-* ``("drop", 0, -1, session)``: forget a session's shards (no reply).
+  every chunk this worker holds for that session, in chunk order.
+* ``("drop", 0, -1, session)``: forget a session's chunks (no reply).
 * ``("stop", 0, -1)``: exit (no reply).
 
 Replies: ``("ok", job, k, value)`` or ``("error", job, k, summary, traceback,
@@ -67,15 +67,12 @@ class _WorkerState:
             raise RuntimeError(f"worker {os.getpid()} has no function for job {job} (internal error)")
         return self.function[1](pickle.loads(task_bytes))
 
-    def load(self, payload: tuple[int, list[tuple[int, str]], Any, Any]) -> Message:
-        # Imported here: the worker loop itself needs nothing from amp_core.
-        from amp_core.reshape import load_arrays
-
-        session, shards, model, settings = payload
+    def load(self, payload: tuple[int, list[tuple[int, Any]], Any, Any]) -> Message:
+        session, chunks, model, settings = payload
         built = self.sessions.setdefault(session, [])
-        for k, folder in shards:
+        for k, handle in chunks:
             try:
-                built.append((k, model.loss_evaluator(load_arrays(folder), settings)))
+                built.append((k, model.loss_evaluator(handle.load(), settings)))
             except Exception as exc:  # noqa: BLE001 - reported to the parent with the shard index
                 return _error_reply(0, k, exc)
         return ("ok", 0, -1, None)

@@ -1,4 +1,4 @@
-"""The ``serial`` backend: every stage in the calling process, shard after shard."""
+"""The ``serial`` backend: every stage in the calling process, chunk after chunk."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core import BackendEntry, hookimpl
+from amp_core import BackendEntry, ChunkHandle, hookimpl
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import AmpError, BackendError
-from amp_core.reshape import load_arrays
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,17 +20,27 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class SerialParams:
-    """The serial backend takes no settings."""
+    """Settings of the serial backend.
+
+    Attributes:
+        compiled: run the plugins' compiled kernels (their ``compiled()`` twins) in process.
+    """
+
+    compiled: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.compiled, bool):
+            raise ValueError(f"compiled must be true or false, got {self.compiled!r}")
 
 
 class SerialSession:
-    """Loss evaluators of every shard, held in this process."""
+    """Loss evaluators of every chunk, held in this process."""
 
     def __init__(self, evaluators: list[Callable[[NDArray[np.float64]], LossParts]]) -> None:
         self._evaluators = evaluators
 
     def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
-        """Return each shard's loss parts, in shard order."""
+        """Return each chunk's loss parts, in chunk order."""
         return [
             run_task(evaluator, vector, stage="loss", index=k) for k, evaluator in enumerate(self._evaluators)
         ]
@@ -49,9 +58,9 @@ def run_task(function: Callable[[T], R], task: T, *, stage: str, index: int) -> 
         raise
     except Exception as exc:
         raise BackendError(
-            f"stage {stage!r}, shard {index} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            f"stage {stage!r}, chunk {index} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
             stage=stage,
-            shard=index,
+            chunk=index,
         ) from exc
 
 
@@ -60,10 +69,10 @@ class Serial:
 
     name = "serial"
     cores = 1
-    compiled = False
 
     def __init__(self, params: SerialParams | None = None) -> None:
         self.params = params or SerialParams()
+        self.compiled = self.params.compiled
 
     def map(
         self,
@@ -81,12 +90,12 @@ class Serial:
                 progress(k + 1)
         return results
 
-    def start(self, model: Any, shard_dirs: Sequence[str], settings: LossSettings) -> SerialSession:
-        """Build every shard's evaluator over its memory-mapped arrays."""
+    def start(self, model: Any, chunks: Sequence[ChunkHandle], settings: LossSettings) -> SerialSession:
+        """Build every chunk's evaluator over its memory-mapped arrays."""
         return SerialSession(
             [
-                run_task(lambda d: model.loss_evaluator(load_arrays(d), settings), d, stage="start", index=k)
-                for k, d in enumerate(shard_dirs)
+                run_task(lambda c: model.loss_evaluator(c.load(), settings), c, stage="start", index=c.index)
+                for c in chunks
             ]
         )
 

@@ -19,8 +19,10 @@ from numpy.typing import NDArray
 
 from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
+from amp_core.entries import FileReader
 from amp_core.errors import ConfigError, DataError, ModelFileError
 
+from . import _ampfile
 from . import _core as core
 from ._loss import Layout, ShardLoss, check_width, input_scaling, symbol_of
 from ._params import NeuralNetworkParams
@@ -381,5 +383,6 @@ def amp_models() -> list[ModelEntry]:
             factory=_factory,
             summary="Amp's atom-centred feed-forward neural network (energies and forces).",
             loader=from_dict,
+            readers=(FileReader("Amp .amp", _ampfile.accepts, _ampfile.read_amp_text),),
         )
     ]

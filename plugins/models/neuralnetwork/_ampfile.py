@@ -187,36 +187,55 @@ def _model_kwargs(section: dict[str, Any], path: str) -> dict[str, Any]:
     return kwargs
 
 
-def read_amp_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read an Amp ``.amp`` file of a Gaussian descriptor and a neural network.
+def accepts(text: str) -> bool:
+    """Whether ``text`` looks like an Amp ``.amp`` file (``dict(...)`` parameter text)."""
+    return text.lstrip().startswith("dict(")
+
+
+def read_amp_text(text: str, where: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Read the text of an Amp ``.amp`` file of a Gaussian descriptor and a neural network.
+
+    Args:
+        text: the file's content.
+        where: the file name, for messages.
 
     Returns:
-        ``(descriptor_kwargs, model_kwargs)``: keyword arguments for
+        ``("gaussian", descriptor_kwargs, model_kwargs)``: keyword arguments for
         ``create_descriptor('gaussian', **descriptor_kwargs)`` (``cutoff``, ``Gs``,
         ``elements``) and ``create_model('neuralnetwork', **model_kwargs)``
         (``hiddenlayers``, ``activation``, ``weights``, ``scalings``, ``fprange``).
 
     Raises:
-        ModelFileError: the file cannot be read, is not a literal parameter dict, is not
-            a Gaussian + NeuralNetwork model, or lacks trained parameters.
+        ModelFileError: the text is not a literal parameter dict, is not a Gaussian +
+            NeuralNetwork model, or lacks trained parameters.
+    """
+    try:
+        document = parse_text(text)
+    except (SyntaxError, ValueError, TypeError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{where}: not an Amp .amp file (expected the text 'dict(descriptor=..., model=...)'): {exc}"
+        ) from exc
+    if not isinstance(document, dict):
+        raise ModelFileError(
+            f"{where}: not an Amp .amp file (the text is a {type(document).__name__}, not a dict)"
+        )
+    descriptor = _section(document, "descriptor", where)
+    model = _section(document, "model", where)
+    _check_kind(descriptor, "descriptor", DESCRIPTOR_IMPORTNAME, where)
+    _check_kind(model, "model", MODEL_IMPORTNAME, where)
+    return "gaussian", _descriptor_kwargs(descriptor, where), _model_kwargs(model, where)
+
+
+def read_amp_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read an Amp ``.amp`` file; return ``(descriptor_kwargs, model_kwargs)`` (see :func:`read_amp_text`).
+
+    Raises:
+        ModelFileError: the file cannot be read or is not an Amp Gaussian + NeuralNetwork model.
     """
     name = os.fspath(path)
     try:
         text = Path(name).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{name}: cannot read the Amp model file: {exc}") from exc
-    try:
-        document = parse_text(text)
-    except (SyntaxError, ValueError, TypeError, RecursionError) as exc:
-        raise ModelFileError(
-            f"{name}: not an Amp .amp file (expected the text 'dict(descriptor=..., model=...)'): {exc}"
-        ) from exc
-    if not isinstance(document, dict):
-        raise ModelFileError(
-            f"{name}: not an Amp .amp file (the text is a {type(document).__name__}, not a dict)"
-        )
-    descriptor = _section(document, "descriptor", name)
-    model = _section(document, "model", name)
-    _check_kind(descriptor, "descriptor", DESCRIPTOR_IMPORTNAME, name)
-    _check_kind(model, "model", MODEL_IMPORTNAME, name)
-    return _descriptor_kwargs(descriptor, name), _model_kwargs(model, name)
+    _, descriptor_kwargs, model_kwargs = read_amp_text(text, name)
+    return descriptor_kwargs, model_kwargs
