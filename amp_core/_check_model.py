@@ -20,6 +20,7 @@ from amp_core import _check_loss as numeric
 from amp_core._check_backend import labelled_structures
 from amp_core._check_loss import Array, Case, Prediction, Steps, close, same_vector, scalar
 from amp_core.data import FORCE_COEFFICIENT, ImageFingerprints, LossSettings
+from amp_core.manager import PluginManager, resolve
 from amp_core.protocols import (
     COMPILED,
     ENERGY,
@@ -53,7 +54,7 @@ def check_model(
     fd_rtol: float = 1e-4,
     fd_parameters: int = 200,
     rtol: float = 1e-8,
-    manager: Any = None,
+    manager: PluginManager | None = None,
 ) -> None:
     """Check that ``model`` keeps the model contract on small labelled structures.
 
@@ -107,9 +108,9 @@ def check_model(
             (spread evenly over the vector; all when there are fewer); one random
             direction through every parameter is checked as well.
         rtol: relative tolerance of the round-off-level agreements.
-        manager: plugin manager whose ``lookup("model", model.name).entry.loader``
-            rebuilds the model and which provides the default descriptor; ``None``
-            builds one from the installed entry points (``make_plugin_manager()``).
+        manager: the :class:`~amp_core.PluginManager` whose registered ``loader`` for
+            ``model.name`` rebuilds the model, and which builds the default descriptor
+            (``None``: the installed plugins).
 
     Raises:
         AssertionError: the model breaks the contract; the message names the check,
@@ -119,10 +120,7 @@ def check_model(
     """
     label = f"model {getattr(model, 'name', type(model).__name__)!r}"
     _attributes(model, label)
-    if manager is None:
-        from amp_core.manager import make_plugin_manager
-
-        manager = make_plugin_manager()
+    manager = resolve(manager)
     structures = list(images) if images is not None else labelled_structures()
     if not structures:
         raise ValueError("check_model needs at least one labelled structure")
@@ -186,16 +184,16 @@ def _attributes(model: Any, label: str) -> None:
                              f"{exc}") from None
 
 
-def _descriptor(model: Any, descriptor: Any, images: list[Atoms], forces: bool, manager: Any) -> Any:
+def _descriptor(model: Any, descriptor: Any, images: list[Atoms], forces: bool,
+                manager: PluginManager) -> Any:
     if model.inputs == "structures":
         return None
     if descriptor is None:
         from ase.data import atomic_numbers
 
-        entry = manager.lookup("descriptor", "gaussian").entry
         found = {s for a in images for s in a.get_chemical_symbols()}
         symbols = sorted(found, key=atomic_numbers.__getitem__)
-        descriptor = entry.factory(entry.params(elements=tuple(symbols)))
+        descriptor = manager.create("descriptor", "gaussian", {"elements": symbols})
     name = getattr(descriptor, "name", type(descriptor).__name__)
     if FINGERPRINTS not in descriptor.implemented:
         raise ValueError(f"check_model: model {model.name!r} consumes fingerprints, but descriptor {name!r} "
@@ -286,7 +284,8 @@ def _pickles(model: Any, case: Case, x: Array, rtol: float, label: str) -> None:
 
 
 def _saves(model: Any, images: list[Atoms], fingerprints: list[ImageFingerprints] | None,
-           predicted: list[Prediction], forces: bool, manager: Any, rtol: float, label: str) -> None:
+           predicted: list[Prediction], forces: bool, manager: PluginManager, rtol: float,
+           label: str) -> None:
     from amp_core.errors import UnknownPluginError
 
     document = model.todict()
