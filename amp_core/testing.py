@@ -8,6 +8,8 @@ plugin, the structure and the failed property; it returns ``None`` when all is w
 
     def test_my_descriptor_conforms():
         check_descriptor(create_descriptor("mydescriptor", cutoff=5.0))
+
+:func:`check_model` and :func:`check_backend` do the same for models and backends.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 from amp_core._check_backend import check_backend, labelled_structures
+from amp_core._check_model import check_model
 
-__all__ = ["check_backend", "check_descriptor", "default_structures", "labelled_structures"]
+__all__ = ["check_backend", "check_descriptor", "check_model", "default_structures", "labelled_structures"]
 
 
 # --------------------------------------------------------------------------- descriptors
