@@ -82,7 +82,7 @@ class LossFunction:
         if fingerprinting:
             check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}")
         check_elements(data.images, data.origins, model.elements, f"model {model.name!r}")
-        store = None
+        store, worker_descriptor = None, None
         costs = (image_costs(data, descriptor, self.backend) if fingerprinting
                  else [float(len(a)) for a in data.images])
         chunks = make_chunks(costs, [len(a) for a in data.images])
@@ -95,7 +95,8 @@ class LossFunction:
                                         Progress("fingerprinting", len(data), enabled=progress))
             log(f"fingerprints: {done} computed, {len(data) - done} reused from {store.folder}")
         self.chunks = build_chunks(data, chunks, costs, self.run_dir / "arrays", store, forces, self.backend,
-                                   Progress("reshaping", len(chunks), "chunks", enabled=progress))
+                                   Progress("reshaping", len(chunks), "chunks", enabled=progress),
+                                   descriptor=worker_descriptor if fingerprinting else None, log=log)
         model.initialize([chunk.load() for chunk in self.chunks])
         worker_model = use_compiled(model, self.backend, log)
         if getattr(self.backend, "compiled", False) and loaded_libraries():

@@ -20,7 +20,7 @@ from amp_core.chunks import ChunkHandle, balanced_split, make_chunks, split_task
 from amp_core.data import Dataset, ImageFingerprints
 from amp_core.errors import DataError, RunError
 from amp_core.protocols import COMPILED
-from amp_core.reshape import build_arrays, save_arrays
+from amp_core.reshape import build_arrays, save_arrays, verify_arrays
 from amp_core.store import FingerprintStore, read_entry, write_entry
 
 Log = Callable[[str], None]
@@ -57,16 +57,23 @@ class FingerprintTask:
         A :class:`DataError` from the descriptor is re-raised naming the image it came from.
         """
         names = []
-        for k, (atoms, image_hash) in enumerate(zip(self.images, self.hashes)):
-            try:
-                fingerprints = self.descriptor.compute(atoms, derivatives=self.derivatives)
-            except DataError as exc:
-                origin = self.origins[k] if self.origins else f"image {k} of this batch"
-                raise DataError(f"{origin}: {exc}") from exc
-            name = f"{image_hash}.npz" if self.derivatives else f"{image_hash}.v.npz"
-            write_entry(fingerprints, Path(self.folder) / name)
-            names.append(name)
+        for k in range(len(self.images)):
+            self.compute_one(k)
+            names.append(self._name(k))
         return names
+
+    def _name(self, k: int) -> str:
+        return f"{self.hashes[k]}.npz" if self.derivatives else f"{self.hashes[k]}.v.npz"
+
+    def compute_one(self, k: int) -> ImageFingerprints:
+        """Fingerprint image ``k`` of the batch, write its entry; return the fingerprints."""
+        try:
+            fingerprints: ImageFingerprints = self.descriptor.compute(self.images[k], derivatives=self.derivatives)
+        except DataError as exc:
+            origin = self.origins[k] if self.origins else f"image {k} of this batch"
+            raise DataError(f"{origin}: {exc}") from exc
+        write_entry(fingerprints, Path(self.folder) / self._name(k))
+        return fingerprints
 
 
 def run_task(task: Callable[[], Any]) -> Any:
@@ -147,7 +154,12 @@ def compute_fingerprints(
 
 @dataclass(frozen=True)
 class ReshapeTask:
-    """One chunk for one worker: read its fingerprints from the store, write its rectangular arrays."""
+    """One chunk for one worker: read its fingerprints from the store, write its rectangular arrays.
+
+    A store entry that is missing or fails its checksum is recomputed here with
+    ``descriptor`` (written to the store's ``tmp/`` for the parent to merge), so one run
+    repairs every damaged entry; a damaged array folder is rebuilt.
+    """
 
     index: int
     images: list[Any]
@@ -158,30 +170,42 @@ class ReshapeTask:
     derivatives: bool
     folder: str
     cost: float
+    descriptor: Any = None
 
-    def __call__(self) -> ChunkHandle:
-        """Build the chunk's arrays unless its folder is complete; return its handle."""
+    def __call__(self) -> tuple[ChunkHandle, list[str]]:
+        """Build the chunk's arrays unless its folder is intact; return its handle and what was repaired."""
         path = Path(self.folder)
-        if not (path / "ok").exists():
+        repaired: list[str] = []
+        problem = verify_arrays(path)
+        if problem is not None:
+            if (path / "ok").exists():
+                repaired.append(f"chunk {self.index} arrays in {path}: {problem}; rebuilt")
             fingerprints = None
             if self.store is not None:
-                fingerprints = [_stored(Path(self.store), h, o, self.derivatives)
-                                for h, o in zip(self.hashes, self.origins)]
+                fingerprints = [self._fingerprints(k, repaired) for k in range(len(self.images))]
             save_arrays(build_arrays(self.images, self.targets, fingerprints), path)
-        return ChunkHandle(self.index, str(path), len(self.images), sum(len(a) for a in self.images), self.cost)
+        handle = ChunkHandle(self.index, str(path), len(self.images), sum(len(a) for a in self.images), self.cost)
+        return handle, repaired
 
-
-def _stored(folder: Path, image_hash: str, origin: str, derivatives: bool) -> ImageFingerprints:
-    """Read one image's store entry (with derivatives when asked; a values-only entry otherwise)."""
-    names = [f"{image_hash}.npz"] + ([] if derivatives else [f"{image_hash}.v.npz"])
-    for name in names:
-        if (folder / name).exists():
-            try:
-                return read_entry(folder / name)
-            except ValueError as exc:
-                raise RunError(f"{origin}: {exc}; run again to recompute it") from exc
-    raise RunError(f"{origin}: fingerprints missing from the store {folder} after computing them "
-                   "(was the run directory changed during the run?)")
+    def _fingerprints(self, k: int, repaired: list[str]) -> ImageFingerprints:
+        """Image ``k``'s store entry; recomputed (and written to ``tmp/``) when missing or damaged."""
+        assert self.store is not None
+        folder = Path(self.store)
+        names = [f"{self.hashes[k]}.npz"] + ([] if self.derivatives else [f"{self.hashes[k]}.v.npz"])
+        why = "missing"
+        for name in names:
+            if (folder / name).exists():
+                try:
+                    return read_entry(folder / name)
+                except ValueError as exc:
+                    why = str(exc)
+                    (folder / name).unlink(missing_ok=True)
+        if self.descriptor is None:
+            raise RunError(f"{self.origins[k]}: fingerprints {why} in the store {folder}; run again to recompute them")
+        fingerprints = FingerprintTask(self.descriptor, [self.images[k]], [self.hashes[k]], self.derivatives,
+                                       str(folder / "tmp"), [self.origins[k]]).compute_one(0)
+        repaired.append(f"{self.origins[k]}: store entry {why}; recomputed")
+        return fingerprints
 
 
 def chunk_key(*parts: Any) -> str:
@@ -192,14 +216,17 @@ def chunk_key(*parts: Any) -> str:
 def build_chunks(
     dataset: Dataset, chunks: Sequence[Sequence[int]], costs: Sequence[float], folder: Path,
     store: FingerprintStore | None, derivatives: bool, backend: Any,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, descriptor: Any = None, log: Log = _quiet,
 ) -> list[ChunkHandle]:
     """Reshape every chunk into rectangular arrays on disk, in the backend's workers; return their handles.
 
     A chunk's folder is keyed by its images, targets, derivative setting and store, so a
-    re-run reuses complete folders.
+    re-run reuses intact folders (checked by checksum; a damaged one is rebuilt). With
+    ``descriptor``, a store entry found missing or damaged is recomputed in the worker
+    and merged; each repair is logged as a warning.
     """
     tasks = []
+    worker_descriptor = descriptor if store is not None else None
     for k, chunk in enumerate(chunks):
         targets = [dataset.targets[i] for i in chunk]
         target_digest = hashlib.sha256(b"".join(
@@ -209,6 +236,14 @@ def build_chunks(
                         None if store is None else store.folder.name)
         tasks.append(ReshapeTask(k, [dataset.images[i] for i in chunk], targets, [dataset.hashes[i] for i in chunk],
                                  [dataset.origins[i] for i in chunk], None if store is None else str(store.folder),
-                                 derivatives, str(folder / key), float(sum(costs[i] for i in chunk))))
-    handles: list[ChunkHandle] = backend.map(run_task, tasks, stage="reshape", progress=progress)
-    return handles
+                                 derivatives, str(folder / key), float(sum(costs[i] for i in chunk)),
+                                 worker_descriptor))
+    try:
+        results = backend.map(run_task, tasks, stage="reshape", progress=progress)
+    finally:
+        if store is not None:
+            store.merge()  # entries recomputed in the workers
+    for _, repaired in results:
+        for line in repaired:
+            log(f"warning: {line}")
+    return [handle for handle, _ in results]

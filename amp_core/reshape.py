@@ -29,7 +29,10 @@ memory-mapped by the worker that owns the shard.
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -123,17 +126,65 @@ def _concat(parts: Sequence[NDArray[Any]], empty: tuple[int, ...], dtype: type) 
 
 
 def save_arrays(arrays: Mapping[str, NDArray[Any]], folder: str | os.PathLike[str]) -> None:
-    """Write each array as ``folder/<key>.npy`` (then an ``ok`` marker, last)."""
+    """Write each array as ``folder/<key>.npy``, then the ``ok`` marker (last, fsynced).
+
+    The marker lists every key with a CRC-32 of its array, so :func:`verify_arrays` finds a
+    damaged or truncated file; each file is written under a temporary name and renamed.
+    """
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
+    (path / "ok").unlink(missing_ok=True)
+    sums = {}
     for key, value in arrays.items():
-        np.save(path / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
-    (path / "ok").write_text("\n".join(sorted(arrays)))
+        value = np.ascontiguousarray(value)
+        partial = path / f".{key}.{uuid.uuid4().hex}.partial"
+        try:
+            with open(partial, "wb") as handle:
+                np.save(handle, value, allow_pickle=False)
+            os.replace(partial, path / f"{key}.npy")
+        finally:
+            partial.unlink(missing_ok=True)
+        sums[key] = _crc(value)
+    marker = path / f".ok.{uuid.uuid4().hex}.partial"
+    with open(marker, "w") as handle:
+        json.dump({"format": MARKER_FORMAT, "arrays": sums}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(marker, path / "ok")
+
+
+MARKER_FORMAT = "amp-core-arrays-1"
+
+
+def _crc(value: NDArray[Any]) -> str:
+    """CRC-32 of an array's dtype, shape and bytes."""
+    crc = zlib.crc32(f"{value.dtype}:{value.shape}".encode())
+    return f"{zlib.crc32(np.ascontiguousarray(value).view(np.uint8).reshape(-1).data, crc):08x}"
+
+
+def _keys(path: Path) -> dict[str, str]:
+    marker = json.loads((path / "ok").read_text())
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        raise ValueError(f"{path / 'ok'} is not an array-folder marker of this amp-core")
+    return dict(marker["arrays"])
+
+
+def verify_arrays(folder: str | os.PathLike[str]) -> str | None:
+    """Return ``None`` when a :func:`save_arrays` folder is complete and intact, else what is wrong."""
+    path = Path(folder)
+    if not (path / "ok").exists():
+        return "incomplete (no marker)"
+    try:
+        for key, expected in _keys(path).items():
+            if _crc(np.load(path / f"{key}.npy", mmap_mode="r", allow_pickle=False)) != expected:
+                return f"{key}.npy fails its checksum"
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
 
 
 def load_arrays(folder: str | os.PathLike[str], mmap: bool = True) -> dict[str, NDArray[Any]]:
-    """Map (or read) every array a :func:`save_arrays` folder holds."""
+    """Map (or read) every array a :func:`save_arrays` folder holds (checked by :func:`verify_arrays`)."""
     path = Path(folder)
-    keys = (path / "ok").read_text().split()
     mode: Literal["r"] | None = "r" if mmap else None
-    return {key: np.load(path / f"{key}.npy", mmap_mode=mode, allow_pickle=False) for key in keys}
+    return {key: np.load(path / f"{key}.npy", mmap_mode=mode, allow_pickle=False) for key in _keys(path)}
