@@ -11,7 +11,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from amp_core.errors import ModelFileError
+from amp_core.errors import AmpError, ModelFileError
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
 from amp_core.protocols import FINGERPRINT_DERIVATIVES, FORCES
@@ -105,29 +105,82 @@ def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) 
     """
     manager = resolve(manager)
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: cannot read the model file: {exc}") from exc
+    text = _read_text(path)
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return _load_foreign(path, text, manager, exc)
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not an amp-core potential file (no \"format\": \"{FORMAT}\")")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path} has format version {document.get('format_version')!r}; this amp-core "
-                             f"reads version {FORMAT_VERSION}; use the amp-core release that wrote it")
+    except RecursionError as exc:
+        raise ModelFileError(f"{path}: the JSON is nested too deeply to be a potential file") from exc
+    except ValueError as exc:  # JSONDecodeError, or an integer with too many digits
+        if isinstance(exc, json.JSONDecodeError):
+            return _load_foreign(path, text, manager, exc)
+        raise ModelFileError(f"{path}: not a valid potential file: {exc}") from exc
+    _check_document(document, path)
     try:
         descriptor = manager.create("descriptor", document["descriptor"]["name"], document["descriptor"]["params"],
                                     where=f"{path}, descriptor")
         entry = manager.lookup("model", document["model"]["name"], where=f"{path}, model")
         model = entry.entry.loader(document["model"]["document"])
-    except (KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path} is damaged: missing or malformed {exc}") from exc
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, AmpError):
+            raise
+        raise ModelFileError(f"{path} is damaged: missing or malformed {type(exc).__name__}: {exc}") from exc
+    _check_trained(model, path)
     return Potential(descriptor, model, config=document.get("config"), manager=manager)
+
+
+MAX_FILE_BYTES = 1 << 30
+"""Largest potential file read (1 GiB); a trained network's JSON is far smaller."""
+
+
+def _read_text(path: Path) -> str:
+    """Return the text of a potential file, refusing what cannot be one (missing, not a file, huge, not UTF-8)."""
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} is not a regular file (a directory, device or pipe?)")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ModelFileError(f"model file {path} is {size / 2**30:.1f} GiB, larger than any potential file "
+                             f"({MAX_FILE_BYTES / 2**30:.0f} GiB at most); is it the right file?")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: not a text file (byte {exc.start} is not UTF-8); the file is damaged "
+                             "or not a potential file") from exc
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file: {exc}") from exc
+
+
+def _check_document(document: Any, path: Path) -> None:
+    """Check the shape of an amp-core potential document, naming the first bad field."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an amp-core potential file (no \"format\": \"{FORMAT}\")")
+    version = document.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has format version {version!r}; this amp-core reads version "
+                             f"{FORMAT_VERSION}; use the amp-core release that wrote it")
+    fields = {("descriptor", "name"): str, ("descriptor", "params"): dict, ("model", "name"): str,
+              ("model", "document"): dict}
+    for (section, key), kind in fields.items():
+        value = document.get(section)
+        if not isinstance(value, dict):
+            raise ModelFileError(f"{path}: field '{section}' must be an object, got {type(value).__name__}")
+        if not isinstance(value.get(key), kind):
+            raise ModelFileError(f"{path}: field '{section}.{key}' must be a{'n object' if kind is dict else ' string'}"
+                                 f", got {type(value.get(key)).__name__}")
+    if document.get("config") is not None and not isinstance(document["config"], dict):
+        raise ModelFileError(f"{path}: field 'config' must be an object or null")
+
+
+def _check_trained(model: Any, path: Path) -> None:
+    """Refuse a model without trained parameters (e.g. ``"weights": null``): it would predict at random."""
+    try:
+        vector = model.vector()
+    except AmpError as exc:
+        raise ModelFileError(f"{path}: the model holds no trained parameters ({exc}); "
+                             "load a potential saved after training") from exc
+    if not np.all(np.isfinite(vector)):
+        raise ModelFileError(f"{path}: the model's parameters include NaN or infinite values")
 
 
 def _load_foreign(path: Path, text: str, manager: PluginManager, error: Exception) -> Potential:
