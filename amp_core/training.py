@@ -17,9 +17,10 @@ from amp_core.calculator import Potential, load
 from amp_core.chunks import detect_cores
 from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
 from amp_core.data import LossResult
-from amp_core.errors import ConfigError
+from amp_core.errors import ConfigError, RunError
 from amp_core.loss import LossFunction, evaluate_loss
 from amp_core.manager import PluginManager, resolve
+from amp_core.rundir import RunLock, differences, rotate_log
 from amp_core.store import write_json
 
 CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid")
@@ -111,33 +112,59 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     manager = resolve(manager)
     descriptor, model, backend = build(cfg, manager)
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    start = 0
-    if resume:
-        checkpoint = run_dir / CHECKPOINT
-        if not checkpoint.is_file():
-            raise ConfigError(f"--resume: no checkpoint {checkpoint}; train without --resume first")
-        restored = load(checkpoint, manager=manager)
-        if (restored.descriptor.name, restored.model.name) != (descriptor.name, model.name):
-            raise ConfigError(f"--resume: {checkpoint} holds a {restored.descriptor.name}/{restored.model.name} "
-                              f"potential but {cfg.path} asks for {descriptor.name}/{model.name}")
-        descriptor, model = restored.descriptor, restored.model
-        start = int(json.loads(checkpoint.read_text()).get("iteration", 0))
-    log = TrainLog(run_dir / "train-log.txt", echo)
-    potential = Potential(descriptor, model, config=resolved(cfg, descriptor, model, backend), manager=manager)
     try:
-        _header(log, cfg, descriptor, model, backend, manager)
-        if resume:
-            log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
-        with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
-                          cfg.force_coefficient, cfg.training.overfit, forces=cfg.forces, run_dir=run_dir,
-                          log=log, progress=progress, manager=manager) as loss:
-            _optimise(loss, potential, cfg, log, run_dir, start)
-        _validate(potential, cfg, log, run_dir, backend)
-    finally:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
         backend.close()
-        log.close()
+        raise RunError(f"cannot create the run directory {run_dir}: {exc}") from exc
+    settings = resolved(cfg, descriptor, model, backend)  # from the config, also when resuming
+    with RunLock(run_dir):
+        start = 0
+        if resume:
+            descriptor, model, start = _resume(run_dir, cfg, settings, manager)
+        rotated = None if resume else rotate_log(run_dir)
+        log = TrainLog(run_dir / "train-log.txt", echo)
+        potential = Potential(descriptor, model, config=settings, manager=manager)
+        try:
+            if rotated is not None:
+                log(f"(the previous run's log was moved to {rotated.name})")
+            _run(potential, backend, cfg, log, run_dir, start, progress, manager)
+        finally:
+            backend.close()
+            log.close()
     return potential
+
+
+def _resume(run_dir: Path, cfg: Config, settings: dict[str, Any], manager: PluginManager) -> tuple[Any, Any, int]:
+    """Return (descriptor, model, iteration) of the run's checkpoint, refusing one of another configuration."""
+    checkpoint = run_dir / CHECKPOINT
+    if not checkpoint.is_file():
+        raise ConfigError(f"--resume: no checkpoint {checkpoint}; train without --resume first")
+    restored = load(checkpoint, manager=manager)
+    current = json.loads(json.dumps(settings, default=str))
+    changed = differences(restored.config, current, ("descriptor", "model"))
+    if changed:
+        raise ConfigError(f"--resume: {cfg.path} differs from the configuration {checkpoint} was trained with:\n  "
+                          + "\n  ".join(changed) + "\nRestore those settings to resume, or train afresh "
+                          "(without --resume, or into another [training] directory).")
+    iteration = json.loads(checkpoint.read_text()).get("iteration", 0)
+    if type(iteration) is not int or iteration < 0:
+        raise ConfigError(f"--resume: {checkpoint} has an invalid iteration count {iteration!r}")
+    return restored.descriptor, restored.model, iteration
+
+
+def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir: Path, start: int,
+         progress: bool | None, manager: PluginManager) -> None:
+    """Log the header, set up the loss, optimise, validate."""
+    descriptor, model = potential.descriptor, potential.model
+    _header(log, cfg, descriptor, model, backend, manager)
+    if start:
+        log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
+    with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
+                      cfg.force_coefficient, cfg.training.overfit, forces=cfg.forces, run_dir=run_dir,
+                      log=log, progress=progress, manager=manager) as loss:
+        _optimise(loss, potential, cfg, log, run_dir, start)
+    _validate(potential, cfg, log, run_dir, backend)
 
 
 def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainLog, run_dir: Path,
