@@ -163,7 +163,7 @@ def test_exit_3_run_folder_is_a_file_falls_back_to_amp_error_log(tmp_path, slab_
     (tmp_path / "run").write_text("not a folder")
     result = amp("train", str(path), cwd=tmp_path)
     assert result.returncode == 3 and TRACEBACK not in result.stderr
-    assert "amp train: error: FileExistsError" in result.stderr
+    assert "amp train: error: cannot create the run directory" in result.stderr and "File exists" in result.stderr
     assert f"the full traceback is in {tmp_path / cli.ERROR_LOG}" in result.stderr
     assert TRACEBACK in (tmp_path / cli.ERROR_LOG).read_text()
 
