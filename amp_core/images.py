@@ -73,6 +73,40 @@ def check_structure(atoms: Atoms, origin: str) -> None:
         raise DataError(f"{origin}: position of atom {bad} is not finite ({atoms.positions[bad]}); fix or drop it")
     if not np.all(np.isfinite(atoms.cell.array)):
         raise DataError(f"{origin}: the cell is not finite")
+    check_extent(atoms, origin)
+
+
+MAX_EXTENT = 2000.0
+"""Largest extent (Angstrom) of a structure along a non-periodic direction, and of a cell vector.
+
+Larger extents mean an atom has flown away or the positions are in another unit; the
+neighbour search's work (and memory) grows with the extent, and at ~1e6 Angstrom it fails."""
+
+
+def check_extent(atoms: Atoms, origin: str) -> None:
+    """Raise :class:`DataError` naming the atom when a structure is implausibly large (see :data:`MAX_EXTENT`)."""
+    lengths = atoms.cell.lengths()
+    if np.any(lengths > MAX_EXTENT):
+        raise DataError(f"{origin}: a cell vector is {lengths.max():.4g} Angstrom long (at most {MAX_EXTENT:g}); "
+                        "are the cell and positions in Angstrom?")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.all() or len(atoms) < 2:
+        return
+    cell = atoms.cell.complete() if pbc.any() else np.eye(3)
+    try:
+        along = np.linalg.solve(np.asarray(cell).T, atoms.positions.T).T * np.linalg.norm(cell, axis=1)
+    except np.linalg.LinAlgError:  # a degenerate cell; the descriptor reports it
+        return
+    for axis in np.flatnonzero(~pbc):
+        values = along[:, axis]
+        extent = float(values.max() - values.min())
+        if extent > MAX_EXTENT:
+            far = int(np.argmax(np.abs(values - np.median(values))))
+            raise DataError(
+                f"{origin}: atom {far} lies {abs(values[far] - np.median(values)):.4g} Angstrom from the others "
+                f"along non-periodic direction {int(axis)} (the structure spans {extent:.4g} Angstrom; at most "
+                f"{MAX_EXTENT:g}): an atom has flown away, or positions are not in Angstrom; fix or drop this image"
+            )
 
 
 def read_targets(
