@@ -15,6 +15,7 @@ Relative paths are relative to the config file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,10 +127,18 @@ def _fields(cls: type, table: dict[str, Any], where: str, skip: tuple[str, ...] 
     return {k: v for k, v in table.items() if k not in skip}
 
 
+MAXIMUM = 1e6
+"""Largest coefficient or convergence target accepted (larger ones are typos or fuzz)."""
+INTEGER_MAXIMUM = 10**9
+"""Largest maxiter, checkpoint_interval or seed accepted."""
+
+
 def _number(value: Any, where: str, minimum: float = 0.0) -> float:
     _check(value, (int, float), where, "a number")
-    if value < minimum:
-        raise ConfigError(f"{where}: must be >= {minimum}, got {value}")
+    if isinstance(value, int) and abs(value) > 10**18 or not math.isfinite(float(value)):
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    if value < minimum or value > MAXIMUM:
+        raise ConfigError(f"{where}: must be between {minimum:g} and {MAXIMUM:g}, got {value!r}")
     return float(value)
 
 
@@ -146,8 +155,9 @@ def _training(table: dict[str, Any], where: str) -> Training:
     for key, minimum in (("maxiter", 1), ("checkpoint_interval", 0), ("seed", 0)):
         if key in values:
             _check(values[key], (int,), f"{where} key '{key}'", "an integer")
-            if values[key] < minimum:
-                raise ConfigError(f"{where} key '{key}': must be >= {minimum}, got {values[key]}")
+            if not minimum <= values[key] <= INTEGER_MAXIMUM:
+                raise ConfigError(f"{where} key '{key}': must be between {minimum} and {INTEGER_MAXIMUM:,}, "
+                                  f"got {values[key]}")
     if "forces" in values:
         _check(values["forces"], (bool,), f"{where} key 'forces'", "true or false")
     for key in ("optimizer", "directory"):
@@ -170,8 +180,13 @@ def _data(table: dict[str, Any], folder: Path, where: str) -> Data:
         paths = []
         for item in items:
             _check(item, (str,), f"{where} key '{key}'", "a file name")
-            path = (folder / item).resolve()
-            if not path.is_file():
+            try:
+                path = (folder / item).resolve()
+                found = path.is_file()
+            except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+                raise ConfigError(f"{where} key '{key}': not a usable file name ({exc.__class__.__name__}: "
+                                  f"{str(exc)[:200]})") from None
+            if not found:
                 raise ConfigError(f"{where} key '{key}': data file {path} does not exist")
             paths.append(str(path))
         out[key] = tuple(paths)

@@ -20,6 +20,10 @@ _G2_KEYS = {"type", "element", "eta", "offset"}
 _G4_KEYS = {"type", "elements", "eta", "zeta", "gamma"}
 
 
+MAX_CUTOFF = 30.0
+"""Largest cutoff radius accepted, Angstrom: neighbour counts grow as Rc^3 (Rc 1000 ran for minutes)."""
+
+
 @dataclass(frozen=True)
 class Cutoff:
     """A cutoff function fc(r) that goes smoothly to zero at ``Rc``.
@@ -40,8 +44,8 @@ class Cutoff:
         if self.name not in CUTOFF_NAMES:
             raise ValueError(f"unknown cutoff {self.name!r}; use one of {', '.join(CUTOFF_NAMES)}")
         rc = _number(self.Rc, "cutoff Rc")
-        if not rc > 0:
-            raise ValueError(f"cutoff radius Rc must be positive (Angstrom), got {self.Rc!r}")
+        if not 0 < rc <= MAX_CUTOFF:
+            raise ValueError(f"cutoff radius Rc must be positive and at most {MAX_CUTOFF:g} Angstrom, got {self.Rc!r}")
         object.__setattr__(self, "Rc", rc)
         if self.name == "Polynomial":
             gamma = 4.0 if self.gamma is None else _number(self.gamma, "polynomial cutoff gamma")

@@ -22,13 +22,24 @@ Matrix = tuple[tuple[float, ...], ...]
 def _layers(value: Any, where: str) -> Layers:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (int(value),)
+    if isinstance(value, (str, bytes, dict)):  # "5" would be read as the layers (5,); a dict as its keys
+        raise ValueError(f"{where} must be a list of layer sizes such as [10, 10], got {value!r}")
     try:
         layers = tuple(int(n) for n in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{where} must be a sequence of positive layer sizes, got {value!r}") from None
     if not layers or any(n <= 0 for n in layers) or any(float(n) != float(m) for n, m in zip(layers, value)):
         raise ValueError(f"{where} must be a non-empty sequence of positive integers, got {value!r}")
+    if max(layers) > MAX_WIDTH or len(layers) > MAX_DEPTH:
+        raise ValueError(f"{where}: at most {MAX_DEPTH} hidden layers of at most {MAX_WIDTH:,} nodes each, "
+                         f"got {value!r}")
     return layers
+
+
+MAX_WIDTH = 10_000
+"""Widest hidden layer accepted (a (10000, 10000) network already holds 10^8 weights per element)."""
+MAX_DEPTH = 100
+"""Most hidden layers accepted."""
 
 
 def _is_per_element(value: Any) -> bool:
@@ -53,7 +64,10 @@ def _items(value: Any, what: str) -> list[tuple[str, Any]]:
 def normalise_hiddenlayers(value: Any) -> Layers | tuple[tuple[str, Layers], ...]:
     """Return ``(n1, n2, ...)`` or sorted ``((symbol, (n1, ...)), ...)``."""
     if _is_per_element(value):
-        return tuple((el, _layers(v, f"hiddenlayers[{el!r}]")) for el, v in _items(value, "hiddenlayers"))
+        per_element = tuple((el, _layers(v, f"hiddenlayers[{el!r}]")) for el, v in _items(value, "hiddenlayers"))
+        if not per_element:
+            raise ValueError("hiddenlayers must give layer sizes, e.g. [10, 10] or {Cu = [10, 10]}; got an empty table")
+        return per_element
     return _layers(value, "hiddenlayers")
 
 
