@@ -33,6 +33,12 @@ class Potential(Calculator):
 
     ``implemented_properties`` lists forces only when the model predicts them and,
     for fingerprint models, the descriptor provides derivatives.
+
+    Attributes:
+        descriptor, model, config: as given.
+        training: after :func:`amp_core.train`: ``{"converged": bool, "iterations": int,
+            "outcome": str}`` (``outcome`` is the run's final log line); ``None`` otherwise.
+        loaded_from: the file :func:`load` read it from, or ``None``.
     """
 
     def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, *,
@@ -42,6 +48,7 @@ class Potential(Calculator):
         self.model = model
         self.config = config
         self.training: dict[str, Any] | None = None
+        self.loaded_from: Path | None = None
         props = ["energy"]
         derivatives = model.inputs == "structures" or FINGERPRINT_DERIVATIVES in descriptor.implemented
         if FORCES in model.implemented and derivatives:
@@ -59,15 +66,22 @@ class Potential(Calculator):
         check_structure(atoms, origin)
         forces = "forces" in properties and "forces" in self.implemented_properties
         uses_fingerprints = self.model.inputs == "fingerprints"
+        trained = self.trained
         if uses_fingerprints:
-            check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}")
-        check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}")
+            check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}",
+                           trained=trained)
+        check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}", trained=trained)
         fingerprints = self.descriptor.compute(atoms, derivatives=forces) if uses_fingerprints else None
         energy, force_values = self.model.predict(atoms, fingerprints, forces)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
             self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    @property
+    def trained(self) -> bool:
+        """Whether this potential came out of training or from a file (its elements are then fixed)."""
+        return self.training is not None or self.loaded_from is not None
 
     def todict_document(self) -> dict[str, Any]:
         """Return the JSON document of this potential (descriptor, model, config, versions)."""
@@ -125,7 +139,9 @@ def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) 
             raise
         raise ModelFileError(f"{path} is damaged: missing or malformed {type(exc).__name__}: {exc}") from exc
     _check_trained(model, path)
-    return Potential(descriptor, model, config=document.get("config"), manager=manager)
+    potential = Potential(descriptor, model, config=document.get("config"), manager=manager)
+    potential.loaded_from = path
+    return potential
 
 
 MAX_FILE_BYTES = 1 << 30
@@ -193,7 +209,9 @@ def _load_foreign(path: Path, text: str, manager: PluginManager, error: Exceptio
                 d_name, d_params, m_params = reader.read(text, str(path))
                 descriptor = manager.create("descriptor", d_name, d_params, where=f"{path}, descriptor")
                 model = manager.create("model", name, m_params, where=f"{path}, model")
-                return Potential(descriptor, model, manager=manager)
+                potential = Potential(descriptor, model, manager=manager)
+                potential.loaded_from = path
+                return potential
     raise ModelFileError(
         f"{path} is not an amp-core potential file (not valid JSON: {error}) and no installed model plugin "
         f"reads its format (readers: {', '.join(formats) or 'none'})"

@@ -124,3 +124,19 @@ def detect_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def oversubscription(workers: int, cores: int | None = None) -> str | None:
+    """Return a warning when ``workers`` exceed the cores this process may run on, else ``None``.
+
+    Args:
+        workers: the backend's worker count.
+        cores: the available cores (default :func:`detect_cores`).
+    """
+    cores = detect_cores() if cores is None else cores
+    if workers <= cores:
+        return None
+    return (f"warning: {workers} workers on {cores} core(s): workers take turns on the cores, so the run is "
+            f"no faster than with {cores} and usually slower; use {cores} worker(s) or fewer "
+            "(--cores, or cores in [backend])")
+

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amp_core.errors import (
     AmpError,
@@ -31,6 +31,9 @@ from amp_core.errors import (
     PluginError,
     PropertyNotImplementedError,
 )
+
+if TYPE_CHECKING:
+    from amp_core.manager import PluginManager
 
 EXIT_INPUT = 2  # bad input or configuration
 EXIT_RUN = 3  # run-time failure: worker, disk, internal error
@@ -51,17 +54,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.json")
     p.add_argument("--cores", type=int, help="worker count (overrides [backend] cores)")
-    p.add_argument("--quiet", action="store_true", help="write progress rows to train-log.txt only")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the final outcome line; the full log is in train-log.txt")
+    p.add_argument("--log-every", type=int, default=1, metavar="N",
+                   help="print every Nth iteration row, and the first and last (train-log.txt keeps all)")
     p = sub.add_parser("evaluate", parents=[debug], help="print energy and force errors of a potential on data")
     p.add_argument("model", help="potential file (.json from amp train, or an Amp .amp file)")
     p.add_argument("data", nargs="+", help="labelled structures (any ASE-readable file)")
     p.add_argument("--no-forces", action="store_true", help="evaluate energies only")
     p.add_argument("--backend", default="serial")
-    p.add_argument("--cores", type=int)
+    p.add_argument("--cores", type=int, help="worker count of the backend (not for 'serial')")
     p = sub.add_parser("plugins", parents=[debug], help="list registered descriptors, models and backends")
     p.add_argument("--kind", choices=("descriptor", "model", "backend"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("-v", "--verbose", action="store_true", help="also show entry point and module file")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show compiled kernels, entry point and module file")
     p = sub.add_parser("plot", parents=[debug], help="parity or convergence plot (PNG; needs matplotlib)")
     p.add_argument("what", choices=("parity", "convergence"))
     p.add_argument("inputs", nargs="+", help="parity: MODEL DATA...; convergence: train-log.txt")
@@ -204,22 +211,63 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from amp_core.config import load_config
     from amp_core.training import train
 
+    if args.cores is not None:
+        cfg = load_config(args.config)
+        check_cores_option(args.cores, cfg.backend["name"], f"{cfg.path}, [backend] name")
     potential = train(args.config, resume=args.resume, overrides=_overrides(args),
-                      echo=None if args.quiet else sys.stdout)
+                      echo=None if args.quiet else sys.stdout, log_every=args.log_every)
     info = potential.training or {}
+    if args.quiet and info.get("outcome"):
+        print(info["outcome"])
     return 0 if info.get("converged") else 1
+
+
+def check_cores_option(cores: int, backend: str, where: str) -> None:
+    """Raise :class:`ConfigError` when ``--cores`` is given for a backend that has no worker count.
+
+    Args:
+        cores: the ``--cores`` value.
+        backend: the backend's name; ``where`` says where it was chosen.
+    """
+    import dataclasses
+
+    from amp_core.manager import default_manager
+
+    manager = default_manager()
+    registered = manager.lookup("backend", backend, where)
+    if "cores" in {f.name for f in dataclasses.fields(registered.entry.params)}:
+        return
+    with_cores = [name for name, reg in manager.registered("backend").items()
+                  if "cores" in {f.name for f in dataclasses.fields(reg.entry.params)}]
+    raise ConfigError(f"option --cores {cores}: backend {backend!r} ({where}) has no cores to set: it runs "
+                      "in this process, with no workers. Leave out --cores, or choose a backend with "
+                      f"workers ({', '.join(with_cores) or 'none installed'}).")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from amp_core import create_backend, evaluate_loss, load
+    from amp_core.chunks import oversubscription
+    from amp_core.errors import DataError
 
     potential = load(args.model)
     forces = not args.no_forces and "forces" in potential.implemented_properties
-    backend = create_backend(args.backend, **({"cores": args.cores} if args.cores else {}))
+    if args.cores is not None:
+        check_cores_option(args.cores, args.backend, "--backend")
+    backend = create_backend(args.backend, **({"cores": args.cores} if args.cores is not None else {}))
+    warning = oversubscription(backend.cores)
+    if warning:
+        print(f"amp evaluate: {warning}", file=sys.stderr)
     try:
         result = evaluate_loss(args.data, potential, backend, forces=forces)
+    except DataError as exc:
+        if exc.missing != "forces":
+            raise
+        raise DataError(f"{exc.origin}: no reference forces to compare the predicted forces with; "
+                        "evaluate energies only with --no-forces, or label the forces",
+                        origin=exc.origin, missing="forces") from exc
     finally:
         backend.close()
     print(f"energy RMSE {result.energy_rmse:.6e} eV/atom   max |dE|/N {result.energy_maxresid:.6e} eV/atom")
@@ -228,11 +276,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def plugin_rows(kind: str | None = None) -> list[dict[str, Any]]:
-    """Return one row per registered name and per failed entry point (stable keys)."""
+def plugin_rows(kind: str | None = None, manager: PluginManager | None = None) -> list[dict[str, Any]]:
+    """Return one row per registered name and per failed entry point.
+
+    Stable keys: ``kind``, ``name``, ``distribution``, ``version``, ``status`` (``active``,
+    ``unavailable: <why>``, ``failed: <error>``, ``disabled``), ``summary``, ``kernels``
+    (descriptors and models: ``built`` when the plugin implements ``COMPILED`` and its kernels
+    load here, ``unavailable: <why>`` when its probe says they do not, ``""`` without compiled
+    kernels), ``entry_point``, ``module``.
+
+    Args:
+        kind: only this kind (``None``: every kind).
+        manager: the plugins to list (``None``: the installed ones, loaded afresh).
+    """
     from amp_core.manager import KINDS, PluginManager
 
-    manager = PluginManager()
+    manager = PluginManager() if manager is None else manager
     rows = []
     for k in KINDS if kind is None else (kind,):
         for name, reg in manager.registered(k).items():
@@ -243,14 +302,38 @@ def plugin_rows(kind: str | None = None) -> list[dict[str, Any]]:
             record = next((r for r in manager.records if r.entry_point == reg.plugin_name), None)
             rows.append({"kind": k, "name": name, "distribution": reg.distribution, "version": reg.version,
                          "status": status, "summary": reg.entry.summary,
+                         "kernels": "" if k == "backend" else _kernels(manager, k, name, reg.entry),
                          "entry_point": reg.plugin_name, "module": record.module_file if record else ""})
     for record in manager.records:
         if record.status in ("failed", "disabled"):
             rows.append({"kind": "?", "name": record.entry_point, "distribution": record.distribution,
                          "version": record.version,
                          "status": f"failed: {record.error}" if record.status == "failed" else "disabled",
-                         "summary": "", "entry_point": record.entry_point, "module": ""})
+                         "summary": "", "kernels": "", "entry_point": record.entry_point, "module": ""})
     return rows
+
+
+def _kernels(manager: PluginManager, kind: str, name: str, entry: Any) -> str:
+    """Return the ``kernels`` cell of a descriptor or model (see :func:`plugin_rows`)."""
+    from amp_core.protocols import COMPILED
+
+    try:
+        why = entry.probe()
+    except Exception as exc:  # noqa: BLE001 - a broken probe must not break the listing
+        why = f"the probe failed: {type(exc).__name__}: {exc}"
+    if why:
+        return f"unavailable: {why}"
+    return "built" if COMPILED in _implemented(manager, kind, name, entry) else ""
+
+
+def _implemented(manager: PluginManager, kind: str, name: str, entry: Any) -> frozenset[str]:
+    """Return the capabilities of plugin ``name``: of an object built with default parameters,
+    else those its class declares (``implemented`` class attribute), else none known."""
+    try:
+        return frozenset(manager.create(kind, name, {}).implemented)
+    except Exception:  # noqa: BLE001 - e.g. a required parameter: fall back to the class
+        declared = getattr(entry.factory, "implemented", None) if isinstance(entry.factory, type) else None
+        return frozenset(declared) if isinstance(declared, (set, frozenset)) else frozenset()
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -259,11 +342,12 @@ def _plugins(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     if not rows:
-        print("No plugins are registered (is amp-core installed? try 'pip install amp-core').")
+        print("No plugins are registered (is amp-core installed? run 'pip install .' in its source folder).")
         return 0
-    headers = ["KIND", "NAME", "PROVIDER", "STATUS"] + (["ENTRY POINT", "MODULE"] if args.verbose else [])
+    extra = ["KERNELS", "ENTRY POINT", "MODULE"] if args.verbose else []
+    headers = ["KIND", "NAME", "PROVIDER", "STATUS", *extra]
     table = [[r["kind"], r["name"], f"{r['distribution']} {r['version']}".strip(), r["status"]]
-             + ([r["entry_point"], r["module"]] if args.verbose else []) for r in rows]
+             + ([r["kernels"] or "-", r["entry_point"], r["module"]] if args.verbose else []) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
     for line in [headers, *table]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())

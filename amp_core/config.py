@@ -5,7 +5,7 @@ A config has five tables::
     [descriptor]            # name = "<registered descriptor>", then its parameters
     [model]                 # name = "<registered model>", then its parameters
     [backend]               # name = "serial" | "multiprocessing" | ..., then its settings
-    [data]                  # train = "file" or ["files"], validation = optional
+    [data]                  # train = "file" or ["files"] (file@slice selects images), validation
     [training]              # optimizer, maxiter, coefficients, checkpoints, seed, directory
     [training.convergence]  # energy_rmse, energy_maxresid, force_rmse, force_maxresid
 
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import ConfigError
+from amp_core.images import data_source, parse_selection
 
 if TYPE_CHECKING:
     from amp_core.manager import PluginManager
@@ -69,7 +70,11 @@ class Training:
 
 @dataclass(frozen=True)
 class Data:
-    """The ``[data]`` table: training files and optional validation files (absolute paths)."""
+    """The ``[data]`` table: training files and optional validation files (absolute paths).
+
+    A file name may select images with ASE's ``file@slice`` syntax (``"md.traj@0:100"``);
+    the selection is kept after the resolved path.
+    """
 
     train: tuple[str, ...]
     validation: tuple[str, ...] = ()
@@ -181,14 +186,18 @@ def _data(table: dict[str, Any], folder: Path, where: str) -> Data:
         for item in items:
             _check(item, (str,), f"{where} key '{key}'", "a file name")
             try:
-                path = (folder / item).resolve()
+                path, selection = data_source(item, folder)
+                path = path.resolve()
                 found = path.is_file()
             except (OSError, ValueError) as exc:  # a name too long, a NUL byte
                 raise ConfigError(f"{where} key '{key}': not a usable file name ({exc.__class__.__name__}: "
                                   f"{str(exc)[:200]})") from None
             if not found:
-                raise ConfigError(f"{where} key '{key}': data file {path} does not exist")
-            paths.append(str(path))
+                chosen = f" (from {item!r}, read as file@selection)" if selection is not None else ""
+                raise ConfigError(f"{where} key '{key}': data file {path}{chosen} does not exist")
+            if selection is not None:
+                parse_selection(selection, f"{where} key '{key}', {item!r}")
+            paths.append(str(path) if selection is None else f"{path}@{selection}")
         out[key] = tuple(paths)
     return Data(**out)
 

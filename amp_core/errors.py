@@ -22,7 +22,18 @@ class UnknownPluginError(ConfigError, LookupError):
 
 
 class DataError(ConfigError):
-    """Raised when an input structure is unusable (missing target, NaN, unknown element)."""
+    """Raised when an input structure is unusable (missing target, NaN, unknown element).
+
+    Attributes:
+        origin: which structure (``"file.xyz, image 3"``), when the error is about one.
+        missing: the reference property it lacks (``"energy"``, ``"forces"``), if that is the problem;
+            a command can then suggest its own way to do without it.
+    """
+
+    def __init__(self, message: str, *, origin: str = "", missing: str = "") -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.missing = missing
 
 
 class PluginError(AmpError):

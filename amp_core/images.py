@@ -28,11 +28,58 @@ def image_hash(atoms: Atoms) -> str:
     return digest.hexdigest()
 
 
+def data_source(item: str | os.PathLike[str], folder: Path | None = None) -> tuple[Path, str | None]:
+    """Split ASE's ``file@selection`` syntax into (path, selection).
+
+    ``"md.traj@0:100"`` gives ``(md.traj, "0:100")``; a name without ``@``, a file that exists
+    under the full name (names may contain ``@``) and an ``@`` followed by a path separator
+    give ``(path, None)``: the whole file. Relative names are taken relative to ``folder``
+    (default: the current directory).
+    """
+    text = os.fspath(item)
+    base = Path(folder) if folder is not None else Path()
+    if "@" in text and not (base / text).is_file():
+        name, selection = text.rsplit("@", 1)
+        if name and "/" not in selection and os.sep not in selection:
+            return base / name, selection
+    return base / text, None
+
+
+def parse_selection(selection: str, label: str) -> int | slice:
+    """Return the index or slice ``selection`` means (ASE's ``string2index``).
+
+    Raises:
+        ConfigError: ``selection`` is neither an index nor a slice; the message names ``label``.
+    """
+    from ase.io.formats import string2index  # type: ignore[attr-defined,unused-ignore]  # re-exported
+
+    try:
+        index = string2index(selection)
+    except (ValueError, TypeError):
+        index = None
+    if isinstance(index, bool) or not isinstance(index, (int, slice)):
+        raise ConfigError(f"{label}: bad selection {selection!r} after '@'; ASE's file@slice syntax takes "
+                          "an image index or a slice, e.g. md.traj@0:100, data.db@-10: or md.traj@::2")
+    return index
+
+
+def _file_index(index: int | slice, k: int) -> int | None:
+    """Return the position in the file of the ``k``-th selected image, when it is known without reading."""
+    if isinstance(index, int):
+        return index if index >= 0 else None
+    start, step = index.start or 0, index.step or 1
+    return start + k * step if start >= 0 and step > 0 else None
+
+
 def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list[str]]:
     """Read structures from a file path, a list of paths, or take a list of ``Atoms``.
 
+    A path may select images with ASE's ``file@slice`` syntax (``"md.traj@0:100"``,
+    ``"data.db@-10:"``; see :func:`data_source`).
+
     Raises:
-        ConfigError: a file is missing or unreadable, or there are no structures.
+        ConfigError: a file is missing or unreadable, a selection is malformed, or there are
+            no structures.
     """
     import ase.io
 
@@ -44,19 +91,28 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
             origins.append(f"image {len(images)}")
             images.append(item)
             continue
-        path = Path(item)
-        label = f"{path}" + (f" ({where})" if where else "")
+        path, selection = data_source(item)
+        suffix = f" ({where})" if where else ""
+        label = f"{path}{suffix}"
         if not path.is_file():
-            raise ConfigError(f"data file {label} does not exist; check the path (relative paths "
-                              "in a config are relative to the config file)")
+            chosen = f" (from {os.fspath(item)!r}, read as file@selection)" if selection is not None else ""
+            raise ConfigError(f"data file {path}{chosen}{suffix} does not exist; check the path (relative "
+                              "paths in a config are relative to the config file)")
+        index = slice(None) if selection is None else parse_selection(selection, f"{path}@{selection}{suffix}")
         if path.stat().st_size == 0:
             raise DataError(f"data file {label} is empty; give a file with at least one labelled structure")
-        try:
-            read = ase.io.read(path, index=":")
+        try:  # the selection is parsed here: ASE must not split the name at an '@' again
+            read = ase.io.read(str(path), index=index, do_not_split_by_at_sign=True)
         except Exception as exc:  # noqa: BLE001 - ASE raises many types for bad files
-            raise ConfigError(f"cannot read data file {label}: {type(exc).__name__}: {exc}") from exc
+            picked = f" (selection @{selection})" if selection is not None else ""
+            raise ConfigError(f"cannot read data file {label}{picked}: {type(exc).__name__}: {exc}") from exc
         read = read if isinstance(read, list) else [read]
-        origins.extend(f"{path}, image {k}" for k in range(len(read)))
+        if selection is not None and not read:
+            raise DataError(f"{path}@{selection}{suffix}: the selection picks no images; check the slice")
+        for k in range(len(read)):
+            position = _file_index(index, k)
+            origins.append(f"{path}, image {position}" if position is not None
+                           else f"{path}@{selection}, image {k} of the selection")
         images.extend(read)
     if not images:
         raise DataError(f"no structures in {', '.join(map(str, items)) or 'the data given'}"
@@ -119,11 +175,13 @@ def read_targets(
     """
     if atoms.calc is None:
         raise DataError(f"{origin}: no reference energy (the structure has no calculator or stored "
-                        "results); label it, e.g. write it with its energy to an .xyz/.traj file")
+                        "results); label it, e.g. write it with its energy to an .xyz/.traj file",
+                        origin=origin, missing="energy")
     try:
         energy = float(atoms.get_potential_energy())
     except Exception as exc:  # noqa: BLE001 - calculators raise many types
-        raise DataError(f"{origin}: no reference energy ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{origin}: no reference energy ({type(exc).__name__}: {exc})",
+                        origin=origin, missing="energy") from exc
     if not np.isfinite(energy):
         raise DataError(f"{origin}: reference energy is {energy}; fix or drop this image")
     if not forces:
@@ -132,7 +190,8 @@ def read_targets(
         values = np.array(atoms.get_forces(), dtype=np.float64)
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{origin}: no reference forces, needed because forces are trained "
-                        f"({type(exc).__name__}: {exc}); label them or train energies only") from exc
+                        f"({type(exc).__name__}: {exc}); label them or train energies only",
+                        origin=origin, missing="forces") from exc
     if values.shape != (len(atoms), 3):
         raise DataError(f"{origin}: reference forces have shape {values.shape}, expected {(len(atoms), 3)}")
     if not np.all(np.isfinite(values)):
@@ -142,8 +201,14 @@ def read_targets(
 
 
 def check_elements(images: Sequence[Atoms], origins: Sequence[str], known: Sequence[str] | None,
-                   who: str) -> None:
-    """Raise :class:`DataError` for the first element that ``who`` does not know."""
+                   who: str, *, trained: bool = False) -> None:
+    """Raise :class:`DataError` for the first element that ``who`` does not know.
+
+    Args:
+        trained: ``who`` belongs to a potential whose model already has its parameters
+            (trained or loaded): the advice is then to retrain with the element in the
+            data, since adding it to a trained potential's parameters cannot work.
+    """
     if known is None:
         return
     allowed = {chemical_symbols.index(s) for s in known}
@@ -151,8 +216,31 @@ def check_elements(images: Sequence[Atoms], origins: Sequence[str], known: Seque
         unknown = set(np.unique(atoms.numbers).tolist()) - allowed
         if unknown:
             names = ", ".join(sorted(chemical_symbols[z] for z in unknown))
+            fix = ("the potential was trained without them and cannot predict them; retrain it with "
+                   "such images in the training data" if trained else "add them to its parameters")
             raise DataError(f"{origin}: element(s) {names} unknown to {who}, which knows "
-                            f"{', '.join(known)}; add them to its parameters or drop such images")
+                            f"{', '.join(known)}; {fix}, or drop such images")
+
+
+def duplicate_warning(hashes: Sequence[str], origins: Sequence[str]) -> str | None:
+    """Return a warning line when images repeat (same content hash), else ``None``.
+
+    The line gives how many images repeat an earlier one and the origins of one such pair.
+    """
+    first: dict[str, int] = {}
+    pair: tuple[int, int] | None = None
+    count = 0
+    for k, digest in enumerate(hashes):
+        if digest in first:
+            count += 1
+            pair = pair or (first[digest], k)
+        else:
+            first[digest] = k
+    if pair is None:
+        return None
+    return (f"warning: {count} of {len(hashes)} images duplicate an earlier one (same atoms, positions, "
+            f"cell and pbc), e.g. {origins[pair[0]]} and {origins[pair[1]]}; each copy counts again in the "
+            "loss and weights that image more (Amp's weight_duplicates); drop the copies unless intended")
 
 
 def load_dataset(source: ImageSource, *, forces: bool, where: str = "", targets: bool = True) -> Dataset:

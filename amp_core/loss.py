@@ -15,7 +15,7 @@ from amp_core.chunks import ChunkHandle, make_chunks
 from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
 from amp_core.errors import ConfigError, PropertyNotImplementedError, UsageError
-from amp_core.images import ImageSource, check_elements, load_dataset
+from amp_core.images import ImageSource, check_elements, duplicate_warning, load_dataset
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import Log, _quiet, build_chunks, compute_fingerprints, image_costs, use_compiled
 from amp_core.progress import Progress
@@ -78,10 +78,15 @@ class LossFunction:
         data = self.dataset
         log(f"data: {len(data)} images, {sum(len(a) for a in data.images)} atoms; "
             f"forces {'trained' if forces else 'not trained'}")
+        repeated = duplicate_warning(data.hashes, data.origins)
+        if repeated:
+            log(repeated)
         fingerprinting = check_compatible(descriptor, model, forces)
+        trained = bool(getattr(self.potential, "trained", False))  # loaded or trained: elements are fixed
         if fingerprinting:
-            check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}")
-        check_elements(data.images, data.origins, model.elements, f"model {model.name!r}")
+            check_elements(data.images, data.origins, descriptor.elements, f"descriptor {descriptor.name!r}",
+                           trained=trained)
+        check_elements(data.images, data.origins, model.elements, f"model {model.name!r}", trained=trained)
         store, worker_descriptor = None, None
         costs = (image_costs(data, descriptor, self.backend) if fingerprinting
                  else [float(len(a)) for a in data.images])

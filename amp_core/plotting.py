@@ -21,7 +21,8 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise AmpError("plots need matplotlib: pip install 'amp-core[plot]'") from exc
+        raise AmpError("plots need matplotlib: pip install matplotlib (or, in amp-core's source folder, "
+                       "pip install '.[plot]')") from exc
     return plt
 
 

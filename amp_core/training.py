@@ -14,7 +14,7 @@ import scipy.optimize
 from numpy.typing import NDArray
 
 from amp_core.calculator import Potential, load
-from amp_core.chunks import detect_cores
+from amp_core.chunks import detect_cores, oversubscription
 from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError, RunError
@@ -29,15 +29,42 @@ MODEL_FILE = "potential.json"
 
 
 class TrainLog:
-    """Append lines to ``train-log.txt`` and echo them to a stream."""
+    """Append lines to ``train-log.txt`` and echo them to a stream.
 
-    def __init__(self, path: Path, echo: TextIO | None = sys.stdout) -> None:
+    Every line goes to the file. Iteration rows (:meth:`row`) reach the stream only for
+    iterations that are multiples of ``every``, the first row, and the last one (which
+    :meth:`end_rows` shows if it was held back).
+    """
+
+    def __init__(self, path: Path, echo: TextIO | None = sys.stdout, every: int = 1) -> None:
         self.path = path
         self.echo = echo
+        self.every = every
         self._file = open(path, "a", buffering=1)
+        self._rows = 0
+        self._held: str | None = None
 
     def __call__(self, line: str) -> None:
         self._file.write(line + "\n")
+        self._show(line)
+
+    def row(self, iteration: int, line: str) -> None:
+        """Log the row of ``iteration``; echo it when it is due (see the class docstring)."""
+        self._file.write(line + "\n")
+        self._rows += 1
+        if self._rows == 1 or iteration % self.every == 0:
+            self._show(line)
+            self._held = None
+        else:
+            self._held = line
+
+    def end_rows(self) -> None:
+        """Echo the last row if it was held back (call when the rows end)."""
+        if self._held is not None:
+            self._show(self._held)
+            self._held = None
+
+    def _show(self, line: str) -> None:
         if self.echo is not None:
             self.echo.write(line + "\n")
             self.echo.flush()
@@ -64,7 +91,11 @@ def _header(log: TrainLog, config: Config, descriptor: Any, model: Any, backend:
             manager: PluginManager) -> None:
     from amp_core import __version__
 
-    log(f"cores detected: {detect_cores()}, used: {backend.cores}")
+    cores = detect_cores()
+    log(f"cores detected: {cores}, used: {backend.cores}")
+    warning = oversubscription(backend.cores, cores)
+    if warning:
+        log(warning)
     log(f"amp-core {__version__}, backend: {backend.name} ({backend.cores} worker(s))")
     parts = []
     for kind, plugin in (("descriptor", descriptor), ("model", model), ("backend", backend)):
@@ -89,20 +120,33 @@ def save_checkpoint(potential: Potential, run_dir: Path, iteration: int) -> Path
 
 def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: bool = False,
           overrides: dict[str, dict[str, Any]] | None = None, echo: TextIO | None = sys.stdout,
-          progress: bool | None = None, manager: PluginManager | None = None) -> Potential:
+          log_every: int = 1, progress: bool | None = None, manager: PluginManager | None = None) -> Potential:
     """Train a potential as a config describes; return it (also saved as ``potential.json``).
 
     Args:
         config: a TOML file, a dictionary shaped like one, or a loaded :class:`Config`.
         resume: continue from ``checkpoint.json`` in the run directory.
         overrides: per-table keys replacing the config's (``{"backend": {"cores": 2}}``).
-        echo: where progress rows are echoed besides ``train-log.txt`` (``None``: nowhere).
+        echo: where the log is echoed besides ``train-log.txt`` (``None``: nowhere).
+        log_every: echo every ``log_every``-th iteration row (and the first and last);
+            ``train-log.txt`` keeps every row.
         progress: force stage progress lines on/off (default: when on a terminal).
         manager: the :class:`~amp_core.PluginManager` to build the plugins with (``None``:
             the installed plugins); in-process registered plugins train like installed ones.
 
-    Ctrl-C saves a checkpoint before the ``KeyboardInterrupt`` propagates.
+    Returns:
+        The trained :class:`~amp_core.Potential`: an ASE calculator whose ``training`` is
+        ``{"converged": bool, "iterations": int, "outcome": str}`` and whose ``config`` is the
+        resolved config (defaults filled in), as saved in ``potential.json``.
+
+    Raises:
+        ConfigError: a bad config or ``log_every``, before any work starts.
+
+    Ctrl-C saves a checkpoint before the ``KeyboardInterrupt`` propagates. A dictionary's
+    relative paths are relative to the current directory.
     """
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ConfigError(f"log_every (--log-every) must be a whole number >= 1, got {log_every!r}")
     if isinstance(config, Config):
         cfg = config
     elif isinstance(config, dict):
@@ -123,7 +167,7 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         if resume:
             descriptor, model, start = _resume(run_dir, cfg, settings, manager)
         rotated = None if resume else rotate_log(run_dir)
-        log = TrainLog(run_dir / "train-log.txt", echo)
+        log = TrainLog(run_dir / "train-log.txt", echo, log_every)
         potential = Potential(descriptor, model, config=settings, manager=manager)
         try:
             if rotated is not None:
@@ -179,7 +223,7 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
         result = loss.evaluate(vector)
         flags = met(result, cfg.training.convergence)
         state["vector"] = np.array(vector, copy=True)
-        log(_row(state["iteration"], result, flags, time.perf_counter() - t0))
+        log.row(state["iteration"], _row(state["iteration"], result, flags, time.perf_counter() - t0))
         interval = cfg.training.checkpoint_interval
         if interval and state["iteration"] > start and state["iteration"] % interval == 0:
             model.set_vector(state["vector"])
@@ -193,19 +237,11 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
 
     message = ""
     try:
-        step(state["vector"])
-        remaining = cfg.training.maxiter - start
-        if remaining <= 0:
-            message = f"maxiter {cfg.training.maxiter} reached"
-        else:
-            options: dict[str, Any] = {"maxiter": remaining}
-            if cfg.training.optimizer == "L-BFGS-B":
-                options.update(maxfun=50 * remaining, ftol=0.0, gtol=1e-12)
-            else:
-                options.update(gtol=1e-12)
-            outcome = scipy.optimize.minimize(loss, state["vector"], jac=True, method=cfg.training.optimizer,
-                                              callback=callback, options=options)
-            message = str(outcome.message)
+        try:
+            step(state["vector"])
+            message = _minimize(loss, state["vector"], cfg, start, callback)
+        finally:
+            log.end_rows()
     except _Converged:
         state["converged"] = True
     except KeyboardInterrupt:
@@ -218,10 +254,27 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
     save_checkpoint(potential, run_dir, state["iteration"])
     path = potential.save(run_dir / MODEL_FILE)
     if state["converged"]:
-        log(f"converged at iteration {state['iteration']}; potential saved to {path}")
+        line = f"converged at iteration {state['iteration']}; potential saved to {path}"
     else:
-        log(f"NOT converged after {state['iteration']} iterations ({message}); potential saved to {path}")
-    potential.training = {"converged": state["converged"], "iterations": state["iteration"]}
+        line = f"NOT converged after {state['iteration']} iterations ({message}); potential saved to {path}"
+    log(line)
+    potential.training = {"converged": state["converged"], "iterations": state["iteration"], "outcome": line}
+
+
+def _minimize(loss: LossFunction, vector: NDArray[np.float64], cfg: Config, start: int,
+              callback: Any) -> str:
+    """Run SciPy's optimiser for the iterations left after ``start``; return its message."""
+    remaining = cfg.training.maxiter - start
+    if remaining <= 0:
+        return f"maxiter {cfg.training.maxiter} reached"
+    options: dict[str, Any] = {"maxiter": remaining}
+    if cfg.training.optimizer == "L-BFGS-B":
+        options.update(maxfun=50 * remaining, ftol=0.0, gtol=1e-12)
+    else:
+        options.update(gtol=1e-12)
+    outcome = scipy.optimize.minimize(loss, vector, jac=True, method=cfg.training.optimizer,
+                                      callback=callback, options=options)
+    return str(outcome.message)
 
 
 def _validate(potential: Potential, cfg: Config, log: TrainLog, run_dir: Path, backend: Any) -> None:

@@ -20,7 +20,9 @@ def test_plugins_json_lists_builtins_and_third_party(capsys):
     assert by_name[("backend", "serial")]["distribution"] == "amp-core"
     third = by_name[("descriptor", "coordination")]
     assert (third["distribution"], third["version"], third["status"]) == ("amp-coordination", "0.1.0", "active")
-    assert set(third) == {"kind", "name", "distribution", "version", "status", "summary", "entry_point", "module"}
+    assert set(third) == {"kind", "name", "distribution", "version", "status", "summary", "kernels", "entry_point",
+                          "module"}
+    assert third["kernels"] == ""
 
 
 def test_plugins_table_and_kind_filter(capsys):
