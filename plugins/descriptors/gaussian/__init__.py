@@ -27,6 +27,7 @@ from amp_core import DescriptorEntry, hookimpl
 from amp_core.data import ImageFingerprints
 from amp_core.errors import PropertyNotImplementedError
 from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FINGERPRINTS
+from amp_plugins.descriptors.gaussian._fortran import probe  # the library loads only when called
 from amp_plugins.descriptors.gaussian._params import Cutoff, gs_todict, parse_gs
 
 if TYPE_CHECKING:
@@ -205,13 +206,6 @@ class Gaussian:
     def todict(self) -> dict[str, Any]:
         """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``Gs``, ``elements``."""
         return self.params.todict()
-
-
-def probe() -> str | None:
-    """Return why the compiled kernel cannot run here and how to get it, or ``None`` when it can."""
-    from amp_plugins.descriptors.gaussian._fortran import probe as kernel_probe
-
-    return kernel_probe()
 
 
 @hookimpl

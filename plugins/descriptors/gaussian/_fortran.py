@@ -13,15 +13,17 @@ for all features.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from amp_core.compiled import HOW_TO_GET, load_library
 from amp_core.errors import DataError, PropertyNotImplementedError
-from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
-from amp_plugins.descriptors.gaussian._plan import Plan
+
+if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
+    from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
+    from amp_plugins.descriptors.gaussian._plan import Plan
 
 PACKAGE = "amp_plugins.descriptors.gaussian"
 STEM = "gaussian_kernels"

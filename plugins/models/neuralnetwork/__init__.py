@@ -23,6 +23,7 @@ from amp_core.errors import ConfigError, DataError, ModelFileError, PropertyNotI
 from amp_core.protocols import COMPILED, ENERGY, FORCES
 
 from . import _core as core
+from ._fortran import probe  # the library loads only when called
 from ._loss import Layout, ShardLoss, check_width, input_scaling, prepare_shard, symbol_of
 from ._params import NeuralNetworkParams
 
@@ -374,13 +375,6 @@ def _initial_scalings(
 
 def _factory(params: NeuralNetworkParams) -> NeuralNetwork:
     return NeuralNetwork(params)
-
-
-def probe() -> str | None:
-    """Return why the compiled kernel cannot run here and how to get it, or ``None`` when it can."""
-    from amp_plugins.models.neuralnetwork._fortran import probe as kernel_probe
-
-    return kernel_probe()
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +21,8 @@ from amp_core.compiled import HOW_TO_GET, load_library
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import ConfigError, DataError, PropertyNotImplementedError
 
-from ._loss import ElementRows, Layout, Shard
+if TYPE_CHECKING:  # the model imports this module for its probe: keep that cheap
+    from ._loss import ElementRows, Layout, Shard
 
 PACKAGE = "amp_plugins.models.neuralnetwork"
 STEM = "neuralnetwork_kernels"
