@@ -78,17 +78,30 @@ def neighbour_list(atoms: Atoms, cutoff: float, *, half_search: bool = False) ->
             empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(1, np.int64)
         )
     i, j, shift, vectors, distances = found
-    i, j, shift = i.astype(np.int64), j.astype(np.int64), shift.astype(np.int64)
+    i, j = i.astype(np.int64), j.astype(np.int64)
     if half_search:  # each pair (i, j, S) also stands for (j, i, -S), with the opposite vector
         centre = np.concatenate([i, j])
-        order = np.argsort(centre, kind="stable")
+        # a 16-bit key is sorted by radix, several times faster (the order is the same)
+        order = np.argsort(centre.astype(np.int16) if n < 2**15 else centre, kind="stable")
         i, j = centre[order], np.concatenate([j, i])[order]
-        shift = np.concatenate([shift, -shift])[order]
-        vectors = np.concatenate([vectors, -vectors])[order]
-        distances = np.concatenate([distances, distances])[order]
+        shift = _mirrored(shift, order, np.int64, -1)
+        vectors = _mirrored(vectors, order, np.float64, -1)
+        distances = _mirrored(distances, order, np.float64, 1)
+    else:
+        shift = shift.astype(np.int64)
     starts = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(i, minlength=n), out=starts[1:])
     return Neighbours(i, j, shift, np.ascontiguousarray(vectors), distances, starts)
+
+
+def _mirrored(half: NDArray[Any], order: NDArray[np.int64], dtype: type, sign: int) -> NDArray[Any]:
+    """Return ``concatenate([half, sign * half])[order]`` (rows), with fewer large temporaries."""
+    both = np.empty((2 * len(half), *half.shape[1:]), dtype=dtype)
+    both[: len(half)] = half
+    both[len(half) :] = half
+    if sign < 0:
+        np.negative(both[len(half) :], out=both[len(half) :])
+    return np.take(both, order, axis=0)
 
 
 def neighbour_counts(atoms: Atoms, cutoff: float) -> NDArray[np.int64]:

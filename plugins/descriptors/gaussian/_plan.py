@@ -219,6 +219,8 @@ class Plan:
         lengths: (n_species,) int64 fingerprint length of each species (0: neighbour only).
         n_features: width of the values array (the longest fingerprint).
         table: the same symmetry functions for the compiled kernel.
+        species_of_z: (119,) int64 species number of each atomic number; -1 where that
+            element has no symmetry functions.
     """
 
     cutoff: Cutoff
@@ -228,6 +230,7 @@ class Plan:
     lengths: NDArray[np.int64]
     n_features: int
     table: FeatureTable
+    species_of_z: NDArray[np.int64]
 
     def species_of(self, atoms: Atoms) -> NDArray[np.int64]:
         """Return (n_atoms,) int64 species number of each atom.
@@ -235,17 +238,17 @@ class Plan:
         Raises:
             DataError: the structure has atoms of an element without symmetry functions.
         """
-        symbols = atoms.get_chemical_symbols()
-        index = {s: k for k, s in enumerate(self.species[: self.n_centre])}
-        unknown = sorted(set(symbols) - set(index))
-        if unknown:
+        numbers = np.asarray(atoms.numbers)
+        species = self.species_of_z[np.clip(numbers, 0, len(self.species_of_z) - 1)]
+        if (species < 0).any():
+            unknown = sorted(set(np.asarray(atoms.get_chemical_symbols())[species < 0]))
             centres = ", ".join(self.species[: self.n_centre])
             raise DataError(
                 f"the structure ({atoms.get_chemical_formula()}) contains {', '.join(unknown)}, which the "
                 f"gaussian descriptor has no symmetry functions for (Gs covers: {centres}); "
                 "add them to Gs or elements"
             )
-        return np.array([index[s] for s in symbols], dtype=np.int64)
+        return species
 
 
 def make_plan(gs: SymmetryFunctions, cutoff: Cutoff) -> Plan:
@@ -257,4 +260,8 @@ def make_plan(gs: SymmetryFunctions, cutoff: Cutoff) -> Plan:
     lengths = np.zeros(len(species), dtype=np.int64)
     lengths[: len(gs)] = [len(functions) for _, functions in gs]
     table = make_feature_table(gs, species, len(centres), cutoff)
-    return Plan(cutoff, species, len(centres), elements, lengths, int(lengths.max()), table)
+    from ase.data import atomic_numbers, chemical_symbols
+
+    species_of_z = np.full(len(chemical_symbols), -1, dtype=np.int64)
+    species_of_z[[atomic_numbers[s] for s in centres]] = np.arange(len(centres))
+    return Plan(cutoff, species, len(centres), elements, lengths, int(lengths.max()), table, species_of_z)
