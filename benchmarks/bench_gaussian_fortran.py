@@ -30,8 +30,6 @@ import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from amp_plugins.descriptors.gaussian import make_default_symmetry_functions  # noqa: E402
-
 SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian" / "gaussian_kernels.f90"
 
 
@@ -73,12 +71,14 @@ def rate(descriptor: object, atoms: Atoms, derivatives: bool, repeat: int) -> tu
 
 def report(label: str, repeat: int, sizes: bool) -> None:
     """Time the library ``load_library`` finds now; print rates for the 108-atom cell (and sizes)."""
+    from amp_core import create_descriptor
     from amp_core.compiled import load_library
-    from amp_plugins.descriptors.gaussian._fortran import CompiledGaussian
+    from amp_plugins.descriptors.gaussian._fortran import PACKAGE, STEM
 
     load_library.cache_clear()
-    print(f"[{label}] library: {load_library('amp_plugins.descriptors', 'gaussian_kernels')._name}")
-    descriptor = CompiledGaussian({"name": "Cosine", "Rc": 6.5}, make_default_symmetry_functions(["Cu", "Pt"]))
+    print(f"[{label}] library: {load_library(PACKAGE, STEM)._name}")
+    cutoff = {"name": "Cosine", "Rc": 6.5}
+    descriptor = create_descriptor("gaussian", cutoff=cutoff, elements=["Cu", "Pt"]).compiled()
     atoms = cu_pt_bulk((3, 3, 3))
     (with_d, with_d_median), (values, values_median) = (
         rate(descriptor, atoms, True, repeat),

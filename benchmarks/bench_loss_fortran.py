@@ -99,18 +99,10 @@ def rate(evaluator: Callable[[np.ndarray], Any], vector: np.ndarray, n_images: i
 
 def compare(arrays: dict[str, Any], model: Any, vector: np.ndarray, args: argparse.Namespace) -> None:
     """Print kernel and numpy rates (forces and energy only) for the variant loaded now."""
-    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
-
+    twin = model.compiled()  # loads the build that build_kernel pointed at
     for label, c_f in (("forces", 0.04), ("energy only", None)):
         settings = LossSettings(energy_coefficient=1.0, force_coefficient=c_f)
-        kernel = compiled_loss_evaluator(
-            arrays,
-            settings,
-            elements=model.elements,
-            hiddenlayers={s: HIDDEN for s in model.elements},
-            activation="tanh",
-            fprange=model.todict()["fprange"],
-        )
+        kernel = twin.loss_evaluator(arrays, settings)
         reference = model.loss_evaluator(arrays, settings)
         fast = rate(kernel, vector, args.images, args.seconds)
         slow = rate(reference, vector, args.images, args.seconds)

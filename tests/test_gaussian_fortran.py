@@ -1,8 +1,10 @@
 """The compiled Gaussian kernel against an independent brute-force reference.
 
 The kernel is built here with ``-fcheck=all`` (bounds-checked) into a temporary folder
-that ``AMP_KERNEL_DIR`` points at, so every test also proves it reads and writes no
-array out of bounds.
+that ``AMP_KERNEL_DIR`` points at (``AMP_KERNEL_GENERIC=1``, so that it is loaded even
+where an installed AVX2 build would be preferred), and every test also proves it reads
+and writes no array out of bounds. The descriptor under test is the twin that
+``Gaussian.compiled()`` returns.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 
-from amp_core.errors import DataError
-from amp_plugins.descriptors.gaussian import make_default_symmetry_functions
+from amp_core import create_descriptor
+from amp_core.errors import ConfigError, DataError
+from amp_plugins.descriptors.gaussian import Gaussian, GaussianParams, make_default_symmetry_functions
 
 SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "descriptors" / "gaussian" / "gaussian_kernels.f90"
 
@@ -43,15 +46,20 @@ def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def compiled(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) -> type:
-    """Return CompiledGaussian with the bounds-checked test build loaded."""
+def compiled(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Return ``make(cutoff, Gs) -> compiled gaussian descriptor``, with the bounds-checked build loaded."""
     from amp_core.compiled import load_library
 
     monkeypatch.setenv("AMP_KERNEL_DIR", str(kernel_dir))
+    monkeypatch.setenv("AMP_KERNEL_GENERIC", "1")
     load_library.cache_clear()
-    from amp_plugins.descriptors.gaussian._fortran import CompiledGaussian
 
-    yield CompiledGaussian
+    def make(cutoff: dict, Gs: dict) -> Gaussian:
+        return Gaussian(GaussianParams(cutoff=cutoff, Gs=Gs)).compiled()
+
+    yield make
+    loaded = load_library("amp_plugins.descriptors.gaussian", "gaussian_kernels")._name
+    assert loaded.startswith(str(kernel_dir)), f"the tests ran {loaded}, not the bounds-checked build"
     load_library.cache_clear()
 
 
@@ -195,7 +203,7 @@ def case(name: str) -> tuple[Atoms, dict, dict]:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_values_match_brute_force_reference(compiled: type, name: str) -> None:
+def test_values_match_brute_force_reference(compiled, name: str) -> None:
     atoms, cutoff, gs = case(name)
     fp = compiled(cutoff, gs).compute(atoms)
     reference = reference_values(atoms, cutoff, gs)
@@ -206,7 +214,7 @@ def test_values_match_brute_force_reference(compiled: type, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_derivatives_match_reference_finite_differences(compiled: type, name: str) -> None:
+def test_derivatives_match_reference_finite_differences(compiled, name: str) -> None:
     atoms, cutoff, gs = case(name)
     fp = compiled(cutoff, gs).compute(atoms, derivatives=True)
     width = fp.values.shape[1]
@@ -215,7 +223,7 @@ def test_derivatives_match_reference_finite_differences(compiled: type, name: st
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_derivatives_match_own_finite_differences(compiled: type, name: str) -> None:
+def test_derivatives_match_own_finite_differences(compiled, name: str) -> None:
     atoms, cutoff, gs = case(name)
     descriptor = compiled(cutoff, gs)
     fp = descriptor.compute(atoms, derivatives=True)
@@ -225,7 +233,7 @@ def test_derivatives_match_own_finite_differences(compiled: type, name: str) -> 
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_pairs_are_centre_plus_distinct_neighbours_sorted(compiled: type, name: str) -> None:
+def test_pairs_are_centre_plus_distinct_neighbours_sorted(compiled, name: str) -> None:
     atoms, cutoff, gs = case(name)
     fp = compiled(cutoff, gs).compute(atoms, derivatives=True)
     expected = sorted(
@@ -237,7 +245,7 @@ def test_pairs_are_centre_plus_distinct_neighbours_sorted(compiled: type, name: 
     assert fp.derivatives.shape == (len(expected), 3, fp.values.shape[1])
 
 
-def test_hand_computed_dimer(compiled: type) -> None:
+def test_hand_computed_dimer(compiled) -> None:
     """Two atoms 2 A apart, Rc 4: G2 = exp(-eta 4 / 16) * 0.5 (cos(pi / 2) + 1); no angular pairs."""
     atoms = Atoms("Cu2", positions=[(0, 0, 0), (0, 0, 2.0)])
     gs = {
@@ -254,7 +262,7 @@ def test_hand_computed_dimer(compiled: type) -> None:
     np.testing.assert_allclose(fp.dense_derivatives()[0, 1, :, 0], [0, 0, slope], rtol=1e-13, atol=1e-15)
 
 
-def test_amp_default_set_matches_reference_on_bulk(compiled: type) -> None:
+def test_amp_default_set_matches_reference_on_bulk(compiled) -> None:
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
     atoms.symbols[::3] = "Pt"
     atoms.rattle(0.05, seed=5)
@@ -263,14 +271,13 @@ def test_amp_default_set_matches_reference_on_bulk(compiled: type) -> None:
     np.testing.assert_allclose(fp.values, padded(reference_values(atoms, cutoff, gs), 20), rtol=1e-12)
 
 
-def test_matches_numpy_gaussian_descriptor(compiled: type) -> None:
+@pytest.mark.parametrize("name", CASES)
+def test_matches_numpy_gaussian_descriptor(compiled, name: str) -> None:
     """The compiled kernel and the pure-numpy 'gaussian' descriptor agree to 1e-10."""
-    import amp_core
-
-    atoms, cutoff, gs = case("slab")
-    numpy_descriptor = amp_core.create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
+    atoms, cutoff, gs = case(name)
+    numpy_descriptor = create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
     expected = numpy_descriptor.compute(atoms, derivatives=True)
-    fp = compiled(**numpy_descriptor.todict()).compute(atoms, derivatives=True)
+    fp = compiled(cutoff, gs).compute(atoms, derivatives=True)
     for i in range(len(atoms)):
         np.testing.assert_allclose(fp[i], expected[i], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(fp.pairs, expected.pairs)
@@ -292,7 +299,7 @@ def zeta_gs(elements: list[str], zetas: tuple[float, ...]) -> dict:
 @pytest.mark.parametrize(
     "cutoff", [{"name": "Cosine", "Rc": 4.0}, {"name": "Polynomial", "Rc": 4.0, "gamma": 5.0}]
 )
-def test_integer_zeta_paths_match_reference(compiled: type, cutoff: dict) -> None:
+def test_integer_zeta_paths_match_reference(compiled, cutoff: dict) -> None:
     """zeta 1, 2, 3, 4 and 6 take multiplication paths in the kernel, 2.5 the general power."""
     atoms, _, _ = case("bulk")
     gs = zeta_gs(["Cu", "Pt"], (1.0, 2.0, 3.0, 4.0, 6.0, 2.5))
@@ -306,70 +313,112 @@ def test_integer_zeta_paths_match_reference(compiled: type, cutoff: dict) -> Non
     np.testing.assert_allclose(fp.dense_derivatives(), expected, rtol=1e-6, atol=1e-8)
 
 
-def test_zeta_below_one_on_a_perfect_crystal_is_finite(compiled: type) -> None:
+def test_zeta_below_one_on_a_perfect_crystal_is_finite(compiled) -> None:
     """Opposite neighbours give 1 + gamma cos = 0; zeta 0.5 must still give Amp's finite values
-    (also for the masked pairs of a batch, which must add exact zeros)."""
+    (also for the masked pairs of a batch, which must add exact zeros).
+
+    The parameters refuse zeta < 1; the kernel is robust anyway, so the functions are
+    handed over as ready-made (unvalidated) SymmetryFunction records.
+    """
+    from amp_plugins.descriptors.gaussian._params import SymmetryFunction
+
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     cutoff = {"name": "Cosine", "Rc": 4.0}
     gs = zeta_gs(["Cu"], (0.5, 1.0))
-    fp = compiled(cutoff, gs).compute(atoms, derivatives=True)
+    records = {
+        centre: [
+            SymmetryFunction(f["type"], tuple(f["elements"]), f["eta"], 0.0, f["zeta"], f["gamma"])
+            if f["type"] != "G2"
+            else SymmetryFunction("G2", (f["element"],), f["eta"])
+            for f in functions
+        ]
+        for centre, functions in gs.items()
+    }
+    fp = compiled(cutoff, records).compute(atoms, derivatives=True)
     np.testing.assert_allclose(
         fp.values, padded(reference_values(atoms, cutoff, gs), 17), rtol=1e-12, atol=1e-14
     )
     assert np.all(np.isfinite(fp.derivatives))
 
 
-def test_unknown_element_is_a_data_error(compiled: type) -> None:
+@pytest.fixture(params=["numpy", "fortran"])
+def either(request: pytest.FixtureRequest, compiled):
+    """Return ``make(cutoff, Gs)`` of the numpy descriptor, then of its compiled twin."""
+    if request.param == "fortran":
+        return compiled
+    return lambda cutoff, Gs: Gaussian(GaussianParams(cutoff=cutoff, Gs=Gs))
+
+
+def test_unknown_element_is_the_same_data_error_on_both_kernels(either) -> None:
     atoms = molecule("CH3CH2OH")
-    with pytest.raises(DataError, match=r"element\(s\) H, O .*only for C"):
-        compiled({"name": "Cosine", "Rc": 3.0}, {"C": mixed_gs(["C"])["C"]}).compute(atoms)
+    with pytest.raises(DataError, match=r"contains H, O, .*\(Gs covers: C\)"):
+        either({"name": "Cosine", "Rc": 3.0}, {"C": mixed_gs(["C"])["C"]}).compute(atoms)
 
 
-def test_zero_periodic_cell_vector_is_a_data_error(compiled: type) -> None:
+def test_zero_periodic_cell_vector_is_the_same_data_error_on_both_kernels(either) -> None:
     atoms = Atoms("Cu2", positions=[(0, 0, 0), (0, 0, 2.0)], pbc=True)
-    with pytest.raises(DataError, match="periodic along cell vector"):
-        compiled({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"])).compute(atoms)
+    with pytest.raises(DataError, match="zero cell vector"):
+        either({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"])).compute(atoms)
 
 
-def test_overlapping_atoms_are_reported_by_the_kernel(compiled: type) -> None:
+def test_overlapping_atoms_are_the_same_data_error_on_both_kernels(either) -> None:
     atoms = Atoms("Cu2", positions=[(0, 0, 0), (0, 0, 0)])
-    with pytest.raises(DataError, match="zero distance"):
-        compiled({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"])).compute(atoms)
+    with pytest.raises(DataError, match="atoms 0 and 1 overlap"):
+        either({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"])).compute(atoms, derivatives=True)
 
 
-def test_kernel_rejects_out_of_range_indices(compiled: type) -> None:
-    """Call the kernel directly with a neighbour index past the atom count."""
+def _call_kernel(table, codes, first, neighbour, vectors):
+    """Call the kernel directly on a hand-made neighbour list (values only); return (status, bad index)."""
     import ctypes
 
     from amp_plugins.descriptors.gaussian._fortran import _kernel
 
-    table = compiled({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"]))._table
     ints = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
     bad = ctypes.c_int64(-1)
-    values = np.empty((2, table.n_features))
+    n = len(codes)
+    values = np.empty((n, table.n_features))
     status = _kernel()(
-        *(2, len(table.symbols), ints(0, 0), 2, ints(0, 1, 2), ints(1, 5), np.ones((2, 3)), 1, 3.0, 4.0),
-        *(table.n_features, table.counts, table.types, table.el1, table.el2),
+        *(n, len(table.counts), ints(*codes), len(neighbour), ints(*first), ints(*neighbour), vectors),
+        *(*table.cutoff, table.n_features, table.counts, table.types, table.el1, table.el2),
         *(table.eta, table.zeta, table.gamma, table.offset),
-        *(0, 0, ints(0, 0), ints(0, 0), values, np.empty((0, 3, table.n_features)), ctypes.byref(bad)),
+        *(0, 0, ints(*[0] * len(neighbour)), ints(*[0] * n), values),
+        *(np.empty((0, 3, table.n_features)), ctypes.byref(bad)),
     )
-    assert (status, bad.value) == (4, 1)
+    return status, bad.value
 
 
-def test_bad_parameters_are_config_errors(compiled: type) -> None:
-    from amp_core.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="cutoff"):
-        compiled({"name": "Gaussian", "Rc": 3.0}, mixed_gs(["Cu"]))
-    with pytest.raises(ConfigError, match="type 'G3'"):
-        compiled({"name": "Cosine", "Rc": 3.0}, {"Cu": [{"type": "G3", "element": "Cu", "eta": 1.0}]})
+def test_kernel_reports_overlapping_atoms_it_is_given(compiled) -> None:
+    """The kernel's own check, behind the neighbour list's: a neighbour at zero distance."""
+    table = compiled({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"])).plan.table
+    assert _call_kernel(table, (0, 0), (0, 1, 2), (1, 0), np.zeros((2, 3))) == (8, 0)
 
 
-def test_pickle_round_trip_keeps_only_parameters(compiled: type) -> None:
+def test_kernel_rejects_out_of_range_indices(compiled) -> None:
+    """Call the kernel directly with a neighbour index past the atom count."""
+    table = compiled({"name": "Cosine", "Rc": 3.0}, mixed_gs(["Cu"])).plan.table
+    assert _call_kernel(table, (0, 0), (0, 1, 2), (1, 5), np.ones((2, 3))) == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("cutoff", "gs", "message"),
+    [
+        ({"name": "Gaussian", "Rc": 3.0}, mixed_gs(["Cu"]), "unknown cutoff 'Gaussian'"),
+        ({"name": "Cosine", "Rc": 3.0}, {"Cu": [{"type": "G3", "element": "Cu", "eta": 1.0}]}, "type 'G3'"),
+    ],
+)
+def test_bad_parameters_fail_at_construction_before_any_kernel(cutoff, gs, message) -> None:
+    """One validation for both kernels: ValueError from the parameters, ConfigError through the core."""
+    with pytest.raises(ValueError, match=message):
+        GaussianParams(cutoff=cutoff, Gs=gs)
+    with pytest.raises(ConfigError, match=message):
+        create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
+
+
+def test_pickle_round_trip_keeps_the_kernel_choice(compiled) -> None:
     atoms, cutoff, gs = case("bulk")
     descriptor = compiled(cutoff, gs)
     state = pickle.dumps(descriptor)
     assert b"CDLL" not in state and len(state) < 20_000
     clone = pickle.loads(state)
-    assert clone.cutoff == cutoff and clone.Gs == gs
+    assert (clone.name, clone.kernel, clone.params) == ("gaussian", "fortran", descriptor.params)
     np.testing.assert_array_equal(clone.compute(atoms).values, descriptor.compute(atoms).values)

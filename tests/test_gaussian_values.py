@@ -204,10 +204,11 @@ def _neighbour_cases():
     return [(periodic, 6.5), (slab, 6.5), (tiny, 4.0), (mol, 3.0)]
 
 
+@pytest.mark.parametrize("half_search", [False, True])
 @pytest.mark.parametrize("index", range(4))
-def test_neighbour_images_equal_ase(index):
+def test_neighbour_images_equal_ase(index, half_search):
     atoms, rc = _neighbour_cases()[index]
-    nb = neighbour_list(atoms, rc)
+    nb = neighbour_list(atoms, rc, half_search=half_search)
     i, j, shift = neighbor_list("ijS", atoms, rc)
     ours = set(zip(nb.centre.tolist(), nb.neighbour.tolist(), map(tuple, nb.shift.tolist())))
     theirs = set(zip(i.tolist(), j.tolist(), map(tuple, shift.tolist())))
@@ -227,6 +228,21 @@ def test_neighbour_counts_equal_the_full_list(index):
     expected = neighbour_list(atoms, rc).counts
     assert expected.sum() > 0
     np.testing.assert_array_equal(neighbour_counts(atoms, rc), expected)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_derivative_blocks_number_each_centre_and_its_distinct_neighbours(index):
+    from amp_plugins.descriptors.gaussian._neighbors import derivative_blocks
+
+    atoms, rc = _neighbour_cases()[index]
+    nb = neighbour_list(atoms, rc)
+    blocks = derivative_blocks(nb)
+    n = len(atoms)
+    expected = sorted({(i, i) for i in range(n)} | set(zip(nb.centre.tolist(), nb.neighbour.tolist())))
+    assert blocks.pairs.tolist() == [list(p) for p in expected]
+    np.testing.assert_array_equal(blocks.pairs[blocks.entry], np.stack([nb.centre, nb.neighbour], axis=1))
+    np.testing.assert_array_equal(blocks.pairs[blocks.own], np.stack([np.arange(n)] * 2, axis=1))
+    np.testing.assert_array_equal(blocks.starts, np.searchsorted(blocks.pairs[:, 0], np.arange(n + 1)))
 
 
 def test_single_isolated_atom_has_zero_fingerprint_and_a_self_pair():

@@ -1,7 +1,9 @@
 """Tests of the compiled neural-network loss kernel against a numpy reference and finite differences.
 
-The kernel is always built here with ``-fcheck=all`` (bounds and argument checks), so
-every test also proves that it reads and writes only inside the arrays it is given.
+The kernel is always built here with ``-fcheck=all`` (bounds and argument checks) and
+loaded from there (``AMP_KERNEL_GENERIC=1``, so that an installed AVX2 build is not
+preferred), so every test also proves that it reads and writes only inside the arrays it
+is given.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from ase import Atoms
 
 from amp_core.compiled import load_library
 from amp_core.data import ImageFingerprints, LossSettings
-from amp_core.errors import ConfigError, DataError, UsageError
+from amp_core.errors import DataError, UsageError
 from amp_core.reshape import build_arrays
+from amp_plugins.models.neuralnetwork._loss import Layout, ShardLoss, prepare_shard
 
 SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "models" / "neuralnetwork" / "neuralnetwork_kernels.f90"
 FEATURES = {"H": 3, "Cu": 4, "Pt": 5}
@@ -37,15 +40,19 @@ def checked_kernels(tmp_path_factory):
     subprocess.run(
         [compiler, *flags, str(SOURCE), "-o", str(folder / "neuralnetwork_kernels.so")], check=True
     )
-    old = os.environ.get("AMP_KERNEL_DIR")
+    old = {name: os.environ.get(name) for name in ("AMP_KERNEL_DIR", "AMP_KERNEL_GENERIC")}
     os.environ["AMP_KERNEL_DIR"] = str(folder)
+    os.environ["AMP_KERNEL_GENERIC"] = "1"
     load_library.cache_clear()
     yield folder
+    loaded = load_library("amp_plugins.models.neuralnetwork", "neuralnetwork_kernels")._name
+    assert loaded.startswith(str(folder)), f"the tests ran {loaded}, not the bounds-checked build"
     load_library.cache_clear()
-    if old is None:
-        del os.environ["AMP_KERNEL_DIR"]
-    else:
-        os.environ["AMP_KERNEL_DIR"] = old
+    for name, value in old.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 def fake_fingerprints(atoms: Atoms, rng: np.random.Generator) -> ImageFingerprints:
@@ -166,17 +173,20 @@ def reference_loss(images, targets, prints, fprange, vector, activation, c_f):
 # -- the tests ----------------------------------------------------------------------------------
 
 
-def evaluator_for(arrays, prints, activation, c_f, c_e=1.0):
+def layout() -> Layout:
+    """The parameter layout of the reference unpacking (every element, Au included)."""
+    return Layout.build({s: [(a + 1, b) for a, b in zip(w[:-1], w[1:])] for s, w in _widths().items()})
+
+
+def evaluator_for(arrays, prints, activation, c_f, c_e=1.0, kernel="fortran"):
+    """The compiled loss evaluator of the shard (``kernel="numpy"``: ShardLoss from the same inputs)."""
     from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
-    return compiled_loss_evaluator(
-        arrays,
-        LossSettings(energy_coefficient=c_e, force_coefficient=c_f),
-        elements=ELEMENTS,
-        hiddenlayers=HIDDEN,
-        activation=activation,
-        fprange=fprange_of(prints),
-    )
+    settings = LossSettings(energy_coefficient=c_e, force_coefficient=c_f)
+    fprange = {s: np.array(r) for s, r in fprange_of(prints).items()}
+    shard = prepare_shard(arrays, layout(), fprange, settings.forces)
+    build = compiled_loss_evaluator if kernel == "fortran" else ShardLoss
+    return build(shard, layout(), activation, settings)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "linear"])
@@ -235,26 +245,30 @@ def test_unsorted_blocks_give_the_same_result():
     np.testing.assert_allclose(got.gradient, expected.gradient, rtol=1e-11, atol=1e-14)
 
 
-def test_bad_input_is_refused():
+def test_wrong_vector_is_refused_before_the_kernel_reads_it():
     _, _, prints, arrays = fake_shard(n_images=2)
-    with pytest.raises(ConfigError, match="activation"):
-        evaluator_for(arrays, prints, "relu", None)
     with pytest.raises(UsageError, match="expects"):
         evaluator_for(arrays, prints, "tanh", None)(np.zeros(3))
-    no_derivatives = {k: v for k, v in arrays.items() if not k.startswith("dfp_")}
-    with pytest.raises(DataError, match="derivatives"):
-        evaluator_for(no_derivatives, prints, "tanh", 1.0)
-    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
-    with pytest.raises(DataError, match="no parameters"):
-        compiled_loss_evaluator(
-            arrays,
-            LossSettings(),
-            elements=("Cu", "H"),
-            hiddenlayers=HIDDEN,
-            activation="tanh",
-            fprange=fprange_of(prints),
-        )
+
+@pytest.mark.parametrize("kernel", ["numpy", "fortran"])
+def test_bad_shards_are_the_same_data_errors_on_both_kernels(kernel):
+    """Both evaluators are built from one prepare_shard: the same checks, the same messages."""
+    _, _, prints, arrays = fake_shard(n_images=2)
+    no_derivatives = {k: v for k, v in arrays.items() if not k.startswith("dfp_")}
+    with pytest.raises(DataError, match=r"element H has no fingerprint derivatives \('dfp_1'\)"):
+        evaluator_for(no_derivatives, prints, "tanh", 1.0, kernel=kernel)
+    narrow = dict(arrays, fp_29=arrays["fp_29"][:, :3])
+    with pytest.raises(DataError, match="element Cu has 3 fingerprint features but the .* takes 4"):
+        evaluator_for(narrow, prints, "tanh", None, kernel=kernel)
+
+
+def test_an_element_without_a_network_is_refused_while_preparing():
+    _, _, prints, arrays = fake_shard(n_images=2)
+    known = Layout.build({s: [(FEATURES[s] + 1, 2), (3, 1)] for s in ("Cu", "H")})
+    fprange = {s: np.array(r) for s, r in fprange_of(prints).items()}
+    with pytest.raises(DataError, match=r"element Pt has no network in this model \(it knows Cu, H\)"):
+        prepare_shard(arrays, known, fprange, False)
 
 
 @pytest.mark.parametrize("n_images", [3, 40])  # 40: each element spans several row chunks
@@ -271,16 +285,7 @@ def test_matches_the_numpy_model(n_images):
     model.initialize([arrays])
     vector = np.random.default_rng(9).normal(size=len(model.vector())) * 0.5
     expected = model.loss_evaluator(arrays, settings)(vector)
-    from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
-
-    got = compiled_loss_evaluator(
-        arrays,
-        settings,
-        elements=model.elements,
-        hiddenlayers={s: (4, 3) for s in model.elements},
-        activation="tanh",
-        fprange=model.todict()["fprange"],
-    )(vector)
+    got = model.compiled().loss_evaluator(arrays, settings)(vector)
     for name in ("energy_loss", "force_loss", "energy_maxresid", "force_maxresid"):
         np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-10)
     np.testing.assert_allclose(

@@ -17,6 +17,7 @@ images). Parameters take Amp's ``Gs`` dictionary verbatim, so Amp settings carry
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +25,15 @@ import numpy as np
 
 from amp_core import DescriptorEntry, hookimpl
 from amp_core.data import ImageFingerprints
-from amp_core.errors import DataError
-from amp_plugins.descriptors.gaussian._params import (
-    Cutoff,
-    SymmetryFunctions,
-    gs_todict,
-    parse_gs,
-)
+from amp_core.errors import PropertyNotImplementedError
+from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FINGERPRINTS
+from amp_plugins.descriptors.gaussian._fortran import probe  # the library loads only when called
+from amp_plugins.descriptors.gaussian._params import Cutoff, gs_todict, parse_gs
 
 if TYPE_CHECKING:
     from ase import Atoms
 
-    from amp_plugins.descriptors.gaussian._plan import ElementPlan
+    from amp_plugins.descriptors.gaussian._plan import Plan
 
 DEFAULT_G2_ETAS = tuple(float(x) for x in np.logspace(np.log10(0.05), np.log10(5.0), num=4))
 """Amp's default G2 widths (dimensionless; divided by Rc^2 in the exponent)."""
@@ -121,37 +119,40 @@ class GaussianParams:
 
 
 class Gaussian:
-    """Gaussian symmetry functions (Behler-Parrinello, Amp's conventions) with analytic derivatives."""
+    """Gaussian symmetry functions (Behler-Parrinello, Amp's conventions) with analytic derivatives.
+
+    Attributes:
+        kernel: ``"numpy"``, or ``"fortran"`` in the twin :meth:`compiled` returns.
+    """
 
     name = "gaussian"
-    implemented: frozenset[str] = frozenset({"fingerprints", "fingerprint_derivatives", "compiled"})
+    implemented: frozenset[str] = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED})
+    kernel = "numpy"
 
     def __init__(self, params: GaussianParams) -> None:
         from amp_plugins.descriptors.gaussian._plan import make_plan
 
         self.params = params
         self.elements: tuple[str, ...] = params.elements
-        gs: SymmetryFunctions = params.Gs
-        referenced = {s for _, functions in gs for g in functions for s in g.elements}
-        self._species = self.elements + tuple(sorted(referenced - set(self.elements)))
-        index = {s: k for k, s in enumerate(self._species)}
-        self._plans: dict[int, ElementPlan] = {
-            index[symbol]: make_plan(functions, self._species, params.cutoff.Rc) for symbol, functions in gs
-        }
-        self._n_features = max(len(functions) for _, functions in gs)
+        self.plan: Plan = make_plan(params.Gs, params.cutoff)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.params == self.params  # type: ignore[attr-defined]
+        return (
+            type(other) is type(self)
+            and other.params == self.params  # type: ignore[attr-defined]
+            and other.kernel == self.kernel  # type: ignore[attr-defined]
+        )
 
     def __hash__(self) -> int:
         return hash((self.name, self.params))
 
     def __repr__(self) -> str:
-        return f"Gaussian(cutoff={self.params.cutoff.todict()}, elements={list(self.elements)})"
+        kernel = "" if self.kernel == "numpy" else f", kernel={self.kernel!r}"
+        return f"Gaussian(cutoff={self.params.cutoff.todict()}, elements={list(self.elements)}{kernel})"
 
     def n_features(self, symbol: str) -> int:
         """Return the fingerprint length of atoms of element ``symbol``."""
-        return self._plans[self._species.index(symbol)].n_features
+        return int(self.plan.lengths[self.plan.species.index(symbol)])
 
     def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
         """Fingerprint one structure.
@@ -167,34 +168,33 @@ class Gaussian:
         Raises:
             DataError: an element without ``Gs`` entry, overlapping atoms or a bad cell.
         """
-        from amp_plugins.descriptors.gaussian._kernel import fingerprint
-        from amp_plugins.descriptors.gaussian._neighbors import neighbour_list
+        from amp_plugins.descriptors.gaussian._neighbors import derivative_blocks, neighbour_list
 
-        species = self._species_of(atoms)
-        neighbours = neighbour_list(atoms, self.params.cutoff.Rc)
-        out = fingerprint(
-            species,
-            self._plans,
-            len(self._species),
-            self._n_features,
-            neighbours,
-            self.params.cutoff,
-            derivatives,
-        )
-        lengths = np.array([self._plans[int(s)].n_features for s in species], dtype=np.int64)
+        compiled = self.kernel == "fortran"
+        species = self.plan.species_of(atoms)
+        neighbours = neighbour_list(atoms, self.params.cutoff.Rc, half_search=compiled)
+        blocks = derivative_blocks(neighbours) if derivatives else None
+        if compiled:
+            from amp_plugins.descriptors.gaussian._fortran import fingerprint
+        else:
+            from amp_plugins.descriptors.gaussian._kernel import fingerprint
+        values, blocks_d = fingerprint(self.plan, species, neighbours, blocks)
         numbers = np.asarray(atoms.numbers, dtype=np.int64).copy()
-        return ImageFingerprints(numbers, out.values, lengths, out.pairs, out.derivatives)
+        pairs = None if blocks is None else blocks.pairs
+        return ImageFingerprints(numbers, values, self.plan.lengths[species], pairs, blocks_d)
 
     def compiled(self) -> Gaussian:
-        """Return this descriptor computed by its Fortran kernel (asked for by the ``fortran`` backend).
+        """Return a twin of this descriptor (same parameters) that runs the compiled Fortran kernel.
 
         Raises:
-            PropertyNotImplementedError: the kernel was not built (no Fortran compiler at install).
+            PropertyNotImplementedError: the kernel was not built here, saying how to get it.
         """
-        from amp_core.compiled import load_library
-
-        load_library("amp_plugins.descriptors.gaussian", "gaussian_kernels")
-        return CompiledGaussianDescriptor(self.params)
+        why = probe()
+        if why is not None:
+            raise PropertyNotImplementedError(f"gaussian: {why}")
+        twin = copy.copy(self)
+        twin.kernel = "fortran"
+        return twin
 
     def cost(self, atoms: Atoms) -> float:
         """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""
@@ -207,43 +207,9 @@ class Gaussian:
         """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``Gs``, ``elements``."""
         return self.params.todict()
 
-    def _species_of(self, atoms: Atoms) -> np.ndarray:
-        symbols = atoms.get_chemical_symbols()
-        index = {s: k for k, s in enumerate(self.elements)}
-        unknown = sorted(set(symbols) - set(index))
-        if unknown:
-            raise DataError(
-                f"the structure ({atoms.get_chemical_formula()}) contains {', '.join(unknown)}, which the "
-                f"gaussian descriptor has no symmetry functions for (Gs covers: {', '.join(self.elements)}); "
-                "add them to Gs or elements"
-            )
-        return np.array([index[s] for s in symbols], dtype=np.int64)
-
-
-class CompiledGaussianDescriptor(Gaussian):
-    """The same descriptor (name, parameters, store key) computed by the Fortran kernel.
-
-    Built by :meth:`Gaussian.compiled` when a backend asks for compiled code; gives the
-    numpy path's numbers to round-off.
-    """
-
-    def __init__(self, params: GaussianParams) -> None:
-        from amp_plugins.descriptors.gaussian._fortran import CompiledGaussian
-
-        super().__init__(params)
-        self._kernel = CompiledGaussian(**self.todict())
-
-    def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
-        """Fingerprint one structure with the compiled kernel (same contract as :meth:`Gaussian.compute`)."""
-        return self._kernel.compute(atoms, derivatives)
-
-    def compiled(self) -> CompiledGaussianDescriptor:
-        """Already compiled."""
-        return self
-
 
 @hookimpl
-def amp_descriptors() -> list[DescriptorEntry]:
+def amp_descriptors() -> list[DescriptorEntry[GaussianParams]]:
     """Register ``gaussian``."""
     return [
         DescriptorEntry(
@@ -251,5 +217,6 @@ def amp_descriptors() -> list[DescriptorEntry]:
             params=GaussianParams,
             factory=Gaussian,
             summary="Behler-Parrinello Gaussian symmetry functions (Amp's G2/G4/G5), analytic derivatives.",
+            probe=probe,
         )
     ]

@@ -16,9 +16,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from amp_plugins.descriptors.gaussian._angular import Block, PairOperators, angular_terms, find_triplets
-from amp_plugins.descriptors.gaussian._neighbors import Neighbours
+from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
 from amp_plugins.descriptors.gaussian._params import Cutoff
-from amp_plugins.descriptors.gaussian._plan import AngularPlan, ElementPlan, RadialPlan
+from amp_plugins.descriptors.gaussian._plan import AngularPlan, ElementPlan, Plan, RadialPlan
 
 BLOCK_PAIRS = {False: 150_000, True: 90_000}
 """Target number of padded neighbour pairs (centres x width^2) per block, without/with derivatives
@@ -26,49 +26,50 @@ BLOCK_PAIRS = {False: 150_000, True: 90_000}
 
 
 @dataclass
-class Output:
-    """Arrays being filled: values (n_atoms, F); derivatives (n_pairs, 3, F) or None."""
+class _Target:
+    """Derivative blocks being filled: ``derivatives`` (n_pairs, 3, F), the block of each
+    neighbour entry in this kernel's entry order, and the numbering's ``starts`` and ``own``."""
 
-    values: NDArray[np.float64]
-    pairs: NDArray[np.int64] | None
-    derivatives: NDArray[np.float64] | None
-    pair_starts: NDArray[np.int64] | None
-    entry_pair: NDArray[np.int64] | None
-    self_pair: NDArray[np.int64] | None = None
+    derivatives: NDArray[np.float64]
+    entry: NDArray[np.int64]
+    starts: NDArray[np.int64]
+    own: NDArray[np.int64]
 
 
 def fingerprint(
+    plan: Plan,
     species_of_atom: NDArray[np.int64],
-    plans: dict[int, ElementPlan],
-    n_species: int,
-    n_features: int,
     neighbours: Neighbours,
-    cutoff: Cutoff,
-    derivatives: bool,
-) -> Output:
-    """Compute every atom's fingerprint and, if asked, its derivative blocks.
+    blocks: DerivativeBlocks | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """Compute every atom's fingerprint and, given the block numbering, its derivative blocks.
 
     Args:
-        species_of_atom: (n_atoms,) int64 species index of each atom (all have plans).
-        plans: species index -> the element's feature tables.
-        n_species: number of species the descriptor knows.
-        n_features: width of the output (longest fingerprint).
+        plan: the descriptor's prepared parameters.
+        species_of_atom: (n_atoms,) int64 species number of each atom (all centre elements).
         neighbours: the structure's neighbour images within the cutoff.
-        cutoff: the cutoff function.
-        derivatives: also compute d G_i / d R_m blocks.
+        blocks: the numbering of the derivative blocks, or ``None`` for values only.
+
+    Returns:
+        values (n_atoms, F) float64, zero-padded, and derivatives (n_pairs, 3, F) float64 in
+        1/Angstrom (``None`` without ``blocks``).
     """
     n = len(species_of_atom)
-    out = Output(np.zeros((n, n_features)), None, None, None, None)
+    values = np.zeros((n, plan.n_features))
+    derivatives = blocks is not None
     entry_species = species_of_atom[neighbours.neighbour]
     # Within each centre, entries sorted by species: the pair sums then split by species cheaply.
     order = np.lexsort((entry_species, neighbours.centre))
     entry_species = entry_species[order]
     vectors, distances = neighbours.vectors[order], neighbours.distances[order]
-    if derivatives:
-        _prepare_pairs(out, neighbours.centre[order], neighbours.neighbour[order], n, n_features)
+    target = None
+    if blocks is not None:
+        zeros = np.zeros((len(blocks.pairs), 3, plan.n_features))
+        target = _Target(zeros, blocks.entry[order], blocks.starts, blocks.own)
+    cutoff, n_species = plan.cutoff, len(plan.species)
     fc, dfc = cutoff.evaluate(distances, derivatives)
     counts = neighbours.counts
-    for z, plan in plans.items():
+    for z, element in plan.elements.items():
         centres = np.nonzero(species_of_atom == z)[0]
         for chunk in _blocks(centres, counts, derivatives):
             idx, starts = _gather(neighbours.starts, chunk)
@@ -76,11 +77,11 @@ def fingerprint(
                 vectors[idx], distances[idx], fc[idx], None if dfc is None else dfc[idx],
                 entry_species[idx], starts, n_species,
             )  # fmt: skip
-            values, ge = _block(plan, block, cutoff, derivatives)
-            out.values[chunk, : plan.n_features] = values
-            if derivatives:
-                _scatter(out, chunk, idx, block, ge, plan.n_features)  # type: ignore[arg-type]
-    return out
+            chunk_values, ge = _block(element, block, cutoff, derivatives)
+            values[chunk, : element.n_features] = chunk_values
+            if target is not None:
+                _scatter(target, chunk, idx, block, ge, element.n_features)  # type: ignore[arg-type]
+    return values, None if target is None else target.derivatives
 
 
 def _blocks(
@@ -178,21 +179,8 @@ def _angular(
         ge[np.ix_(rows, np.arange(3), features)] = grad
 
 
-def _prepare_pairs(
-    out: Output, centre: NDArray[np.int64], neighbour: NDArray[np.int64], n: int, n_features: int
-) -> None:
-    """Fill the sorted unique (i, m) list, including (i, i), and allocate derivative blocks."""
-    keys = np.concatenate([centre * n + neighbour, np.arange(n, dtype=np.int64) * (n + 1)])
-    unique = np.unique(keys)
-    out.pairs = np.stack([unique // n, unique % n], axis=1) if n else np.zeros((0, 2), np.int64)
-    out.entry_pair = np.searchsorted(unique, centre * n + neighbour)
-    out.pair_starts = np.searchsorted(out.pairs[:, 0], np.arange(n + 1))
-    out.self_pair = np.searchsorted(unique, np.arange(n, dtype=np.int64) * (n + 1))
-    out.derivatives = np.zeros((len(unique), 3, n_features))
-
-
 def _scatter(
-    out: Output,
+    out: _Target,
     chunk: NDArray[np.int64],
     idx: NDArray[np.int64],
     block: Block,
@@ -205,19 +193,18 @@ def _scatter(
     """
     if len(idx) == 0:
         return  # no neighbours: the self blocks stay zero
-    assert out.pair_starts is not None and out.entry_pair is not None and out.derivatives is not None
-    first, last = out.pair_starts[chunk], out.pair_starts[chunk + 1]
+    first, last = out.starts[chunk], out.starts[chunk + 1]
     n_rows = last - first
     row_starts = np.zeros(len(chunk) + 1, np.int64)
     np.cumsum(n_rows, out=row_starts[1:])
     rows = np.arange(row_starts[-1]) + np.repeat(first - row_starts[:-1], n_rows)  # global pair ids
     owner = np.repeat(np.arange(len(chunk)), np.diff(block.starts))
-    local = out.entry_pair[idx] - first[owner] + row_starts[owner]
+    local = out.entry[idx] - first[owner] + row_starts[owner]
     n_e = len(idx)
     # one +1 per column (entry): a CSC matrix needs no sorting
     spread = sp.csc_matrix((np.ones(n_e), local, np.arange(n_e + 1)), shape=(len(rows), n_e))
     flat = ge.reshape(n_e, -1)
     result = np.asarray(spread @ flat)
-    self_rows = out.self_pair[chunk] - first + row_starts[:-1]  # type: ignore[index]
+    self_rows = out.own[chunk] - first + row_starts[:-1]
     result[self_rows] -= np.asarray(block.centre_matrix() @ flat)
     out.derivatives[rows, :, :n_features] = result.reshape(len(rows), 3, n_features)

@@ -3,7 +3,7 @@
 ! Cosine or Polynomial cutoff, their values and their derivatives with respect to every
 ! atom position within the cutoff of each centre.
 !
-! Called through ctypes from amp_plugins/descriptors/_gaussian_fortran.py. Every routine
+! Called through ctypes from amp_plugins/descriptors/gaussian/_fortran.py. Every routine
 ! is bind(C); no Fortran I/O, no runtime library calls. Arrays are C-ordered on the
 ! Python side, so a Python (n, m) array is an (m, n) array here. All indices that come
 ! in are 0-based and are checked before use; a bad input returns an error code (see

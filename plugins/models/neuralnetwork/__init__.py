@@ -20,11 +20,13 @@ from numpy.typing import NDArray
 from amp_core import ModelEntry, hookimpl
 from amp_core.data import LossSettings
 from amp_core.entries import FileReader
-from amp_core.errors import DataError, ModelFileError, UsageError
+from amp_core.errors import DataError, ModelFileError, PropertyNotImplementedError, UsageError
+from amp_core.protocols import COMPILED, ENERGY, FORCES
 
 from . import _ampfile
 from . import _core as core
-from ._loss import Layout, ShardLoss, check_width, input_scaling, symbol_of
+from ._fortran import probe  # the library loads only when called
+from ._loss import Layout, ShardLoss, check_width, input_scaling, prepare_shard, symbol_of
 from ._params import NeuralNetworkParams
 
 if TYPE_CHECKING:
@@ -41,11 +43,17 @@ __all__ = ["NeuralNetwork", "NeuralNetworkParams", "from_dict"]
 
 
 class NeuralNetwork:
-    """Atom-centred neural network (one per element), trained on energies and forces."""
+    """Atom-centred neural network (one per element), trained on energies and forces.
+
+    Attributes:
+        kernel: ``"numpy"``, or ``"fortran"`` in the twin :meth:`compiled` returns (its loss
+            evaluators run the compiled kernel).
+    """
 
     name = "neuralnetwork"
-    implemented: frozenset[str] = frozenset({"energy", "forces", "compiled"})
+    implemented: frozenset[str] = frozenset({ENERGY, FORCES, COMPILED})
     inputs = "fingerprints"
+    kernel = "numpy"
 
     def __init__(self, params: NeuralNetworkParams | None = None) -> None:
         self.params = params or NeuralNetworkParams()
@@ -59,7 +67,6 @@ class NeuralNetwork:
             self._fprange = {el: np.array(r, dtype=np.float64).reshape(-1, 2) for el, r in p.fprange}
         self._layout: Layout | None = None
         self._penalty_mask: tuple[Layout, Array] | None = None
-        self._compiled = False
 
     @property
     def elements(self) -> tuple[str, ...] | None:
@@ -166,32 +173,31 @@ class NeuralNetwork:
     # -- training ------------------------------------------------------------------
 
     def loss_evaluator(self, arrays: Mapping[str, NDArray[Any]], settings: LossSettings) -> LossEvaluator:
-        """Prepare one shard once; return ``evaluator(vector) -> LossParts``."""
-        weights, _, fprange = self._require()
-        if self._compiled:
-            from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
-
-            return compiled_loss_evaluator(
-                arrays,
-                settings,
-                elements=self.layout.elements,
-                hiddenlayers={el: tuple(w.shape[1] for w in ws[:-1]) for el, ws in weights.items()},
-                activation=self.activation,
-                fprange={el: r.tolist() for el, r in fprange.items()},
-            )
-        return ShardLoss(arrays, self.layout, fprange, self.activation, settings)
-
-    def compiled(self) -> NeuralNetwork:
-        """Return a copy whose loss evaluators run the Fortran kernel (asked for by the ``fortran`` backend).
+        """Prepare one shard once; return ``evaluator(vector) -> LossParts`` (run by :attr:`kernel`).
 
         Raises:
-            PropertyNotImplementedError: the kernel was not built (no Fortran compiler at install).
+            DataError: the shard has an element without a network, fingerprints of the
+                wrong width, or (force training) no derivatives.
         """
-        from amp_core.compiled import load_library
+        _, _, fprange = self._require()
+        shard = prepare_shard(arrays, self.layout, fprange, settings.forces)
+        if self.kernel == "fortran":
+            from amp_plugins.models.neuralnetwork._fortran import compiled_loss_evaluator
 
-        load_library("amp_plugins.models.neuralnetwork", "neuralnetwork_kernels")
+            return compiled_loss_evaluator(shard, self.layout, self.activation, settings)
+        return ShardLoss(shard, self.layout, self.activation, settings)
+
+    def compiled(self) -> NeuralNetwork:
+        """Return a twin of this model (same parameters) whose loss evaluators run the compiled Fortran kernel.
+
+        Raises:
+            PropertyNotImplementedError: the kernel was not built here, saying how to get it.
+        """
+        why = probe()
+        if why is not None:
+            raise PropertyNotImplementedError(f"neuralnetwork: {why}")
         twin = copy.copy(self)
-        twin._compiled = True
+        twin.kernel = "fortran"
         return twin
 
     def regularization(self, vector: Array, overfit: float) -> tuple[float, Array]:
@@ -374,7 +380,7 @@ def _factory(params: NeuralNetworkParams) -> NeuralNetwork:
 
 
 @hookimpl
-def amp_models() -> list[ModelEntry]:
+def amp_models() -> list[ModelEntry[NeuralNetworkParams]]:
     """Register ``neuralnetwork``."""
     return [
         ModelEntry(
@@ -384,5 +390,6 @@ def amp_models() -> list[ModelEntry]:
             summary="Amp's atom-centred feed-forward neural network (energies and forces).",
             loader=from_dict,
             readers=(FileReader("Amp .amp", _ampfile.accepts, _ampfile.read_amp_text),),
+            probe=probe,
         )
     ]

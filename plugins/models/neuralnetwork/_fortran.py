@@ -1,9 +1,10 @@
 """ctypes wrapper of the compiled neural-network loss kernel (``neuralnetwork_kernels.f90``).
 
-:func:`compiled_loss_evaluator` prepares one shard once (scaled fingerprints, 1-based
-index arrays, per-image row ranges, scratch space) and returns a callable that passes
-only pointers to the kernel per call. The numbers equal those of the numpy model in
-:mod:`amp_plugins.models.neuralnetwork` to round-off; the model definitions are in the
+:func:`compiled_loss_evaluator` takes the shard :func:`~._loss.prepare_shard` prepared
+for both kernels (checked, inputs scaled) and arranges it once for the kernel (1-based
+index arrays, per-image row ranges, packed derivative blocks, scratch space); the
+callable it returns passes only pointers to the kernel per call. The numbers equal
+those of :class:`~._loss.ShardLoss` to round-off; the model definitions are in the
 module header of the Fortran source.
 """
 
@@ -11,20 +12,21 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ase.data import atomic_numbers
 from numpy.typing import NDArray
 
-from amp_core.compiled import load_library
+from amp_core.compiled import HOW_TO_GET, load_library
 from amp_core.data import LossParts, LossSettings
-from amp_core.errors import ConfigError, DataError, UsageError
+from amp_core.errors import DataError, PropertyNotImplementedError, UsageError
+
+if TYPE_CHECKING:  # the model imports this module for its probe: keep that cheap
+    from ._loss import ElementRows, Layout, Shard
 
 PACKAGE = "amp_plugins.models.neuralnetwork"
 STEM = "neuralnetwork_kernels"
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "linear": 2}
-SPAN_MIN = 1e-8  # features whose range is at most this stay unscaled (Amp's rule)
 CHUNK = 64  # rows per network pass in the kernel (a multiple of LANES)
 LANES = 16  # the kernel's LN: its sums over atoms run in LN lanes, so rows are padded to a multiple
 PAD = 4  # the kernel's PAD: packed derivative blocks hold a multiple of this many features
@@ -49,41 +51,28 @@ _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
 
 
-def _setup(lib: ctypes.CDLL) -> Any:
-    function = lib.amp_nn_loss
-    function.argtypes = [_I64] * 7 + [_PTR, _PTR, _I64, _I64] + [_PTR] * 11
-    function.restype = None
+def _kernel() -> Any:
+    """Load the library once per process and return its loss routine.
+
+    Raises:
+        PropertyNotImplementedError: the library was not built.
+    """
+    function = load_library(PACKAGE, STEM).amp_nn_loss
+    if function.argtypes is None:
+        function.argtypes = [_I64] * 7 + [_PTR, _PTR, _I64, _I64] + [_PTR] * 11
+        function.restype = None
     return function
 
 
-def parameter_layout(
-    elements: Sequence[str], hiddenlayers: Mapping[str, Sequence[int]], nfeatures: Mapping[str, int]
-) -> tuple[dict[str, tuple[int, ...]], dict[str, int], int]:
-    """Return each element's layer widths, weight offset (0-based) and the vector length.
-
-    The vector holds, per element in ``elements`` order, every layer's W_k
-    (n_(k-1) + 1, n_k) flattened row-major (bias row last); then per element its
-    (intercept, slope), starting at ``sum of weights``.
-    """
-    sizes, offsets, total = {}, {}, 0
-    for symbol in elements:
-        widths = (int(nfeatures[symbol]), *(int(h) for h in hiddenlayers[symbol]), 1)
-        sizes[symbol] = widths
-        offsets[symbol] = total
-        total += sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
-    return sizes, offsets, total + 2 * len(elements)
-
-
-def scale_fingerprints(
-    values: NDArray[np.float64], fprange: Sequence[Sequence[float]]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Return scaled fingerprints (n, F) and dx'/dx (F,) for ranges [[min, max], ...] (F, 2)."""
-    bounds = np.asarray(fprange, dtype=np.float64).reshape(-1, 2)
-    low, span = bounds[:, 0], bounds[:, 1] - bounds[:, 0]
-    scaled = span > SPAN_MIN
-    safe = np.where(scaled, span, 1.0)
-    xs = np.where(scaled, -1.0 + 2.0 * (values - low) / safe, values)
-    return np.ascontiguousarray(xs), np.where(scaled, 2.0 / safe, 1.0)
+def probe() -> str | None:
+    """Return why the compiled network kernel cannot run here and how to get it, or ``None`` when it can."""
+    try:
+        _kernel()
+    except PropertyNotImplementedError as error:
+        return str(error)
+    except OSError as error:  # built, but the system cannot load it
+        return f"the compiled kernels '{STEM}' of {PACKAGE} do not load ({error}); {HOW_TO_GET}"
+    return None
 
 
 def padded_rows(n: int) -> int:
@@ -95,64 +84,44 @@ def padded_rows(n: int) -> int:
     return (blocks + 1 - blocks % 2) * LANES
 
 
-def _element_block(
-    arrays: Mapping[str, NDArray[Any]], z: int, symbol: str, fprange: Sequence[Sequence[float]], forces: bool
-) -> dict[str, NDArray[Any]]:
-    """Prepare one element's kernel arrays (see the Fortran module header)."""
-    fp = np.asarray(arrays[f"fp_{z}"], dtype=np.float64)
-    if len(fprange) != fp.shape[1]:
+def _element_block(shard: Shard, rows: ElementRows, forces: bool) -> dict[str, NDArray[Any]]:
+    """Arrange one element's prepared rows as the kernel reads them (see the Fortran module header)."""
+    n, width = rows.x.shape
+    xt = np.zeros((width, padded_rows(n)))  # Fortran (rows, features), padding rows zero
+    xt[:, :n] = rows.x.T
+    if np.any(np.diff(rows.image) < 0):
         raise DataError(
-            f"element {symbol}: the shard has {fp.shape[1]} features per atom but the model's fprange "
-            f"has {len(fprange)}; fingerprint with the descriptor the model was initialised with"
+            f"element {rows.symbol}: rows of 'fp_{rows.z}' are not in image order; rebuild the shard"
         )
-    xs, scale = scale_fingerprints(fp, fprange)
-    padded = padded_rows(len(fp))
-    xt = np.zeros((fp.shape[1], padded))  # Fortran (rows, features), padding rows zero
-    xt[:, : len(fp)] = xs.T
-    atoms = np.asarray(arrays[f"atoms_{z}"], dtype=np.int64)
-    image = np.asarray(arrays["atom_image"], dtype=np.int64)[atoms]
-    if np.any(np.diff(image) < 0):
-        raise DataError(f"element {symbol}: rows of 'fp_{z}' are not in image order; rebuild the shard")
-    rows = np.searchsorted(image, np.arange(len(arrays["natoms"]) + 1)) + 1
-    out = {"xt": xt, "scale": scale, "rows": rows.astype(np.int64)}
+    starts = np.searchsorted(rows.image, np.arange(len(shard.natoms) + 1)) + 1
+    out = {"xt": xt, "scale": rows.scale, "rows": starts.astype(np.int64)}
     if forces:
-        out.update(_derivative_block(arrays, z, symbol, atoms, image))
+        out.update(_derivative_block(shard, rows))
     return out
 
 
-def _derivative_block(
-    arrays: Mapping[str, NDArray[Any]],
-    z: int,
-    symbol: str,
-    atoms: NDArray[np.int64],
-    image: NDArray[np.int64],
-) -> dict[str, NDArray[Any]]:
+def _derivative_block(shard: Shard, rows: ElementRows) -> dict[str, NDArray[Any]]:
     """Return blocks sorted by centre, their CSR pointer, 1-based neighbour indices and packed data."""
-    if f"dfp_{z}" not in arrays:
-        raise DataError(
-            f"element {symbol}: force training needs fingerprint derivatives but the shard has "
-            f"none ('dfp_{z}' missing); fingerprint again with derivatives"
-        )
-    centre = np.asarray(arrays[f"dcentre_{z}"], dtype=np.int64)
-    neighbour = np.asarray(arrays[f"dneighbour_{z}"], dtype=np.int64)
-    dfp = arrays[f"dfp_{z}"]
+    assert rows.centre is not None and rows.neighbour is not None and rows.dfp is not None
+    centre, neighbour, dfp = rows.centre, rows.neighbour, rows.dfp
     if np.any(np.diff(centre) < 0):  # reshape sorts by centre; anything else is copied once
         order = np.argsort(centre, kind="stable")
-        centre, neighbour, dfp = centre[order], neighbour[order], np.asarray(dfp)[order]
-    if len(centre) and not np.array_equal(image[centre], np.asarray(arrays["atom_image"])[neighbour]):
+        centre, neighbour, dfp = centre[order], neighbour[order], dfp[order]
+    if len(centre) and not np.array_equal(rows.image[centre], shard.atom_image[neighbour]):
         raise DataError(
-            f"element {symbol}: a derivative block couples atoms of two different images; "
+            f"element {rows.symbol}: a derivative block couples atoms of two different images; "
             "rebuild the shard with amp_core.reshape.build_arrays"
         )
     # Blocks of one kind (self, or the neighbour's element) share the features they can move.
-    numbers = np.asarray(arrays["numbers"], dtype=np.int64)[neighbour]
-    kind = np.where(atoms[centre] == neighbour, 0, 1 + np.searchsorted(arrays["elements"], numbers))
-    packed = pack_blocks(np.asarray(dfp, dtype=np.float64), kind)
+    present = np.array([element.z for element in shard.elements], dtype=np.int64)
+    other = 1 + np.searchsorted(present, shard.numbers[neighbour])
+    kind = np.where(rows.atoms[centre] == neighbour, 0, other)
+    packed = pack_blocks(dfp, kind)
     return {
-        "bptr": (np.searchsorted(centre, np.arange(len(atoms) + 1)) + 1).astype(np.int64),
+        "bptr": (np.searchsorted(centre, np.arange(len(rows.atoms) + 1)) + 1).astype(np.int64),
         "neigh": neighbour + 1,
         **packed,
-        **force_slots(image[centre], neighbour, packed["bpat"], packed["pcnt"], len(arrays["natoms"])),
+        **force_slots(rows.image[centre], neighbour, packed["bpat"], packed["pcnt"], len(shard.natoms)),
     }
 
 
@@ -262,56 +231,44 @@ class CompiledLossEvaluator:
 
 
 def compiled_loss_evaluator(
-    arrays: Mapping[str, NDArray[Any]],
-    settings: LossSettings,
-    *,
-    elements: tuple[str, ...],
-    hiddenlayers: Mapping[str, Sequence[int]],
-    activation: str,
-    fprange: Mapping[str, Sequence[Sequence[float]]],
+    shard: Shard, layout: Layout, activation: str, settings: LossSettings
 ) -> CompiledLossEvaluator:
-    """Prepare one shard for the compiled kernel; return ``evaluator(vector) -> LossParts``.
+    """Arrange one prepared shard for the compiled kernel; return ``evaluator(vector) -> LossParts``.
+
+    The compiled counterpart of :class:`~._loss.ShardLoss`, with the same arguments.
 
     Args:
-        arrays: the shard's arrays (layout of :mod:`amp_core.reshape`), fingerprints
-            included, derivatives too when ``settings.forces``.
-        settings: loss coefficients; without ``settings.forces`` every force term is skipped.
-        elements: the model's chemical symbols, sorted (the vector's element order).
-        hiddenlayers: hidden-layer widths per symbol.
+        shard: the shard as :func:`~._loss.prepare_shard` prepared it (with derivatives
+            and forces when ``settings.forces``).
+        layout: where each element's parameters sit in the vector.
         activation: ``"tanh"``, ``"sigmoid"`` or ``"linear"``.
-        fprange: per symbol, [[min, max], ...] (F, 2) of each feature.
+        settings: loss coefficients; without ``settings.forces`` every force term is skipped.
 
     Raises:
         PropertyNotImplementedError: the kernels were not built.
-        ConfigError: unknown activation. DataError: the shard does not fit the model.
+        DataError: the shard's rows or blocks are not in the order the kernel needs.
     """
-    if activation not in ACTIVATIONS:
-        raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    function = _setup(load_library(PACKAGE, STEM))
+    function = _kernel()
     forces = settings.forces
-    present = [int(z) for z in arrays["elements"]]
-    symbols = [_symbol(z, elements) for z in present]
-    nfeatures = {s: len(fprange[s]) for s in elements}
-    sizes, offsets, nparam = parameter_layout(elements, hiddenlayers, nfeatures)
-    blocks = [_element_block(arrays, z, s, fprange[s], forces) for z, s in zip(present, symbols)]
-    info, table = _tables(symbols, blocks, sizes, offsets, elements, nparam)
+    blocks = [_element_block(shard, rows, forces) for rows in shard.elements]
+    info, table = _tables(shard, blocks, layout)
     for block, row in zip(blocks, info):
         block["work"] = np.zeros((int(row[8] + 2 * row[2] + 1), int(row[1])))
-    natoms = np.ascontiguousarray(arrays["natoms"], dtype=np.int64)
+    natoms = np.ascontiguousarray(shard.natoms, dtype=np.int64)
     ntot = int(natoms.sum())
     keep: dict[str, NDArray[Any]] = {
         "info": info,
         "sizes": table,
-        "coef": np.array([settings.energy_coefficient, settings.force_coefficient if settings.forces else 0.0]),
+        "coef": np.array([settings.energy_coefficient, settings.force_coefficient if forces else 0.0]),
         "natoms": natoms,
         "atomstart": np.concatenate([[0], np.cumsum(natoms)]).astype(np.int64) + 1,
-        "eref": np.ascontiguousarray(arrays["energy"], dtype=np.float64),
-        "fref": np.ascontiguousarray(arrays["forces"], dtype=np.float64).reshape(ntot, 3),
+        "eref": shard.energy,
+        "fref": np.zeros((ntot, 3)) if shard.forces is None else shard.forces,
         "f": np.zeros((ntot, 3)),
         "scratch": np.zeros(_scratch_length(info, int(natoms.max()))),
     }
     pointers = _pointer_table(blocks)
-    header: list[Any] = [len(blocks), len(natoms), ntot, nparam, table.shape[1] - 1]
+    header: list[Any] = [len(blocks), len(natoms), ntot, layout.size, table.shape[1] - 1]
     header += [CHUNK, len(keep["scratch"])]
     header += [keep["info"].ctypes.data, keep["sizes"].ctypes.data, ACTIVATIONS[activation], int(forces)]
     header += [keep[k].ctypes.data for k in ("coef", "natoms", "atomstart", "eref", "fref")]
@@ -325,41 +282,30 @@ def _scratch_length(info: NDArray[np.int64], max_atoms: int) -> int:
     return max(6 * CHUNK * widest, 3 * (features + PAD) * patterns * (max_atoms + 1), 1)
 
 
-def _symbol(z: int, elements: Sequence[str]) -> str:
-    for symbol in elements:
-        if atomic_numbers.get(symbol) == z:
-            return symbol
-    raise DataError(
-        f"the shard has atoms with atomic number {z}, which the neural network has no parameters for "
-        f"(elements: {', '.join(elements)}); initialise the model on data containing every element"
-    )
-
-
 def _tables(
-    symbols: Sequence[str],
-    blocks: Sequence[Mapping[str, NDArray[Any]]],
-    sizes: Mapping[str, tuple[int, ...]],
-    offsets: Mapping[str, int],
-    elements: Sequence[str],
-    nparam: int,
+    shard: Shard, blocks: Sequence[Mapping[str, NDArray[Any]]], layout: Layout
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Return info (E, 12) and layer widths (E, maxL+1) per element present.
 
     info: [rows, padded rows, F, blocks, layers, weight start, slope, intercept, H,
     patterns, packed length, 0] (indices 1-based).
     """
-    maxl = max(len(sizes[s]) - 1 for s in symbols)
-    table = np.zeros((len(symbols), maxl + 1), dtype=np.int64)
-    info = np.zeros((len(symbols), 12), dtype=np.int64)
-    for e, (symbol, block) in enumerate(zip(symbols, blocks)):
-        widths = sizes[symbol]
-        table[e, : len(widths)] = widths
-        intercept = nparam - 2 * len(elements) + 2 * elements.index(symbol)
+    widths = {}
+    for rows in shard.elements:
+        shapes = [shape for _, shape in layout.weights[rows.symbol]]
+        widths[rows.symbol] = (shapes[0][0] - 1, *(columns for _, columns in shapes))
+    maxl = max(len(w) - 1 for w in widths.values())
+    table = np.zeros((len(blocks), maxl + 1), dtype=np.int64)
+    info = np.zeros((len(blocks), 12), dtype=np.int64)
+    for e, (rows, block) in enumerate(zip(shard.elements, blocks)):
+        width = widths[rows.symbol]
+        table[e, : len(width)] = width
+        start, intercept = layout.weights[rows.symbol][0][0], layout.scalings[rows.symbol]
         n, padded = int(block["rows"][-1] - 1), block["xt"].shape[1]
         npairs = len(block["neigh"]) if "neigh" in block else 0
         npat, ndc = (len(block["pcnt"]), len(block["dc"])) if "dc" in block else (0, 0)
-        info[e, :6] = [n, padded, widths[0], npairs, len(widths) - 1, offsets[symbol] + 1]
-        info[e, 6:11] = [intercept + 2, intercept + 1, sum(widths[1:]), npat, ndc]
+        info[e, :6] = [n, padded, width[0], npairs, len(width) - 1, start + 1]
+        info[e, 6:11] = [intercept + 2, intercept + 1, sum(width[1:]), npat, ndc]
     return info, table
 
 

@@ -1,9 +1,11 @@
 """Loss and analytic gradient of the neural network over one shard (numpy hot path).
 
-Everything that does not depend on the parameter vector is prepared once in
-:class:`ShardLoss`: scaled inputs per element as one matrix, and (with force training)
-all fingerprint derivatives of the shard as two block-sparse matrices per element,
-``D`` (rows: atom moved and direction, columns: centre row and feature) and its
+Everything that does not depend on the parameter vector is prepared once. First, for
+both loss kernels (this one and the compiled one), :func:`prepare_shard` checks a shard
+against the model and scales its inputs (:class:`Shard`). Then :class:`ShardLoss`
+arranges it for numpy: scaled inputs per element as one matrix, and (with force
+training) all fingerprint derivatives of the shard as two block-sparse matrices per
+element, ``D`` (rows: atom moved and direction, columns: centre row and feature) and its
 transpose. One call then costs a few batched network passes and two sparse products
 per element (DESIGN.md section 6); nothing loops over atoms or images in Python.
 """
@@ -95,6 +97,100 @@ def check_width(symbol: str, width: int, expected: int, where: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ElementRows:
+    """One element's atoms in a shard, as both loss kernels read them.
+
+    Attributes:
+        symbol: chemical symbol (it has a network in the model).
+        z: atomic number.
+        atoms: (n_e,) int64 shard-wide index of the atom of each row.
+        image: (n_e,) int64 image of each row.
+        x: (n_e, F) float64 scaled inputs ``x * scale + shift`` (:func:`input_scaling`).
+        scale: (F,) float64 dx'/dx of the scaling.
+        centre: (P,) int64 row of each derivative block's centre atom (force training
+            only, else ``None``, as ``neighbour`` and ``dfp``).
+        neighbour: (P,) int64 shard-wide atom each block moves.
+        dfp: (P, 3, F) float64 d fp(centre) / d R(neighbour), 1/Angstrom, unscaled (may be
+            memory-mapped).
+    """
+
+    symbol: str
+    z: int
+    atoms: NDArray[np.int64]
+    image: NDArray[np.int64]
+    x: Array
+    scale: Array
+    centre: NDArray[np.int64] | None = None
+    neighbour: NDArray[np.int64] | None = None
+    dfp: Array | None = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard checked against the model and prepared once, for the numpy and compiled kernels.
+
+    Attributes:
+        natoms: (I,) int64 atoms per image.
+        energy: (I,) float64 reference energies, eV.
+        atom_image: (N,) int64 image of each shard atom.
+        numbers: (N,) int64 atomic number of each shard atom.
+        forces: (N, 3) float64 reference forces in eV/Angstrom, ``None`` without force training.
+        elements: the rows of each element present, in the shard's element order.
+    """
+
+    natoms: NDArray[np.int64]
+    energy: Array
+    atom_image: NDArray[np.int64]
+    numbers: NDArray[np.int64]
+    forces: Array | None
+    elements: tuple[ElementRows, ...]
+
+
+def prepare_shard(
+    arrays: Mapping[str, Any], layout: Layout, fprange: Mapping[str, Array], forces: bool
+) -> Shard:
+    """Check one shard (layout of :mod:`amp_core.reshape`) against the model and scale its inputs.
+
+    Args:
+        arrays: the shard's arrays, fingerprints included, derivatives too with ``forces``.
+        layout: the model's parameter layout (which elements have networks).
+        fprange: per symbol, (F, 2) [min, max] of each feature.
+        forces: whether the loss trains forces (then derivatives and forces are read).
+
+    Raises:
+        DataError: an element without a network, fingerprints of the wrong width, or
+            missing derivatives.
+    """
+    atom_image = np.asarray(arrays["atom_image"], dtype=np.int64)
+    elements = []
+    for z in (int(z) for z in np.asarray(arrays["elements"])):
+        symbol = symbol_of(z, layout.elements, "training shard")
+        fp = np.asarray(arrays[f"fp_{z}"], dtype=np.float64)
+        check_width(symbol, fp.shape[1], len(fprange[symbol]), "training shard")
+        scale, shift = input_scaling(fprange[symbol])
+        atoms = np.asarray(arrays[f"atoms_{z}"], dtype=np.int64)
+        blocks: dict[str, Any] = {}
+        if forces:
+            if f"dfp_{z}" not in arrays:
+                raise DataError(
+                    f"training shard: element {symbol} has no fingerprint derivatives ('dfp_{z}'), which "
+                    "force training needs; fingerprint again with derivatives"
+                )
+            blocks["centre"] = np.asarray(arrays[f"dcentre_{z}"], dtype=np.int64)
+            blocks["neighbour"] = np.asarray(arrays[f"dneighbour_{z}"], dtype=np.int64)
+            blocks["dfp"] = np.asarray(arrays[f"dfp_{z}"], dtype=np.float64)
+        elements.append(ElementRows(symbol, z, atoms, atom_image[atoms], fp * scale + shift, scale, **blocks))
+    return Shard(
+        natoms=np.asarray(arrays["natoms"], dtype=np.int64),
+        energy=np.ascontiguousarray(arrays["energy"], dtype=np.float64),
+        atom_image=atom_image,
+        numbers=np.asarray(arrays["numbers"], dtype=np.int64),
+        forces=np.ascontiguousarray(arrays["forces"], dtype=np.float64).reshape(-1, 3) if forces else None,
+        elements=tuple(elements),
+    )
+
+
 @dataclass
 class _Element:
     symbol: str
@@ -105,16 +201,11 @@ class _Element:
     dt: Any = None  # BSR (n_e F, 3 n): its transpose
 
 
-def _derivative_matrices(
-    arrays: Mapping[str, Any], z: int, n_rows: int, n_atoms: int, scale: Array
-) -> tuple[Any, Any]:
-    key = f"dfp_{z}"
-    if key not in arrays:
-        raise DataError(f"shard has no fingerprint derivatives for element {z}; force training needs them")
-    centre = np.asarray(arrays[f"dcentre_{z}"], dtype=np.int64)
-    neighbour = np.asarray(arrays[f"dneighbour_{z}"], dtype=np.int64)
-    blocks = np.asarray(arrays[key], dtype=np.float64) * scale  # (P, 3, F)
-    width = len(scale)
+def _derivative_matrices(rows: ElementRows, n_atoms: int) -> tuple[Any, Any]:
+    assert rows.centre is not None and rows.neighbour is not None and rows.dfp is not None
+    centre, neighbour = rows.centre, rows.neighbour
+    blocks = rows.dfp * rows.scale  # (P, 3, F)
+    width, n_rows = len(rows.scale), len(rows.x)
     by_neighbour = np.argsort(neighbour, kind="stable")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(neighbour, minlength=n_atoms))])
     d = sp.bsr_matrix(
@@ -133,38 +224,25 @@ def _derivative_matrices(
 class ShardLoss:
     """``evaluator(vector) -> LossParts`` for one shard (built once per worker)."""
 
-    def __init__(
-        self,
-        arrays: Mapping[str, Any],
-        layout: Layout,
-        fprange: Mapping[str, Array],
-        activation: str,
-        settings: LossSettings,
-    ) -> None:
+    def __init__(self, shard: Shard, layout: Layout, activation: str, settings: LossSettings) -> None:
         self.layout = layout
         self.activation = activation
         self.settings = settings
-        self.natoms = np.asarray(arrays["natoms"], dtype=np.float64)
-        self.energy = np.asarray(arrays["energy"], dtype=np.float64)
+        self.natoms = shard.natoms.astype(np.float64)
+        self.energy = shard.energy
         n_images = len(self.natoms)
-        atom_image = np.asarray(arrays["atom_image"], dtype=np.int64)
-        n_atoms = len(atom_image)
+        n_atoms = len(shard.atom_image)
         self.parts: list[_Element] = []
-        for z in np.asarray(arrays["elements"]):
-            symbol = symbol_of(int(z), layout.elements, "training shard")
-            fp = np.asarray(arrays[f"fp_{int(z)}"], dtype=np.float64)
-            check_width(symbol, fp.shape[1], len(fprange[symbol]), "training shard")
-            scale, shift = input_scaling(fprange[symbol])
-            image = atom_image[np.asarray(arrays[f"atoms_{int(z)}"], dtype=np.int64)]
-            part = _Element(
-                symbol, fp * scale + shift, image, np.bincount(image, minlength=n_images).astype(float)
-            )
+        for rows in shard.elements:
+            count = np.bincount(rows.image, minlength=n_images).astype(float)
+            part = _Element(rows.symbol, rows.x, rows.image, count)
             if settings.forces:
-                part.d, part.dt = _derivative_matrices(arrays, int(z), len(fp), n_atoms, scale)
+                part.d, part.dt = _derivative_matrices(rows, n_atoms)
             self.parts.append(part)
         if settings.forces:
-            self.fref = np.asarray(arrays["forces"], dtype=np.float64).ravel()
-            self.fweight = np.repeat(1.0 / (3.0 * self.natoms[atom_image]), 3)
+            assert shard.forces is not None
+            self.fref = shard.forces.ravel()
+            self.fweight = np.repeat(1.0 / (3.0 * self.natoms[shard.atom_image]), 3)
 
     def __call__(self, vector: Array) -> LossParts:
         """Return the shard's loss parts and gradient at ``vector``."""

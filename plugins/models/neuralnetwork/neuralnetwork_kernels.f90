@@ -1,6 +1,6 @@
 ! Compiled loss and gradient of the atom-centred neural-network model (Amp's definitions).
 !
-! Called through ctypes by amp_plugins/models/_nn_fortran.py, which prepares every
+! Called through ctypes by amp_plugins/models/neuralnetwork/_fortran.py, which prepares every
 ! array once per shard (scaled inputs, 1-based indices, per-image row ranges, packed
 ! derivative blocks, scratch) and then passes only pointers per call. No Fortran I/O,
 ! no allocate: all memory comes from Python, so the optimised build needs nothing
