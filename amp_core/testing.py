@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from amp_core.data import ImageFingerprints
 from amp_core.errors import PropertyNotImplementedError
-from amp_core.protocols import Descriptor
+from amp_core.protocols import DESCRIPTOR_CAPABILITIES, FINGERPRINT_DERIVATIVES, FINGERPRINTS, Descriptor
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -70,7 +70,7 @@ def check_descriptor(
     label = f"descriptor {getattr(descriptor, 'name', type(descriptor).__name__)!r}"
     _descriptor_attributes(descriptor, label)
     _descriptor_roundtrips(descriptor, label)
-    if "fingerprints" not in descriptor.implemented:
+    if FINGERPRINTS not in descriptor.implemented:
         _descriptor_refuses(descriptor, label, atoms_list)
         return
     structures = list(atoms_list) if atoms_list is not None else default_structures(descriptor.elements)
@@ -94,7 +94,7 @@ def check_descriptor(
             f"{where}: after todict round trip, values",
         )
         _descriptor_invariances(descriptor, atoms, fp, where, atol, rtol, seed=k)
-        if "fingerprint_derivatives" in descriptor.implemented:
+        if FINGERPRINT_DERIVATIVES in descriptor.implemented:
             _descriptor_derivatives(descriptor, atoms, fp, where, fd_step, atol, rtol)
 
 
@@ -134,12 +134,12 @@ def _descriptor_attributes(descriptor: Any, label: str) -> None:
         raise AssertionError(
             f"{label}: implemented must be a frozenset, got {type(descriptor.implemented).__name__}"
         )
-    known = {"fingerprints", "fingerprint_derivatives", "compiled"}
+    known = DESCRIPTOR_CAPABILITIES
     if not descriptor.implemented <= known:
         raise AssertionError(
             f"{label}: implemented has unknown items {sorted(descriptor.implemented - known)}"
         )
-    if "fingerprint_derivatives" in descriptor.implemented and "fingerprints" not in descriptor.implemented:
+    if FINGERPRINT_DERIVATIVES in descriptor.implemented and FINGERPRINTS not in descriptor.implemented:
         raise AssertionError(f"{label}: implements 'fingerprint_derivatives' but not 'fingerprints'")
     elements = descriptor.elements
     if elements is not None and not (
