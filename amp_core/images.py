@@ -71,6 +71,23 @@ def _file_index(index: int | slice, k: int) -> int | None:
     return start + k * step if start >= 0 and step > 0 else None
 
 
+def file_problem(path: Path) -> str | None:
+    """Return why ``path`` cannot be a data file (missing, a folder, a device, a pipe, /proc), or ``None``."""
+    try:
+        if not path.exists():
+            return ("does not exist; check the path (relative paths in a config are relative to the "
+                    "config file)")
+        if path.is_dir():
+            return "is a directory; give a file of structures inside it"
+        if not path.is_file():
+            return "is not a regular file (a device, pipe or socket); give a file of structures"
+        if path.resolve().parts[1:2] in (("proc",), ("sys",)):
+            return "is a virtual file of the operating system (/proc, /sys), not a file of structures"
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    return None
+
+
 def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list[str]]:
     """Read structures from a file path, a list of paths, or take a list of ``Atoms``.
 
@@ -94,10 +111,10 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
         path, selection = data_source(item)
         suffix = f" ({where})" if where else ""
         label = f"{path}{suffix}"
-        if not path.is_file():
+        problem = file_problem(path)
+        if problem is not None:
             chosen = f" (from {os.fspath(item)!r}, read as file@selection)" if selection is not None else ""
-            raise ConfigError(f"data file {path}{chosen}{suffix} does not exist; check the path (relative "
-                              "paths in a config are relative to the config file)")
+            raise ConfigError(f"data file {path}{chosen}{suffix} {problem}")
         index = slice(None) if selection is None else parse_selection(selection, f"{path}@{selection}{suffix}")
         if path.stat().st_size == 0:
             raise DataError(f"data file {label} is empty; give a file with at least one labelled structure")

@@ -20,6 +20,8 @@ _G2_KEYS = {"type", "element", "eta", "offset"}
 _G4_KEYS = {"type", "elements", "eta", "zeta", "gamma"}
 
 
+MAX_FUNCTIONS = 2000
+"""Most symmetry functions per element accepted (Amp's default set has 20; 100,020 tried to allocate 74 GiB)."""
 MAX_CUTOFF = 30.0
 """Largest cutoff radius accepted, Angstrom: neighbour counts grow as Rc^3 (Rc 1000 ran for minutes)."""
 
@@ -199,6 +201,10 @@ def parse_gs(gs: Any) -> SymmetryFunctions:
         symbol = _symbol(centre, "Gs")
         if isinstance(items, (str, Mapping)) or not isinstance(items, Iterable):
             raise ValueError(f"Gs[{centre!r}] must be a list of symmetry function dicts, got {items!r}")
+        items = list(items)
+        if len(items) > MAX_FUNCTIONS:
+            raise ValueError(f"Gs[{centre!r}] has {len(items):,} symmetry functions; at most {MAX_FUNCTIONS:,} "
+                             "per element are accepted (each costs memory for every atom and neighbour)")
         functions = tuple(
             x if isinstance(x, SymmetryFunction) else SymmetryFunction.parse(x, f"Gs[{centre!r}][{k}]")
             for k, x in enumerate(items)
@@ -215,6 +221,8 @@ def gs_todict(gs: SymmetryFunctions) -> dict[str, list[dict[str, Any]]]:
 
 
 def _number(value: Any, what: str) -> float:
+    if isinstance(value, (str, bytes)):  # "6.5" in a config or file is a mistake, not a number
+        raise ValueError(f"{what} must be a number, got the text {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
