@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from amp_core.errors import (
     PluginError,
     PropertyNotImplementedError,
 )
+from amp_core.memory import parse_size
 
 if TYPE_CHECKING:
     from amp_core.manager import PluginManager
@@ -47,8 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     # SUPPRESS: a subcommand's default must not overwrite 'amp --debug <command>'.
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="also print the full traceback of an error on stderr")
+    debug.add_argument("--max-memory", default=argparse.SUPPRESS, metavar="SIZE",
+                       help="memory budget checked before large work, e.g. 8G (default: half of this "
+                            "machine's memory; also AMP_MAX_MEMORY)")
     parser = argparse.ArgumentParser(prog="amp", description="Train and use machine-learning interatomic potentials.")
     parser.add_argument("--debug", action="store_true", help="also print the full traceback of an error on stderr")
+    parser.add_argument("--max-memory", metavar="SIZE", help="memory budget, e.g. 8G (see the subcommands)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", parents=[debug], help="train a potential from a TOML config")
     p.add_argument("config")
@@ -84,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"amp {args.command}"
     with _sigterm_interrupts() as terminated:
         try:
+            if args.max_memory is not None:
+                os.environ["AMP_MAX_MEMORY"] = str(parse_size(args.max_memory, "--max-memory"))
             return int(COMMANDS[args.command](args))
         except KeyboardInterrupt:
             if args.debug:

@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from numpy.typing import NDArray
 
+from amp_core import memory
 from amp_core.data import Dataset
 from amp_core.errors import ConfigError, DataError
 
@@ -71,6 +72,10 @@ def _file_index(index: int | slice, k: int) -> int | None:
     return start + k * step if start >= 0 and step > 0 else None
 
 
+READ_FACTOR = 4
+"""Memory needed to read a structure file, per byte of file (ASE's Atoms objects; measured ~2-3)."""
+
+
 def file_problem(path: Path) -> str | None:
     """Return why ``path`` cannot be a data file (missing, a folder, a device, a pipe, /proc), or ``None``."""
     try:
@@ -116,8 +121,10 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
             chosen = f" (from {os.fspath(item)!r}, read as file@selection)" if selection is not None else ""
             raise ConfigError(f"data file {path}{chosen}{suffix} {problem}")
         index = slice(None) if selection is None else parse_selection(selection, f"{path}@{selection}{suffix}")
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise DataError(f"data file {label} is empty; give a file with at least one labelled structure")
+        memory.check(READ_FACTOR * size, f"reading data file {label} ({memory.human(size)})")
         try:  # the selection is parsed here: ASE must not split the name at an '@' again
             read = ase.io.read(str(path), index=index, do_not_split_by_at_sign=True)
         except Exception as exc:  # noqa: BLE001 - ASE raises many types for bad files

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from amp_core import memory
 from amp_core.chunks import ChunkHandle, make_chunks
 from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
@@ -39,6 +40,11 @@ def check_compatible(descriptor: Any, model: Any, forces: bool) -> bool:
             f"implement (implemented: {', '.join(sorted(descriptor.implemented)) or 'nothing'}); "
             "train energies only or choose another descriptor")
     return True
+
+
+EVALUATOR_FACTOR = 2.5
+"""Memory the workers' loss evaluators need per byte of fingerprint data (arrays mapped plus the
+prepared copies of the numpy kernels; measured ~2)."""
 
 
 class LossFunction:
@@ -96,6 +102,7 @@ class LossFunction:
             store = FingerprintStore(self.run_dir / "fingerprints",
                                      descriptor_key(descriptor.name, version, descriptor.todict()))
             worker_descriptor = use_compiled(descriptor, self.backend, log)
+            self._check_memory(worker_descriptor, costs, forces, log)
             done = compute_fingerprints(data, worker_descriptor, self.backend, store, forces, chunks,
                                         Progress("fingerprinting", len(data), enabled=progress))
             log(f"fingerprints: {done} computed, {len(data) - done} reused from {store.folder}")
@@ -107,6 +114,18 @@ class LossFunction:
         if getattr(self.backend, "compiled", False) and loaded_libraries():
             log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))
         return self.backend.start(worker_model, self.chunks, self.settings)
+
+    def _check_memory(self, descriptor: Any, costs: list[float], forces: bool, log: Log) -> None:
+        """Estimate the fingerprint data from one image (of median cost) and check it against the budget."""
+        data = self.dataset
+        sample = sorted(range(len(costs)), key=lambda k: (costs[k], k))[len(costs) // 2]
+        fingerprints = descriptor.compute(data.images[sample], derivatives=forces)
+        size = sum(a.nbytes for a in (fingerprints.values, fingerprints.pairs, fingerprints.derivatives)
+                   if a is not None)
+        total = size * sum(costs) / max(costs[sample], 1e-300)
+        log(f"fingerprint data (estimated from {data.origins[sample]}): {memory.human(total)} in all, "
+            f"{memory.human(total / len(data))} per image on average")
+        memory.check(EVALUATOR_FACTOR * total, f"{'force' if forces else 'energy'} training on {len(data)} images")
 
     def evaluate(self, vector: NDArray[np.float64] | None = None) -> LossResult:
         """Return the loss, its parts and gradient at ``vector`` (default: the model's)."""
