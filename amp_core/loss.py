@@ -43,8 +43,8 @@ def check_compatible(descriptor: Any, model: Any, forces: bool) -> bool:
 
 
 EVALUATOR_FACTOR = 2.5
-"""Memory the workers' loss evaluators need per byte of fingerprint data (arrays mapped plus the
-prepared copies of the numpy kernels; measured ~2)."""
+"""Memory allowed for the workers' loss evaluators per byte of fingerprint data: the mapped
+arrays plus the prepared copies the numpy kernels make (an allowance, not a measurement)."""
 
 
 class LossFunction:
