@@ -7,11 +7,14 @@ bounds-checked ``-fcheck=all`` build).
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import importlib.resources
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from amp_core.errors import PropertyNotImplementedError
 
@@ -85,3 +88,36 @@ def load_library(package: str, stem: str) -> ctypes.CDLL:
     library = ctypes.CDLL(str(path))
     _LOADED[(package, stem)] = path
     return library
+
+
+def probe_kernels(load: Callable[[], object], package: str, stem: str) -> str | None:
+    """Return why ``load()`` (a plugin's kernel loader) fails here and how to fix it, or ``None``.
+
+    The probe a plugin registers in its entry record for its own compiled kernels.
+    """
+    try:
+        load()
+    except PropertyNotImplementedError as error:
+        return str(error)
+    except OSError as error:  # built, but the system cannot load it
+        return f"the compiled kernels '{stem}' of {package} do not load ({error}); {HOW_TO_GET}"
+    return None
+
+
+P = TypeVar("P")
+
+
+def compiled_twin(plugin: P, probe: Callable[[], str | None]) -> P:
+    """Return a copy of ``plugin`` whose ``kernel`` attribute is ``"fortran"`` (the one ``compiled()`` mechanism).
+
+    The plugin's methods read ``self.kernel`` to choose their compiled path.
+
+    Raises:
+        PropertyNotImplementedError: ``probe()`` says the kernels cannot run here.
+    """
+    why = probe()
+    if why is not None:
+        raise PropertyNotImplementedError(f"{getattr(plugin, 'name', type(plugin).__name__)}: {why}")
+    twin: Any = copy.copy(plugin)
+    twin.kernel = "fortran"
+    return twin  # type: ignore[no-any-return]

@@ -17,15 +17,14 @@ images). Parameters take Amp's ``Gs`` dictionary verbatim, so Amp settings carry
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from amp_core import DescriptorEntry, hookimpl
+from amp_core.compiled import compiled_twin
 from amp_core.data import ImageFingerprints
-from amp_core.errors import PropertyNotImplementedError
 from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FINGERPRINTS
 from amp_plugins.descriptors.gaussian._fortran import probe  # the library loads only when called
 from amp_plugins.descriptors.gaussian._params import Cutoff, gs_todict, parse_gs
@@ -189,12 +188,7 @@ class Gaussian:
         Raises:
             PropertyNotImplementedError: the kernel was not built here, saying how to get it.
         """
-        why = probe()
-        if why is not None:
-            raise PropertyNotImplementedError(f"gaussian: {why}")
-        twin = copy.copy(self)
-        twin.kernel = "fortran"
-        return twin
+        return compiled_twin(self, probe)
 
     def cost(self, atoms: Atoms) -> float:
         """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""

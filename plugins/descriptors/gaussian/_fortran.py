@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.compiled import HOW_TO_GET, load_library
+from amp_core.compiled import load_library, probe_kernels
 from amp_core.errors import DataError, PropertyNotImplementedError
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
@@ -74,14 +74,8 @@ def _kernel() -> Any:
 
 
 def probe() -> str | None:
-    """Return why the compiled Gaussian kernel cannot run here and how to get it, or ``None`` when it can."""
-    try:
-        _kernel()
-    except PropertyNotImplementedError as error:
-        return str(error)
-    except OSError as error:  # built, but the system cannot load it
-        return f"the compiled kernels '{STEM}' of {PACKAGE} do not load ({error}); {HOW_TO_GET}"
-    return None
+    """Return why the compiled gaussian kernel cannot run here and how to get it, or ``None`` when it can."""
+    return probe_kernels(_kernel, PACKAGE, STEM)
 
 
 def fingerprint(

@@ -9,7 +9,6 @@ Behler-Parrinello networks (J. Behler and M. Parrinello, Phys. Rev. Lett. 98, 14
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +17,10 @@ from ase.data import chemical_symbols
 from numpy.typing import NDArray
 
 from amp_core import ModelEntry, hookimpl
+from amp_core.compiled import compiled_twin
 from amp_core.data import LossSettings
 from amp_core.entries import FileReader
-from amp_core.errors import DataError, ModelFileError, PropertyNotImplementedError, UsageError
+from amp_core.errors import DataError, ModelFileError, UsageError
 from amp_core.protocols import COMPILED, ENERGY, FORCES
 
 from . import _ampfile
@@ -193,12 +193,7 @@ class NeuralNetwork:
         Raises:
             PropertyNotImplementedError: the kernel was not built here, saying how to get it.
         """
-        why = probe()
-        if why is not None:
-            raise PropertyNotImplementedError(f"neuralnetwork: {why}")
-        twin = copy.copy(self)
-        twin.kernel = "fortran"
-        return twin
+        return compiled_twin(self, probe)
 
     def regularization(self, vector: Array, overfit: float) -> tuple[float, Array]:
         """Return ``overfit * sum(first-layer non-bias weights^2)`` and its gradient."""
