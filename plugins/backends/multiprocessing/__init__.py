@@ -29,7 +29,7 @@ from amp_core import BackendEntry, ChunkHandle, detect_cores, hookimpl
 from amp_core.chunks import assign
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import BackendError
-from amp_plugins.backends.multiprocessing._workers import Worker, WorkerPool, dumps
+from amp_plugins.backends.multiprocessing._workers import DEFAULT_TIMEOUT, Worker, WorkerPool, dumps
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,17 +47,33 @@ class MultiprocessingParams:
             case on a cluster node or inside a batch job's CPU set; without pinning
             the scheduler sometimes queues two workers on one core for a whole step.
             Set ``False`` when other jobs share these cores.
+        compiled: run the plugins' compiled kernels in the workers.
+        timeout: seconds a busy worker may stay silent before the run ends with a
+            :class:`~amp_core.errors.BackendError` saying it stopped answering (a worker
+            stopped with SIGSTOP, frozen or swapped out). A busy worker is not silent: it
+            shows it is alive every second (every ``timeout / 10`` s for a timeout below
+            10 s), however long its task takes. ``None`` (default): 30 s. At least 1;
+            ``inf`` waits forever. A worker that is still starting gets at least 120 s.
     """
 
     cores: int | None = None
     pin: bool | None = None
     compiled: bool = False
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be true or false, got {self.compiled!r}")
         if self.pin is not None and not isinstance(self.pin, bool):
             raise ValueError(f"pin must be true, false or left out (automatic); got {self.pin!r}")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+            or not self.timeout >= 1  # also refuses NaN
+        ):
+            raise ValueError(
+                f"timeout must be a number of seconds >= 1 (inf: never), or left out for "
+                f"{DEFAULT_TIMEOUT:g} s; got {self.timeout!r}"
+            )
         if self.cores is None:
             return
         if isinstance(self.cores, bool) or not isinstance(self.cores, int):
@@ -68,6 +84,11 @@ class MultiprocessingParams:
             raise ValueError(
                 f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}"
             )
+
+    @property
+    def timeout_seconds(self) -> float:
+        """The silence (seconds) after which a busy worker counts as stopped (``timeout`` resolved)."""
+        return DEFAULT_TIMEOUT if self.timeout is None else float(self.timeout)
 
 
 def worker_cpus(cores: int, pin: bool | None) -> list[int | None]:
@@ -178,7 +199,9 @@ class Multiprocessing:
         self.params = params or MultiprocessingParams()
         self.compiled = self.params.compiled
         self.cores = self.params.cores or detect_cores()
-        self._pool = WorkerPool(self.cores, self.start_method, worker_cpus(self.cores, self.params.pin))
+        self._pool = WorkerPool(
+            self.cores, self.start_method, worker_cpus(self.cores, self.params.pin), self.params.timeout_seconds
+        )
         self._sessions = itertools.count()
 
     def __reduce__(self) -> tuple[Any, ...]:

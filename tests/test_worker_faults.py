@@ -1,0 +1,229 @@
+"""Fault injection in the process backends: stopped, killed and failing workers, too many workers.
+
+Every fault must end the run with a clear error (stage, task or chunk, worker pid, cause)
+within seconds, leave no process behind, and lose nothing finished: a training run saves
+a checkpoint and says how to resume; the fingerprint store keeps every finished entry.
+Helpers the workers import live in ``tests/support/mp_support.py`` (see
+``tests/test_multiprocessing.py`` for why).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from amp_core import ChunkHandle, ConfigError, LossSettings, create_backend
+from amp_core.errors import BackendError
+from amp_core.reshape import build_arrays, save_arrays
+from amp_plugins.backends.multiprocessing import Multiprocessing, MultiprocessingParams
+
+SUPPORT = Path(__file__).parent / "support"
+DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "ptcu-train.xyz"
+VECTOR = np.array([0.3, -0.2, 0.1, 0.05, -1.1])
+TIMEOUT = 2.0  # the backends' silence timeout in these tests (seconds)
+
+
+@pytest.fixture(scope="module")
+def support() -> Iterator[ModuleType]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(SUPPORT))
+        yield importlib.import_module("mp_support")
+
+
+@pytest.fixture
+def fresh(support: ModuleType) -> Iterator[Multiprocessing]:
+    b = create_backend("multiprocessing", cores=2, timeout=TIMEOUT)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def chunks(tmp_path_factory: pytest.TempPathFactory) -> list[ChunkHandle]:
+    """Four chunks of 1, 3, 2 and 4 images: with 2 workers, chunks 0, 3 go to one, 1, 2 to the other."""
+    rng = np.random.default_rng(3)
+    out = []
+    for k, size in enumerate((1, 3, 2, 4)):
+        images = [Atoms(numbers=[1, 8], positions=rng.normal(size=(2, 3))) for _ in range(size)]
+        folder = tmp_path_factory.mktemp(f"chunk{k}")
+        save_arrays(build_arrays(images, [(float(rng.normal()), None) for _ in images], None), folder)
+        out.append(ChunkHandle(k, str(folder), size, 2 * size, float(size)))
+    return out
+
+
+def _gone(pids: list[int]) -> bool:
+    """Whether none of ``pids`` is still a child or a process (zombies and stopped ones included)."""
+    assert pids
+    children = {c.pid for c in multiprocessing.active_children()}
+    return not children & set(pids) and not any(os.path.exists(f"/proc/{p}") for p in pids)
+
+
+@contextmanager
+def watchdog(pids: list[int], seconds: float = 15.0) -> Iterator[None]:
+    """SIGKILL ``pids`` after ``seconds``: a regression then fails the test instead of hanging the suite."""
+
+    def kill() -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    timer = threading.Timer(seconds, kill)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _stop_later(pid: int, delay: float = 0.3) -> threading.Timer:
+    timer = threading.Timer(delay, os.kill, (pid, signal.SIGSTOP))
+    timer.start()
+    return timer
+
+
+# ---------------------------------------------------------------- a worker that stops answering
+
+
+def test_stopped_worker_during_map(fresh: Multiprocessing, support: ModuleType) -> None:
+    fresh.map(abs, [1], stage="fingerprint")
+    pids = fresh.pids
+    _stop_later(pids[1])  # `kill -STOP` while task 1 runs on worker 1
+    began = time.monotonic()
+    with watchdog(pids), pytest.raises(BackendError, match="stopped answering") as info:
+        fresh.map(support.delayed_square, [(1.0, 20.0), (2.0, 20.0), (3.0, 0.0)], stage="fingerprint")
+    took = time.monotonic() - began
+    assert TIMEOUT < took < TIMEOUT + 5.0  # not before the timeout, and not the 20 s of the tasks
+    message = str(info.value)
+    assert message.startswith(f"stage 'fingerprint', task 1: worker process {pids[1]} stopped answering")
+    assert "the process is stopped" in message and "timeout of the [backend] table (now 2 s)" in message
+    assert (info.value.stage, info.value.shard) == ("fingerprint", 1)
+    assert _gone(pids) and fresh.pids == []
+    assert fresh.map(abs, [-2, -3], stage="fingerprint") == [2, 3]  # the next call starts a new pool
+
+
+def test_worker_stopping_itself_in_a_task(fresh: Multiprocessing, support: ModuleType) -> None:
+    fresh.map(abs, [1], stage="fingerprint")
+    pids = fresh.pids
+    began = time.monotonic()
+    with watchdog(pids), pytest.raises(BackendError, match=r"task 3: worker process \d+ stopped answering") as info:
+        fresh.map(support.stop_self_on, [1, 2, 3, 13, 5, 6], stage="fingerprint")
+    assert time.monotonic() - began < TIMEOUT + 5.0
+    assert info.value.shard == 3
+    assert _gone(pids)
+
+
+def test_busy_worker_is_not_mistaken_for_a_stopped_one(fresh: Multiprocessing, support: ModuleType) -> None:
+    # Each task takes twice the timeout; the heartbeat keeps both workers alive.
+    results = fresh.map(support.delayed_square, [(1.0, 2 * TIMEOUT), (2.0, 2 * TIMEOUT)], stage="fingerprint")
+    assert [r[0] for r in results] == [1.0, 4.0]
+
+
+SUSPENDED_RUN = """
+import sys
+sys.path.insert(0, {support!r})
+import mp_support
+from amp_core import create_backend
+with create_backend("multiprocessing", cores=2, timeout={timeout}) as backend:
+    backend.map(abs, [1], stage="warm-up")
+    print("ready", flush=True)
+    results = backend.map(mp_support.delayed_square, [(1.0, 3.0), (2.0, 3.0)], stage="fingerprint")
+    print("done", [r[0] for r in results], flush=True)
+"""
+
+
+def test_suspending_the_whole_run_is_not_a_stopped_worker() -> None:
+    # Ctrl-Z then `fg`: parent and workers stop together, for longer than the timeout.
+    script = SUSPENDED_RUN.format(support=str(SUPPORT), timeout=TIMEOUT)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGSTOP)
+        time.sleep(2 * TIMEOUT)
+        os.kill(process.pid, signal.SIGCONT)  # the parent first, the harder case: it sees no heartbeat yet
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGCONT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
+        process.wait(timeout=10)
+    assert process.returncode == 0, err
+    assert out == "done [1.0, 4.0]\n"
+
+
+def test_large_request_to_a_stopped_worker_does_not_block(fresh: Multiprocessing, support: ModuleType) -> None:
+    fresh.map(abs, [1], stage="fingerprint")
+    pids = fresh.pids
+    os.kill(pids[0], signal.SIGSTOP)  # stopped while idle; task 0 (1 MB) goes to it and fills its pipe
+    began = time.monotonic()
+    with watchdog(pids), pytest.raises(BackendError, match=r"task 0: worker process \d+ stopped answering \(it did not take"):
+        fresh.map(support.length, [b"x" * 1_000_000, b"y"], stage="fingerprint")
+    assert time.monotonic() - began < TIMEOUT + 5.0
+    assert _gone(pids)
+
+
+def test_stopped_worker_between_training_steps(
+    fresh: Multiprocessing, support: ModuleType, chunks: list[ChunkHandle]
+) -> None:
+    with fresh.start(support.ToyModel(), chunks, LossSettings()) as session:
+        session.evaluate(VECTOR)
+        pids = fresh.pids
+        os.kill(pids[0], signal.SIGSTOP)
+        began = time.monotonic()
+        with watchdog(pids), pytest.raises(BackendError, match="stopped answering") as info:
+            session.evaluate(VECTOR)
+        assert time.monotonic() - began < TIMEOUT + 5.0
+        assert str(info.value).startswith(f"stage 'loss', chunks 0, 3: worker process {pids[0]} stopped answering")
+        with pytest.raises(BackendError, match="start a new session"):
+            session.evaluate(VECTOR)
+    assert _gone(pids)
+
+
+def test_worker_stopping_during_evaluate(fresh: Multiprocessing, support: ModuleType, chunks: list[ChunkHandle]) -> None:
+    session = fresh.start(support.ToyModel(stop_images=3), chunks, LossSettings())
+    pids = fresh.pids
+    began = time.monotonic()
+    with watchdog(pids), pytest.raises(
+        BackendError, match=r"stage 'loss', chunks 1, 2: worker process \d+ stopped answering"
+    ) as info:
+        session.evaluate(VECTOR)
+    assert time.monotonic() - began < TIMEOUT + 5.0
+    assert (info.value.stage, info.value.shard) == ("loss", 1)
+    assert _gone(pids)
+    session.close()
+
+
+def test_slow_evaluate_is_waited_for(fresh: Multiprocessing, support: ModuleType, chunks: list[ChunkHandle]) -> None:
+    with fresh.start(support.ToyModel(slow_images=4, sleep=1.5 * TIMEOUT), chunks, LossSettings()) as session:
+        assert len(session.evaluate(VECTOR)) == 4
+
+
+@pytest.mark.parametrize("timeout", [0, 0.5, -1, math.nan, "2", True])
+def test_params_reject_bad_timeout(timeout: object) -> None:
+    with pytest.raises(ValueError, match="timeout must be a number of seconds >= 1"):
+        MultiprocessingParams(timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="timeout"):
+        create_backend("multiprocessing", timeout=timeout)
+
+
+def test_params_timeout_default_and_forever() -> None:
+    assert MultiprocessingParams().timeout_seconds == 30.0
+    assert MultiprocessingParams(timeout=5).timeout_seconds == 5.0
+    assert MultiprocessingParams(timeout=math.inf).timeout_seconds == math.inf
