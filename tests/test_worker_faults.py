@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+import amp_core.cli as cli
+import amp_plugins.backends.multiprocessing as mp_backend
 from amp_core import ChunkHandle, ConfigError, LossSettings, create_backend
 from amp_core.errors import BackendError
 from amp_core.reshape import build_arrays, save_arrays
@@ -95,6 +97,31 @@ def _stop_later(pid: int, delay: float = 0.3) -> threading.Timer:
     timer = threading.Timer(delay, os.kill, (pid, signal.SIGSTOP))
     timer.start()
     return timer
+
+
+CONFIG = """
+[descriptor]
+name = "none"
+[model]
+name = "pairpotential"
+cutoff = 5.0
+[backend]
+name = "multiprocessing"
+cores = {cores}
+timeout = {timeout}
+[data]
+train = "{data}"
+[training]
+maxiter = 100000
+[training.convergence]
+energy_rmse = 1e-12
+"""
+
+
+def _config(folder: Path, cores: int = 2, timeout: float = 30) -> Path:
+    path = folder / "run.toml"
+    path.write_text(CONFIG.format(cores=cores, timeout=timeout, data=DATA))
+    return path
 
 
 # ---------------------------------------------------------------- a worker that stops answering
@@ -227,3 +254,35 @@ def test_params_timeout_default_and_forever() -> None:
     assert MultiprocessingParams().timeout_seconds == 30.0
     assert MultiprocessingParams(timeout=5).timeout_seconds == 5.0
     assert MultiprocessingParams(timeout=math.inf).timeout_seconds == math.inf
+
+
+# ---------------------------------------------------------------- how many workers
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mp_backend, "detect_cores", lambda: 2)
+
+
+def test_cores_beyond_four_per_core_need_oversubscribe(two_cores: None) -> None:
+    assert MultiprocessingParams(cores=8).cores == 8  # up to 4 per core: allowed
+    with pytest.raises(ValueError, match=r"cores = 9 is more than 4 workers per core: this process may run on 2 "
+                       r"core\(s\).*Use cores = 8 or fewer .* or set oversubscribe = true to start 9 workers"):
+        MultiprocessingParams(cores=9)
+    with pytest.raises(ConfigError, match=r"cores = 1000 is more than 4 workers per core"):
+        create_backend("multiprocessing", cores=1000)
+    forced = create_backend("multiprocessing", cores=1000, oversubscribe=True)
+    assert forced.cores == 1000 and forced.pids == []  # nothing started yet
+    with pytest.raises(ConfigError, match="oversubscribe must be true or false"):
+        create_backend("multiprocessing", oversubscribe="yes")
+
+
+def test_too_many_cores_from_the_command_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, cores=1)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", str(config), "--cores", "1000", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cores = 1000 is more than 4 workers per core" in err and "oversubscribe = true" in err
+    assert not (tmp_path / "run").exists()

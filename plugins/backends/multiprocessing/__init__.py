@@ -34,6 +34,9 @@ from amp_plugins.backends.multiprocessing._workers import DEFAULT_TIMEOUT, Worke
 T = TypeVar("T")
 R = TypeVar("R")
 
+OVERSUBSCRIPTION = 4
+"""Workers per detected core allowed without ``oversubscribe = true``."""
+
 
 @dataclass(frozen=True)
 class MultiprocessingParams:
@@ -41,7 +44,9 @@ class MultiprocessingParams:
 
     Attributes:
         cores: number of worker processes; ``None`` uses every core this process
-            may run on (``os.sched_getaffinity``).
+            may run on (``os.sched_getaffinity``). More than :data:`OVERSUBSCRIPTION`
+            (4) workers per such core is refused unless ``oversubscribe`` is true: each
+            worker is a process with its own memory, and they would only share the cores.
         pin: bind worker ``k`` to the ``k``-th core this process may run on (Linux).
             ``None`` (default) pins when the workers fill every such core, the usual
             case on a cluster node or inside a batch job's CPU set; without pinning
@@ -54,18 +59,22 @@ class MultiprocessingParams:
             shows it is alive every second (every ``timeout / 10`` s for a timeout below
             10 s), however long its task takes. ``None`` (default): 30 s. At least 1;
             ``inf`` waits forever. A worker that is still starting gets at least 120 s.
+        oversubscribe: allow more than 4 workers per core (see ``cores``).
     """
 
     cores: int | None = None
     pin: bool | None = None
     compiled: bool = False
     timeout: float | None = None
+    oversubscribe: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be true or false, got {self.compiled!r}")
         if self.pin is not None and not isinstance(self.pin, bool):
             raise ValueError(f"pin must be true, false or left out (automatic); got {self.pin!r}")
+        if not isinstance(self.oversubscribe, bool):
+            raise ValueError(f"oversubscribe must be true or false, got {self.oversubscribe!r}")
         if self.timeout is not None and (
             isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
             or not self.timeout >= 1  # also refuses NaN
@@ -83,6 +92,14 @@ class MultiprocessingParams:
         if self.cores < 1:
             raise ValueError(
                 f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}"
+            )
+        detected = detect_cores()
+        if self.cores > OVERSUBSCRIPTION * detected and not self.oversubscribe:
+            raise ValueError(
+                f"cores = {self.cores} is more than {OVERSUBSCRIPTION} workers per core: this process may "
+                f"run on {detected} core(s). Every worker is a process with its own memory, and they would "
+                f"only share those cores. Use cores = {OVERSUBSCRIPTION * detected} or fewer (leave cores "
+                f"out to use all {detected}), or set oversubscribe = true to start {self.cores} workers anyway"
             )
 
     @property
