@@ -26,12 +26,17 @@ from types import ModuleType
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
 
 import amp_core.cli as cli
 import amp_plugins.backends.multiprocessing as mp_backend
-from amp_core import ChunkHandle, ConfigError, LossSettings, create_backend
+from amp_core import ChunkHandle, ConfigError, LossSettings, create_backend, create_descriptor
 from amp_core.errors import BackendError
+from amp_core.images import load_dataset
+from amp_core.pipeline import build_chunks, compute_fingerprints
 from amp_core.reshape import build_arrays, save_arrays
+from amp_core.store import FingerprintStore, descriptor_key
 from amp_plugins.backends.multiprocessing import Multiprocessing, MultiprocessingParams
 
 SUPPORT = Path(__file__).parent / "support"
@@ -286,3 +291,65 @@ def test_too_many_cores_from_the_command_line_exit_2(
     err = capsys.readouterr().err
     assert "cores = 1000 is more than 4 workers per core" in err and "oversubscribe = true" in err
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- failures that name the image or chunk
+
+
+@pytest.mark.parametrize("backend_name", ["serial", "multiprocessing"])
+def test_memory_error_names_the_image(
+    tmp_path: Path, support: ModuleType, slab_images: list[Atoms], backend_name: str
+) -> None:
+    piece = slab_images[0][:4]
+    piece.calc = SinglePointCalculator(piece, energy=-1.0)
+    write(tmp_path / "data.xyz", [*slab_images[:3], piece, *slab_images[3:5]])
+    data = load_dataset(str(tmp_path / "data.xyz"), forces=False)
+    inner = create_descriptor("gaussian", elements=["Cu", "Pt"])
+    store = FingerprintStore(tmp_path / "fp", descriptor_key("gaussian", "1", inner.todict()))
+    options = {"cores": 2} if backend_name == "multiprocessing" else {}
+    with create_backend(backend_name, **options) as backend, pytest.raises(BackendError) as info:
+        compute_fingerprints(data, support.FlakyDescriptor(inner, 4), backend, store, False)
+    first = str(info.value).splitlines()[0]
+    origin = f"{tmp_path / 'data.xyz'}, image 3"
+    assert first.startswith("stage 'fingerprint', task ")
+    assert f"fingerprinting {origin}: MemoryError: cannot allocate" in first
+    assert ("in worker process" in first) == (backend_name == "multiprocessing")
+    assert info.value.stage == "fingerprint"
+    assert "Traceback" in str(info.value)
+
+
+def test_unexpected_reshape_error_names_the_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slab_images: list[Atoms]
+) -> None:
+    import amp_core.pipeline
+
+    def broken(*args: object) -> None:
+        raise MemoryError("no room for the arrays")
+
+    monkeypatch.setattr(amp_core.pipeline, "build_arrays", broken)
+    data = load_dataset(slab_images[:4], forces=False)
+    with pytest.raises(BackendError, match=r"stage 'reshape', task 0 \(chunk 0: images 0 to 1\) "
+                       r"failed: reshaping chunk 0: images 0 to 1: MemoryError: no room") as info:
+        build_chunks(data, [[0, 1], [2, 3]], [1.0] * 4, tmp_path / "arrays", None, False, create_backend("serial"))
+    assert (info.value.stage, info.value.chunk) == ("reshape", 0)
+
+
+def test_stopped_worker_during_fingerprinting_keeps_finished_entries(
+    tmp_path: Path, fresh: Multiprocessing, support: ModuleType, slab_images: list[Atoms]
+) -> None:
+    piece = slab_images[0][:4]
+    piece.calc = SinglePointCalculator(piece, energy=-1.0)
+    data = load_dataset([piece, *slab_images[:5]], forces=False)  # the worker that gets image 0 stops
+    inner = create_descriptor("gaussian", elements=["Cu", "Pt"])
+    store = FingerprintStore(tmp_path / "fp", descriptor_key("gaussian", "1", inner.todict()))
+    fresh.map(abs, [1], stage="warm-up")
+    pids = fresh.pids
+    began = time.monotonic()
+    with watchdog(pids), pytest.raises(
+        BackendError, match=r"stage 'fingerprint', task 0 \(image 0\): worker process \d+ stopped"
+    ):
+        compute_fingerprints(data, support.FlakyDescriptor(inner, 4, "stop"), fresh, store, False)
+    assert time.monotonic() - began < TIMEOUT + 5.0
+    assert _gone(pids)
+    assert [store.has(h, False) for h in data.hashes] == [False] + [True] * 5  # the other worker's work is kept
+    assert not list(store.tmp.glob("*.npz"))

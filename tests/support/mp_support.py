@@ -62,6 +62,28 @@ def length(data: bytes) -> int:
 
 
 @dataclass(frozen=True)
+class FlakyDescriptor:
+    """A descriptor wrapper that fails on structures of ``bad`` atoms and computes the others.
+
+    Attributes:
+        inner: the descriptor that computes the good structures.
+        bad: atom count of the structures to fail on.
+        how: ``"memory"`` raises MemoryError; ``"stop"`` stops the worker with SIGSTOP.
+    """
+
+    inner: Any
+    bad: int
+    how: str = "memory"
+
+    def compute(self, atoms: Any, derivatives: bool) -> Any:
+        if len(atoms) == self.bad:
+            if self.how == "stop":
+                os.kill(os.getpid(), signal.SIGSTOP)
+            raise MemoryError(f"cannot allocate {len(atoms) * 10**12} bytes")
+        return self.inner.compute(atoms, derivatives=derivatives)
+
+
+@dataclass(frozen=True)
 class ToyModel:
     """A linear toy model: E(image) = sum over atoms of w . (1, x, y, z, Z/10).
 

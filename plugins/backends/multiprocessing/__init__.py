@@ -138,6 +138,12 @@ def _label(chunks: Sequence[int]) -> str:
     return ("chunk " if len(chunks) == 1 else "chunks ") + ", ".join(map(str, chunks))
 
 
+def _task_label(index: int, task: Any) -> str:
+    """Name task ``index`` in messages: ``task 3``, plus the task's own ``label`` when it has one."""
+    label = getattr(task, "label", None)
+    return f"task {index} ({label})" if isinstance(label, str) and label else f"task {index}"
+
+
 class PoolSession:
     """Resident chunk evaluators inside the pool's workers (a ``TrainingSession``)."""
 
@@ -240,6 +246,9 @@ class Multiprocessing:
     ) -> list[R]:
         """Run ``function(task)`` in the workers, task ``k`` on the next free one; return results in task order.
 
+        Failures name the task by index, followed by the task's ``label`` attribute when it
+        has a string one (the pipeline's tasks name their images or chunk).
+
         Raises:
             BackendError: a task raised (the pool stays usable) or a worker died
                 (the pool is stopped and restarted on next use).
@@ -258,7 +267,7 @@ class Multiprocessing:
                 for worker in pool.idle()[: len(tasks) - sent]:
                     task = _pickled(tasks[sent], stage, sent, "task")
                     header = ("call", job, sent, None if id(worker) in primed else function_bytes, task)
-                    pool.send(worker, header, stage=stage, index=sent, label=f"task {sent}")
+                    pool.send(worker, header, stage=stage, index=sent, label=_task_label(sent, tasks[sent]))
                     primed.add(id(worker))
                     sent += 1
                 for k, value in pool.replies(job, stage):

@@ -548,7 +548,9 @@ def _task_error(stage: str, worker: Worker, reply: Message) -> Exception:
     index = worker.index if index < 0 else index
     if raw is not None:
         exc = pickle.loads(raw)
-        if isinstance(exc, AmpError):  # deliberate errors (DataError, ...) pass through, as in serial
+        if isinstance(exc, BackendError):  # a task's own account of its failure (names its images)
+            summary = str(exc)
+        elif isinstance(exc, AmpError):  # deliberate errors (DataError, ...) pass through, as in serial
             exc.__cause__ = _WorkerTraceback(text)
             return exc
     label = worker.label if index == worker.index else f"shard {index}"
