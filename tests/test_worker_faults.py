@@ -10,6 +10,7 @@ Helpers the workers import live in ``tests/support/mp_support.py`` (see
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import multiprocessing
 import os
@@ -353,3 +354,96 @@ def test_stopped_worker_during_fingerprinting_keeps_finished_entries(
     assert _gone(pids)
     assert [store.has(h, False) for h in data.hashes] == [False] + [True] * 5  # the other worker's work is kept
     assert not list(store.tmp.glob("*.npz"))
+
+
+# ---------------------------------------------------------------- training: exit code 3, checkpoint, log
+
+
+def _train_until_row(folder: Path, row: int) -> tuple[subprocess.Popen[str], list[int]]:
+    """Start ``amp train`` on the shipped data in a subprocess; return it and its workers once row ``row`` is logged."""
+    log = folder / "run" / "train-log.txt"
+    process = subprocess.Popen([sys.executable, "-m", "amp_core.cli", "train", str(folder / "run.toml"), "--quiet"],
+                               cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (log.is_file() and f"\n{row:6d} " in log.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    listing = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    if not listing.is_file():
+        process.kill()
+        pytest.skip("needs Linux /proc/PID/task/PID/children to find the workers")
+    children = listing.read_text().split()
+    workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2, children
+    return process, workers
+
+
+def _check_failed_run(folder: Path, err: str, cause: str) -> None:
+    assert "amp train: error: stage 'loss'" in err and cause in err and "Traceback" not in err
+    checkpoint = json.loads((folder / "run" / "checkpoint.json").read_text())
+    assert checkpoint["iteration"] >= 3
+    text = (folder / "run" / "train-log.txt").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("failed at iteration"))
+    assert line.startswith(f"failed at iteration {checkpoint['iteration']} (BackendError: stage 'loss'")
+    assert cause in line
+    assert line.endswith(f"checkpoint of the last good parameters saved to {folder / 'run' / 'checkpoint.json'}; "
+                         "continue with 'amp train CONFIG --resume'")
+    assert "error (" in text and "Traceback" in text  # the full traceback follows, from the command line
+
+
+def test_killed_worker_in_training_saves_a_checkpoint_and_exits_3(tmp_path: Path) -> None:
+    _config(tmp_path)
+    process, workers = _train_until_row(tmp_path, 3)
+    try:
+        os.kill(workers[1], signal.SIGKILL)
+        began = time.monotonic()
+        _, err = process.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert process.returncode == 3, err
+    assert took < 10.0
+    _check_failed_run(tmp_path, err, f"worker process {workers[1]} was killed by SIGKILL")
+    assert _gone_after_exit(workers)
+    # The checkpoint resumes: two more iterations, then maxiter stops the run (exit 1).
+    done = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["iteration"]
+    config = tmp_path / "run.toml"
+    config.write_text(config.read_text().replace("maxiter = 100000", f"maxiter = {done + 2}"))
+    resumed = subprocess.run([sys.executable, "-m", "amp_core.cli", "train", str(config), "--resume", "--quiet"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 1, resumed.stderr
+    text = (tmp_path / "run" / "train-log.txt").read_text()
+    assert f"at iteration {done}" in text and f"NOT converged after {done + 2} iterations" in text
+
+
+def test_stopped_worker_in_training_saves_a_checkpoint_and_exits_3(tmp_path: Path) -> None:
+    _config(tmp_path, timeout=TIMEOUT)
+    process, workers = _train_until_row(tmp_path, 3)
+    try:
+        os.kill(workers[0], signal.SIGSTOP)
+        began = time.monotonic()
+        _, err = process.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+        for pid in workers:  # never leave a stopped process behind, even when the test fails
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert process.returncode == 3, err
+    assert took < TIMEOUT + 8.0
+    _check_failed_run(tmp_path, err, f"worker process {workers[0]} stopped answering")
+    assert _gone_after_exit(workers)
+
+
+def _gone_after_exit(pids: list[int]) -> bool:
+    """Whether the workers of a finished subprocess are gone (orphans are reaped by init: allow a moment)."""
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/{p}") for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
