@@ -191,7 +191,7 @@ def test_suspending_the_whole_run_is_not_a_stopped_worker() -> None:
         os.killpg(process.pid, signal.SIGSTOP)
         time.sleep(2 * TIMEOUT)
         os.kill(process.pid, signal.SIGCONT)  # the parent first, the harder case: it sees no heartbeat yet
-        time.sleep(0.3)
+        time.sleep(0.1)
         os.killpg(process.pid, signal.SIGCONT)
         out, err = process.communicate(timeout=30)
     finally:
