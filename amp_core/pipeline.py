@@ -9,6 +9,7 @@ Fingerprinting and reshaping run in the backend's workers, chunk by chunk
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from amp_core.chunks import ChunkHandle, balanced_split, make_chunks, split_tasks
 from amp_core.data import Dataset, ImageFingerprints
-from amp_core.errors import DataError, RunError
+from amp_core.errors import AmpError, BackendError, DataError, RunError
 from amp_core.protocols import COMPILED
 from amp_core.reshape import build_arrays, save_arrays, verify_arrays
 from amp_core.store import FingerprintStore, read_entry, write_entry
@@ -28,6 +29,38 @@ Log = Callable[[str], None]
 
 def _quiet(message: str) -> None:
     """Discard a log line."""
+
+
+def span(origins: Sequence[str]) -> str:
+    """Name images in messages: ``a.xyz, image 3``, ``a.xyz, images 3 to 6``, ``images 1, 4``, or
+    ``4 images, a.xyz, image 3 to b.xyz, image 0``."""
+    if len(origins) <= 1:
+        return origins[0] if origins else "no images"
+    parsed = [re.fullmatch(r"(?:(.*), )?image (\d+)", origin) for origin in origins]
+    files = {m.group(1) for m in parsed if m is not None}
+    if None in parsed or len(files) != 1:
+        return f"{len(origins)} images, {origins[0]} to {origins[-1]}"
+    numbers = [int(m.group(2)) for m in parsed if m is not None]
+    if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+        images = f"images {numbers[0]} to {numbers[-1]}"
+    else:
+        images = "images " + ", ".join(map(str, numbers[:8])) + (", ..." if len(numbers) > 8 else "")
+    (file,) = files
+    return images if file is None else f"{file}, {images}"
+
+
+def image_failed(origin: str, exc: Exception, doing: str) -> Exception:
+    """Return the error to raise when ``doing`` an image raised ``exc``.
+
+    A :class:`DataError` is repeated naming the image; amp-core's other errors pass
+    unchanged; anything else (``MemoryError`` too) becomes a :class:`BackendError` naming the
+    image and the original exception, so a worker's failure says which image it was.
+    """
+    if isinstance(exc, DataError):
+        return DataError(f"{origin}: {exc}")
+    if isinstance(exc, AmpError):
+        return exc
+    return BackendError(f"{doing} {origin}: {type(exc).__name__}: {exc}", stage="fingerprint")
 
 
 def use_compiled(plugin: Any, backend: Any, log: Log) -> Any:
@@ -51,10 +84,16 @@ class FingerprintTask:
     folder: str
     origins: list[str] | None = None
 
+    @property
+    def label(self) -> str:
+        """The images of this task, for messages."""
+        return span(self.origins or [f"image {k} of this batch" for k in range(len(self.images))])
+
     def __call__(self) -> list[str]:
         """Fingerprint every image, write ``<hash>[.v].npz`` atomically; return the file names.
 
-        A :class:`DataError` from the descriptor is re-raised naming the image it came from.
+        A :class:`DataError` from the descriptor is re-raised naming the image it came from;
+        any other exception (``MemoryError`` too) becomes a :class:`BackendError` naming it.
         """
         names = []
         for k in range(len(self.images)):
@@ -69,9 +108,12 @@ class FingerprintTask:
         """Fingerprint image ``k`` of the batch, write its entry; return the fingerprints."""
         try:
             fingerprints: ImageFingerprints = self.descriptor.compute(self.images[k], derivatives=self.derivatives)
-        except DataError as exc:
+        except Exception as exc:
             origin = self.origins[k] if self.origins else f"image {k} of this batch"
-            raise DataError(f"{origin}: {exc}") from exc
+            failure = image_failed(origin, exc, "fingerprinting")
+            if failure is exc:
+                raise
+            raise failure from exc
         write_entry(fingerprints, Path(self.folder) / self._name(k))
         return fingerprints
 
@@ -89,14 +131,22 @@ class CostTask:
     images: list[Any]
     origins: list[str]
 
+    @property
+    def label(self) -> str:
+        """The images of this task, for messages."""
+        return span(self.origins)
+
     def __call__(self) -> list[float]:
-        """Return ``descriptor.cost`` of every image; a :class:`DataError` names the image."""
+        """Return ``descriptor.cost`` of every image; an error names the image (see :func:`image_failed`)."""
         costs = []
         for atoms, origin in zip(self.images, self.origins):
             try:
                 costs.append(float(self.descriptor.cost(atoms)))
-            except DataError as exc:
-                raise DataError(f"{origin}: {exc}") from exc
+            except Exception as exc:
+                failure = image_failed(origin, exc, "estimating the cost of")
+                if failure is exc:
+                    raise
+                raise failure from exc
         return costs
 
 
@@ -172,8 +222,17 @@ class ReshapeTask:
     cost: float
     descriptor: Any = None
 
+    @property
+    def label(self) -> str:
+        """The chunk and its images, for messages."""
+        return f"chunk {self.index}: {span(self.origins)}"
+
     def __call__(self) -> tuple[ChunkHandle, list[str]]:
-        """Build the chunk's arrays unless its folder is intact; return its handle and what was repaired."""
+        """Build the chunk's arrays unless its folder is intact; return its handle and what was repaired.
+
+        An unexpected exception (``MemoryError`` too) while building the arrays becomes a
+        :class:`BackendError` naming the chunk and its images; amp-core's own errors pass through.
+        """
         path = Path(self.folder)
         repaired: list[str] = []
         problem = verify_arrays(path)
@@ -183,7 +242,13 @@ class ReshapeTask:
             fingerprints = None
             if self.store is not None:
                 fingerprints = [self._fingerprints(k, repaired) for k in range(len(self.images))]
-            save_arrays(build_arrays(self.images, self.targets, fingerprints), path)
+            try:
+                save_arrays(build_arrays(self.images, self.targets, fingerprints), path)
+            except (AmpError, OSError):  # OSError: the run folder's problem, reported as such
+                raise
+            except Exception as exc:
+                raise BackendError(f"reshaping {self.label}: {type(exc).__name__}: {exc}",
+                                   stage="reshape", chunk=self.index) from exc
         handle = ChunkHandle(self.index, str(path), len(self.images), sum(len(a) for a in self.images), self.cost)
         return handle, repaired
 

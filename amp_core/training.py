@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -142,8 +143,10 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     Raises:
         ConfigError: a bad config or ``log_every``, before any work starts.
 
-    Ctrl-C saves a checkpoint before the ``KeyboardInterrupt`` propagates. A dictionary's
-    relative paths are relative to the current directory.
+    Ctrl-C saves a checkpoint before the ``KeyboardInterrupt`` propagates; so does any other
+    failure while optimising (a worker that died or stopped answering, a full disk), which
+    is also logged to ``train-log.txt`` with how to resume. A dictionary's relative paths
+    are relative to the current directory.
     """
     if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
         raise ConfigError(f"log_every (--log-every) must be a whole number >= 1, got {log_every!r}")
@@ -250,6 +253,10 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
         log(f"interrupted at iteration {state['iteration']}; checkpoint saved to {path}; "
             "continue with 'amp train CONFIG --resume'")
         raise
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # e.g. the disk is full: the first failure is the one to raise
+            _failed(exc, potential, run_dir, state, log)
+        raise
     model.set_vector(state["vector"])
     save_checkpoint(potential, run_dir, state["iteration"])
     path = potential.save(run_dir / MODEL_FILE)
@@ -275,6 +282,21 @@ def _minimize(loss: LossFunction, vector: NDArray[np.float64], cfg: Config, star
     outcome = scipy.optimize.minimize(loss, vector, jac=True, method=cfg.training.optimizer,
                                       callback=callback, options=options)
     return str(outcome.message)
+
+
+def _failed(exc: Exception, potential: Potential, run_dir: Path, state: dict[str, Any], log: TrainLog) -> None:
+    """Save the last good parameters as a checkpoint and log the failure (a worker died, a disk filled)."""
+    summary = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+    what = f"{type(exc).__name__}: {summary}" if summary else type(exc).__name__
+    potential.model.set_vector(state["vector"])
+    try:
+        path = save_checkpoint(potential, run_dir, state["iteration"])
+    except Exception as save_error:  # noqa: BLE001 - the first failure is the one to raise
+        log(f"failed at iteration {state['iteration']} ({what}); the checkpoint could not be saved either "
+            f"({type(save_error).__name__}: {save_error})")
+        return
+    log(f"failed at iteration {state['iteration']} ({what}); checkpoint of the last good parameters saved "
+        f"to {path}; continue with 'amp train CONFIG --resume'")
 
 
 def _validate(potential: Potential, cfg: Config, log: TrainLog, run_dir: Path, backend: Any) -> None:

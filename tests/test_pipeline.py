@@ -105,7 +105,8 @@ def test_failed_batch_keeps_finished_ones(tmp_path, slab_images, descriptor):
     data = load_dataset(slab_images[:12], forces=False)
     store = store_for(tmp_path, descriptor)
     failing = FailingDescriptor(descriptor, slab_images[9].positions)
-    with pytest.raises(BackendError, match=r"stage 'fingerprint', chunk \d+ failed: RuntimeError: simulated"):
+    with pytest.raises(BackendError, match=r"stage 'fingerprint', task \d+ \(images 9 to 11\) "
+                       r"failed: fingerprinting image 9: RuntimeError: simulated"):
         compute_fingerprints(data, failing, create_backend("serial"), store, False)
     kept = sum(store.has(h, False) for h in data.hashes)
     assert 0 < kept < 12

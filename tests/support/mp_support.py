@@ -49,6 +49,40 @@ def kill_self_on(x: int) -> int:
     return x
 
 
+def stop_self_on(x: int) -> int:
+    """Return ``x``; stop the current process with SIGSTOP when ``x == 13`` (as ``kill -STOP`` would)."""
+    if x == 13:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return x
+
+
+def length(data: bytes) -> int:
+    """Return ``len(data)`` (tasks with a large payload)."""
+    return len(data)
+
+
+@dataclass(frozen=True)
+class FlakyDescriptor:
+    """A descriptor wrapper that fails on structures of ``bad`` atoms and computes the others.
+
+    Attributes:
+        inner: the descriptor that computes the good structures.
+        bad: atom count of the structures to fail on.
+        how: ``"memory"`` raises MemoryError; ``"stop"`` stops the worker with SIGSTOP.
+    """
+
+    inner: Any
+    bad: int
+    how: str = "memory"
+
+    def compute(self, atoms: Any, derivatives: bool) -> Any:
+        if len(atoms) == self.bad:
+            if self.how == "stop":
+                os.kill(os.getpid(), signal.SIGSTOP)
+            raise MemoryError(f"cannot allocate {len(atoms) * 10**12} bytes")
+        return self.inner.compute(atoms, derivatives=derivatives)
+
+
 @dataclass(frozen=True)
 class ToyModel:
     """A linear toy model: E(image) = sum over atoms of w . (1, x, y, z, Z/10).
@@ -57,11 +91,16 @@ class ToyModel:
         fail_images: a shard with this many images raises ValueError in evaluate.
         die_images: a shard with this many images kills its worker in evaluate.
         bad_load_images: a shard with this many images raises in loss_evaluator.
+        stop_images: a shard with this many images stops its worker (SIGSTOP) in evaluate.
+        slow_images: a shard with this many images sleeps ``sleep`` seconds in evaluate.
     """
 
     fail_images: int = -1
     die_images: int = -1
     bad_load_images: int = -1
+    stop_images: int = -1
+    slow_images: int = -1
+    sleep: float = 0.0
 
     def loss_evaluator(self, arrays: Mapping[str, NDArray[Any]], settings: LossSettings) -> ToyEvaluator:
         """Prepare one shard."""
@@ -90,6 +129,10 @@ class ToyEvaluator:
         if n_images == self.model.die_images:
             os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(10)
+        if n_images == self.model.stop_images:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        if n_images == self.model.slow_images:
+            time.sleep(self.model.sleep)
         phi_image = np.zeros((n_images, self.phi.shape[1]))
         np.add.at(phi_image, self.image, self.phi)
         resid = (phi_image @ vector - self.energy) / self.natoms

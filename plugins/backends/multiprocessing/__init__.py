@@ -29,10 +29,13 @@ from amp_core import BackendEntry, ChunkHandle, detect_cores, hookimpl
 from amp_core.chunks import assign
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import BackendError
-from amp_plugins.backends.multiprocessing._workers import Worker, WorkerPool, dumps
+from amp_plugins.backends.multiprocessing._workers import DEFAULT_TIMEOUT, Worker, WorkerPool, dumps
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+OVERSUBSCRIPTION = 4
+"""Workers per detected core allowed without ``oversubscribe = true``."""
 
 
 @dataclass(frozen=True)
@@ -41,23 +44,45 @@ class MultiprocessingParams:
 
     Attributes:
         cores: number of worker processes; ``None`` uses every core this process
-            may run on (``os.sched_getaffinity``).
+            may run on (``os.sched_getaffinity``). More than :data:`OVERSUBSCRIPTION`
+            (4) workers per such core is refused unless ``oversubscribe`` is true: each
+            worker is a process with its own memory, and they would only share the cores.
         pin: bind worker ``k`` to the ``k``-th core this process may run on (Linux).
             ``None`` (default) pins when the workers fill every such core, the usual
             case on a cluster node or inside a batch job's CPU set; without pinning
             the scheduler sometimes queues two workers on one core for a whole step.
             Set ``False`` when other jobs share these cores.
+        compiled: run the plugins' compiled kernels in the workers.
+        timeout: seconds a busy worker may stay silent before the run ends with a
+            :class:`~amp_core.errors.BackendError` saying it stopped answering (a worker
+            stopped with SIGSTOP, frozen or swapped out). A busy worker is not silent: it
+            shows it is alive every second (every ``timeout / 10`` s for a timeout below
+            10 s), however long its task takes. ``None`` (default): 30 s. At least 1;
+            ``inf`` waits forever. A worker that is still starting gets at least 120 s.
+        oversubscribe: allow more than 4 workers per core (see ``cores``).
     """
 
     cores: int | None = None
     pin: bool | None = None
     compiled: bool = False
+    timeout: float | None = None
+    oversubscribe: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.compiled, bool):
             raise ValueError(f"compiled must be true or false, got {self.compiled!r}")
         if self.pin is not None and not isinstance(self.pin, bool):
             raise ValueError(f"pin must be true, false or left out (automatic); got {self.pin!r}")
+        if not isinstance(self.oversubscribe, bool):
+            raise ValueError(f"oversubscribe must be true or false, got {self.oversubscribe!r}")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+            or not self.timeout >= 1  # also refuses NaN
+        ):
+            raise ValueError(
+                f"timeout must be a number of seconds >= 1 (inf: never), or left out for "
+                f"{DEFAULT_TIMEOUT:g} s; got {self.timeout!r}"
+            )
         if self.cores is None:
             return
         if isinstance(self.cores, bool) or not isinstance(self.cores, int):
@@ -68,6 +93,19 @@ class MultiprocessingParams:
             raise ValueError(
                 f"cores must be >= 1 (or left out to use all {detect_cores()} cores); got {self.cores}"
             )
+        detected = detect_cores()
+        if self.cores > OVERSUBSCRIPTION * detected and not self.oversubscribe:
+            raise ValueError(
+                f"cores = {self.cores} is more than {OVERSUBSCRIPTION} workers per core: this process may "
+                f"run on {detected} core(s). Every worker is a process with its own memory, and they would "
+                f"only share those cores. Use cores = {OVERSUBSCRIPTION * detected} or fewer (leave cores "
+                f"out to use all {detected}), or set oversubscribe = true to start {self.cores} workers anyway"
+            )
+
+    @property
+    def timeout_seconds(self) -> float:
+        """The silence (seconds) after which a busy worker counts as stopped (``timeout`` resolved)."""
+        return DEFAULT_TIMEOUT if self.timeout is None else float(self.timeout)
 
 
 def worker_cpus(cores: int, pin: bool | None) -> list[int | None]:
@@ -98,6 +136,12 @@ def _pickled(value: Any, stage: str, index: int, what: str) -> bytes:
 
 def _label(chunks: Sequence[int]) -> str:
     return ("chunk " if len(chunks) == 1 else "chunks ") + ", ".join(map(str, chunks))
+
+
+def _task_label(index: int, task: Any) -> str:
+    """Name task ``index`` in messages: ``task 3``, plus the task's own ``label`` when it has one."""
+    label = getattr(task, "label", None)
+    return f"task {index} ({label})" if isinstance(label, str) and label else f"task {index}"
 
 
 class PoolSession:
@@ -178,7 +222,9 @@ class Multiprocessing:
         self.params = params or MultiprocessingParams()
         self.compiled = self.params.compiled
         self.cores = self.params.cores or detect_cores()
-        self._pool = WorkerPool(self.cores, self.start_method, worker_cpus(self.cores, self.params.pin))
+        self._pool = WorkerPool(
+            self.cores, self.start_method, worker_cpus(self.cores, self.params.pin), self.params.timeout_seconds
+        )
         self._sessions = itertools.count()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -200,6 +246,9 @@ class Multiprocessing:
     ) -> list[R]:
         """Run ``function(task)`` in the workers, task ``k`` on the next free one; return results in task order.
 
+        Failures name the task by index, followed by the task's ``label`` attribute when it
+        has a string one (the pipeline's tasks name their images or chunk).
+
         Raises:
             BackendError: a task raised (the pool stays usable) or a worker died
                 (the pool is stopped and restarted on next use).
@@ -218,7 +267,7 @@ class Multiprocessing:
                 for worker in pool.idle()[: len(tasks) - sent]:
                     task = _pickled(tasks[sent], stage, sent, "task")
                     header = ("call", job, sent, None if id(worker) in primed else function_bytes, task)
-                    pool.send(worker, header, stage=stage, index=sent, label=f"task {sent}")
+                    pool.send(worker, header, stage=stage, index=sent, label=_task_label(sent, tasks[sent]))
                     primed.add(id(worker))
                     sent += 1
                 for k, value in pool.replies(job, stage):

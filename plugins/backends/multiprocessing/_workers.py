@@ -7,153 +7,47 @@ waits on every busy worker's pipe *and* process sentinel at once
 (:func:`multiprocessing.connection.wait`), so a worker killed by a signal or by
 the out-of-memory killer is noticed as soon as the kernel reaps it.
 
-Messages are pickled bytes: a header of built-in types plus the payload pickled
-separately, so a payload that does not unpickle in the worker is reported
-against its task index instead of killing the worker.
+A worker that stops answering (stopped with SIGSTOP or Ctrl-Z, frozen, swapped
+out) is told apart from one that is merely busy by a heartbeat: while a request
+is in progress, a thread of the worker sends ``("alive", job, index)`` every
+``interval`` seconds (the two threads' pipe writes take turns under a lock, and
+no beat follows the reply). The parent counts how long each busy worker has been
+silent *while the parent was waiting* (a parent suspended itself does not
+count); past the pool's ``timeout`` it kills that worker with SIGKILL, stops the
+others and raises :class:`~amp_core.errors.BackendError`. A request too large for
+the pipe's buffer is written by a helper thread, so a stopped worker cannot
+block the parent there either.
 
-Worker requests (``(kind, job, index, *payload)``):
-
-* ``("call", job, k, function_bytes | None, task_bytes)``: run ``function(task)``;
-  the function is sent once per worker and job, then cached.
-* ``("load", job, -1, payload_bytes)``: payload ``(session, [(k, chunk handle)], model,
-  settings)``; map each chunk's arrays once (``handle.load()``) and build its loss evaluator.
-* ``("evaluate", job, -1, payload_bytes)``: payload ``(session, vector)``; evaluate
-  every chunk this worker holds for that session, in chunk order.
-* ``("drop", 0, -1, session)``: forget a session's chunks (no reply).
-* ``("stop", 0, -1)``: exit (no reply).
-
-Replies: ``("ok", job, k, value)`` or ``("error", job, k, summary, traceback,
-exception_bytes | None)``.
+The worker side and the message protocol are in :mod:`._serve`.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
-import traceback
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from amp_core.errors import AmpError, BackendError
+from amp_plugins.backends.multiprocessing._serve import Message, dumps, worker_main
 
-Message = tuple[Any, ...]
 _TICK = 0.5  # seconds between checks for pending signals while waiting for workers
-
-
-def dumps(value: Any) -> bytes:
-    """Pickle ``value`` with the highest protocol (raises whatever pickle raises)."""
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-class _WorkerState:
-    """What one worker process holds between requests."""
-
-    def __init__(self) -> None:
-        self.function: tuple[int, Callable[[Any], Any]] | None = None
-        self.sessions: dict[int, list[tuple[int, Callable[[Any], Any]]]] = {}
-
-    def call(self, job: int, function_bytes: bytes | None, task_bytes: bytes) -> Any:
-        if function_bytes is not None:
-            self.function = (job, pickle.loads(function_bytes))
-        if self.function is None or self.function[0] != job:
-            raise RuntimeError(f"worker {os.getpid()} has no function for job {job} (internal error)")
-        return self.function[1](pickle.loads(task_bytes))
-
-    def load(self, payload: tuple[int, list[tuple[int, Any]], Any, Any]) -> Message:
-        session, chunks, model, settings = payload
-        built = self.sessions.setdefault(session, [])
-        for k, handle in chunks:
-            try:
-                built.append((k, model.loss_evaluator(handle.load(), settings)))
-            except Exception as exc:  # noqa: BLE001 - reported to the parent with the shard index
-                return _error_reply(0, k, exc)
-        return ("ok", 0, -1, None)
-
-    def evaluate(self, session: int, vector: Any) -> Message:
-        results = []
-        for k, evaluator in self.sessions.get(session, []):
-            try:
-                results.append((k, evaluator(vector)))
-            except Exception as exc:  # noqa: BLE001
-                return _error_reply(0, k, exc)
-        return ("ok", 0, -1, results)
-
-
-def _error_reply(job: int, index: int, exc: BaseException) -> Message:
-    """Describe ``exc`` for the parent; include the exception itself if it survives pickling."""
-    summary = f"{type(exc).__name__}: {exc}"
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    raw: bytes | None = None
-    try:
-        pickled = dumps(exc)
-        pickle.loads(pickled)
-        raw = pickled
-    except Exception:  # noqa: BLE001 - exceptions with keyword-only constructors do not round-trip
-        pass
-    return ("error", job, index, summary, text, raw)
-
-
-def _handle(state: _WorkerState, header: Message) -> Message | None:
-    kind, job, index = header[:3]
-    try:
-        if kind == "call":
-            return ("ok", job, index, state.call(job, header[3], header[4]))
-        if kind == "load":
-            reply = state.load(pickle.loads(header[3]))
-        elif kind == "evaluate":
-            reply = state.evaluate(*pickle.loads(header[3]))
-        elif kind == "drop":
-            state.sessions.pop(header[3], None)
-            return None
-        else:
-            raise RuntimeError(f"unknown request {kind!r} (internal error)")
-    except Exception as exc:  # noqa: BLE001
-        return _error_reply(job, index, exc)
-    return (reply[0], job, *reply[2:])
-
-
-def worker_main(conn: Connection, cpu: int | None = None) -> None:
-    """Serve requests from the parent until told to stop or the parent goes away.
-
-    SIGINT is ignored: Ctrl-C reaches the whole process group, and the parent
-    alone decides to stop the workers. ``cpu``: the core to bind to (``None``: any).
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if cpu is not None:
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except OSError:  # the core went away (CPU hotplug, a changed cgroup): run unbound
-            pass
-    state = _WorkerState()
-    while True:
-        try:
-            header = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        if header[0] == "stop":
-            return
-        reply = _handle(state, header)
-        if reply is None:
-            continue
-        try:
-            raw = dumps(reply)
-        except Exception as exc:  # noqa: BLE001 - an unpicklable result is the task's fault
-            raw = dumps(_error_reply(reply[1], reply[2], TypeError(f"cannot send the result back: {exc}")))
-        try:
-            conn.send_bytes(raw)
-        except (EOFError, OSError):
-            return
-
-
-# ---------------------------------------------------------------- parent side
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a busy worker may stay silent before it counts as stopped (``timeout = None``)."""
+STARTUP_TIMEOUT = 120.0
+"""Silence allowed, at least, to a worker that has not said it is ready (it imports Python modules)."""
+_BUFFERED = 32 * 1024  # requests up to this size fit in an idle worker's pipe buffer: writing never blocks
 
 
 class _WorkerTraceback(Exception):
@@ -172,7 +66,8 @@ class Worker:
     busy: int | None = None  # job number of the request in flight
     index: int = -1  # task or first shard index of that request
     label: str = ""  # "task 3" / "shards 1, 3": what a failure names
-    answered: bool = False  # replied at least once (i.e. started up)
+    answered: bool = False  # sent anything yet (i.e. started up)
+    silent: float = 0.0  # seconds the parent has waited on this busy worker without a word from it
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
@@ -199,11 +94,19 @@ class WorkerPool:
         size: number of worker processes (>= 1).
         method: multiprocessing start method; ``"spawn"`` (default) or ``"forkserver"``.
         cpus: per worker, the core to bind it to (``None``: unbound); default all unbound.
+        timeout: seconds a busy worker may stay silent (no reply, no sign of life) before it
+            counts as stopped; a worker still starting gets at least :data:`STARTUP_TIMEOUT`.
+            ``math.inf``: never.
     """
 
-    def __init__(self, size: int, method: str = "spawn", cpus: list[int | None] | None = None) -> None:
+    def __init__(
+        self, size: int, method: str = "spawn", cpus: list[int | None] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.size = size
         self.cpus = cpus or [None] * size
+        self.timeout = timeout
+        self.interval = min(1.0, timeout / 10)  # heartbeat: several per timeout, at most one a second
         self.generation = 0  # bumped by every shutdown; sessions of older generations are dead
         self._context = multiprocessing.get_context(method)
         self._workers: list[Worker] = []
@@ -237,7 +140,7 @@ class WorkerPool:
                 parent, child = self._context.Pipe(duplex=True)
                 name = f"amp-worker-{i}"
                 process = self._context.Process(  # type: ignore[attr-defined]
-                    target=worker_main, args=(child, self.cpus[i]), name=name
+                    target=worker_main, args=(child, self.cpus[i], self.interval), name=name
                 )
                 process.daemon = True
                 process.start()
@@ -280,13 +183,36 @@ class WorkerPool:
         return list(self._workers)
 
     def send(self, worker: Worker, header: Message, *, stage: str, index: int, label: str) -> None:
-        """Send one request to an idle worker; it will answer with one reply."""
+        """Send one request to an idle worker; it will answer with one reply.
+
+        Raises:
+            BackendError: the worker died, or did not take the request within the timeout.
+        """
         assert worker.busy is None, "request sent to a busy worker"
-        worker.busy, worker.index, worker.label = header[1], index, label
-        try:
-            worker.conn.send_bytes(dumps(header))
-        except OSError as exc:
-            raise self._died(worker, stage) from exc
+        worker.busy, worker.index, worker.label, worker.silent = header[1], index, label, 0.0
+        raw = dumps(header)
+        if len(raw) <= _BUFFERED:
+            try:
+                worker.conn.send_bytes(raw)
+            except OSError as exc:
+                raise self._died(worker, stage) from exc
+            return
+        failure: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                worker.conn.send_bytes(raw)
+            except BaseException as exc:  # noqa: BLE001 - reported by the waiting thread
+                failure.append(exc)
+
+        writer = threading.Thread(target=write, name="amp-send", daemon=True)
+        writer.start()
+        limit = self._limit(worker)
+        writer.join(None if math.isinf(limit) else limit)
+        if writer.is_alive():
+            raise self._stopped(worker, stage, f"it did not take a request within {limit:g} s", writer)
+        if failure:
+            raise self._died(worker, stage) from failure[0]
 
     def send_quietly(self, header: Message) -> None:
         """Send a request that has no reply (``drop``) to every worker; ignore dead pipes."""
@@ -297,47 +223,81 @@ class WorkerPool:
                 pass
 
     def replies(self, job: int, stage: str) -> list[tuple[int, Any]]:
-        """Wait until some busy worker answers or dies; return ``(index, value)`` answers of ``job``.
+        """Wait until some busy worker answers; return the ``(index, value)`` answers of ``job``.
 
-        Answers of older jobs (abandoned after an error) are discarded. An error
-        answer raises; a dead worker shuts the pool down and raises.
+        Answers of older jobs (abandoned after an error) are discarded. An error answer
+        raises; a dead worker, or one silent for longer than the timeout, shuts the pool
+        down and raises.
 
         Raises:
-            BackendError: a worker raised, died, or sent something unreadable.
+            BackendError: a worker raised, died, stopped answering or sent something unreadable.
         """
-        busy: dict[Any, Worker] = {}
-        for worker in self._workers:
-            if worker.busy is not None:
-                busy[worker.conn] = worker
-                busy[worker.process.sentinel] = worker
-        handles = list(busy)
-        ready = wait(handles, timeout=_TICK)
-        while not ready:  # wake up now and then, so a Ctrl-C caught by another thread is raised here
-            ready = wait(handles, timeout=_TICK)
-        out = []
-        for ready_handle in ready:
-            worker = busy[ready_handle]
-            if worker.busy is None:  # already handled through its other handle
-                continue
-            reply = self._receive(worker, stage, ready_handle is worker.conn)
-            worker.busy, worker.answered = None, True
-            if reply[1] != job:
-                continue
-            if reply[0] == "error":
-                raise _task_error(stage, worker, reply)
-            out.append((worker.index, reply[3]))
-        return out
+        out: list[tuple[int, Any]] = []
+        while True:
+            busy: dict[Any, Worker] = {}
+            for worker in self._workers:
+                if worker.busy is not None:
+                    busy[worker.conn] = worker
+                    busy[worker.process.sentinel] = worker
+            if not busy:
+                return out
+            began = time.monotonic()
+            # Short slices: a Ctrl-C caught by another thread is raised here, and silences are checked.
+            ready = wait(list(busy), timeout=self._next_check(set(busy.values())))
+            # Time waited counts towards silences; a parent that was itself suspended (Ctrl-Z)
+            # or starved of CPU counts at most a little more than one slice.
+            waited = min(time.monotonic() - began, 2 * _TICK)
+            answered = False
+            heard = {busy[handle] for handle in ready}
+            for ready_handle in ready:
+                worker = busy[ready_handle]
+                if worker.busy is None:  # already handled through its other handle
+                    continue
+                reply = self._receive(worker, stage, ready_handle is worker.conn)
+                if reply is None:  # signs of life only
+                    continue
+                worker.busy, answered = None, True
+                if reply[1] != job:
+                    continue
+                if reply[0] == "error":
+                    raise _task_error(stage, worker, reply)
+                out.append((worker.index, reply[3]))
+            for worker in set(busy.values()) - heard:
+                worker.silent += waited
+                if worker.busy is not None and worker.silent > self._limit(worker):
+                    raise self._stopped(worker, stage, f"no sign of life for {worker.silent:.1f} s")
+            if answered:
+                return out
+
+    def _limit(self, worker: Worker) -> float:
+        """Return the silence after which busy ``worker`` counts as stopped (seconds)."""
+        return self.timeout if worker.answered else max(self.timeout, STARTUP_TIMEOUT)
+
+    def _next_check(self, workers: set[Worker]) -> float:
+        """Return how long to wait before silences must be checked again (seconds)."""
+        due = min(self._limit(w) - w.silent for w in workers)
+        return max(0.01, min(_TICK, due + 0.01))
 
     def drain(self, workers: list[Worker], stage: str) -> None:
         """Wait until ``workers`` have answered (and discard) whatever they still owe."""
         while any(w.busy is not None for w in workers):
             self.replies(-1, stage)
 
-    def _receive(self, worker: Worker, stage: str, readable: bool = False) -> Message:
+    def _receive(self, worker: Worker, stage: str, readable: bool = False) -> Message | None:
+        """Read what ``worker`` sent: return its reply, or ``None`` when it sent only signs of life.
+
+        ``readable``: :func:`wait` said the pipe has data; otherwise the process ended.
+
+        Raises:
+            BackendError: the worker died (nothing left to read) or sent something unreadable.
+        """
         try:
-            if readable or worker.conn.poll():  # readable: wait() said so; else the process ended
+            while readable or worker.conn.poll():
+                readable = False
                 message: Message = pickle.loads(worker.conn.recv_bytes())
-                return message
+                worker.answered, worker.silent = True, 0.0
+                if message[0] != "alive":
+                    return message
         except (EOFError, OSError):
             pass
         except Exception as exc:  # noqa: BLE001 - a reply that does not unpickle
@@ -347,7 +307,32 @@ class WorkerPool:
                 stage=stage,
                 shard=worker.index,
             ) from exc
+        else:
+            if worker.process.exitcode is None:
+                return None
         raise self._died(worker, stage)
+
+    def _stopped(self, worker: Worker, stage: str, why: str, writer: threading.Thread | None = None) -> BackendError:
+        """Kill ``worker`` (SIGKILL ends even a stopped process), shut the pool down, describe it.
+
+        ``writer``: a thread still writing a request to the worker; its write fails (broken
+        pipe) once the worker is dead, and it is waited for before the pipe is closed.
+        """
+        pid = worker.process.pid
+        state = _process_state(pid)
+        worker.process.kill()
+        worker.process.join(5)
+        if writer is not None:
+            writer.join(5)
+        self.close()
+        return BackendError(
+            f"stage {stage!r}, {worker.label}: worker process {pid} stopped answering ({why}{state}); "
+            f"it was killed and all workers were stopped. A busy worker shows it is alive every "
+            f"{self.interval:g} s; if this machine is so overloaded that it cannot, raise the timeout "
+            f"of the [backend] table (now {self.timeout:g} s).",
+            stage=stage,
+            shard=worker.index,
+        )
 
     def _died(self, worker: Worker, stage: str) -> BackendError:
         """Shut the pool down and describe how ``worker`` ended."""
@@ -386,7 +371,9 @@ def _task_error(stage: str, worker: Worker, reply: Message) -> Exception:
     index = worker.index if index < 0 else index
     if raw is not None:
         exc = pickle.loads(raw)
-        if isinstance(exc, AmpError):  # deliberate errors (DataError, ...) pass through, as in serial
+        if isinstance(exc, BackendError):  # a task's own account of its failure (names its images)
+            summary = str(exc)
+        elif isinstance(exc, AmpError):  # deliberate errors (DataError, ...) pass through, as in serial
             exc.__cause__ = _WorkerTraceback(text)
             return exc
     label = worker.label if index == worker.index else f"shard {index}"
@@ -396,6 +383,19 @@ def _task_error(stage: str, worker: Worker, reply: Message) -> Exception:
         stage=stage,
         shard=index,
     )
+
+
+def _process_state(pid: int | None) -> str:
+    """Return why process ``pid`` is not running, as ``/proc`` tells (Linux), or ``""``."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+    return {
+        "T": "; the process is stopped, e.g. by SIGSTOP or Ctrl-Z",
+        "t": "; the process is stopped by a debugger",
+        "D": "; the process waits on a disk or network file system",
+    }.get(state, "")
 
 
 def _describe_exit(code: int | None) -> str:
@@ -429,9 +429,9 @@ def _shutdown(workers: list[Worker]) -> None:
                 try:
                     worker.conn.send_bytes(dumps(("stop", 0, -1)))
                 except OSError:
-                    worker.process.terminate()
+                    _terminate(worker.process)
             else:
-                worker.process.terminate()
+                _terminate(worker.process)
         worker.conn.close()
     deadline = time.monotonic() + 2.0
     for worker in workers:
@@ -439,3 +439,12 @@ def _shutdown(workers: list[Worker]) -> None:
         if worker.process.exitcode is None:
             worker.process.kill()
             worker.process.join(5.0)
+
+
+def _terminate(process: BaseProcess) -> None:
+    """Send SIGTERM, then SIGCONT: a stopped process acts on SIGTERM only once continued."""
+    process.terminate()
+    try:
+        os.kill(process.pid, signal.SIGCONT)  # type: ignore[arg-type]
+    except (OSError, TypeError):  # already gone
+        pass

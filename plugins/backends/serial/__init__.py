@@ -50,18 +50,30 @@ class SerialSession:
         self._evaluators = []
 
 
-def run_task(function: Callable[[T], R], task: T, *, stage: str, index: int) -> R:
-    """Call ``function(task)``; wrap an unexpected exception in :class:`BackendError`."""
+def run_task(function: Callable[[T], R], task: T, *, stage: str, index: int, label: str = "") -> R:
+    """Call ``function(task)``; wrap an unexpected exception in :class:`BackendError`.
+
+    A :class:`BackendError` the task raised itself (naming its images) is wrapped too, so
+    the message names the stage and task as well; other amp-core errors pass through.
+    ``label``: how messages name the task (default ``chunk <index>``).
+    """
     try:
         return function(task)
+    except BackendError as exc:
+        raise _failed(stage, index, label, str(exc)) from exc
     except AmpError:
         raise
     except Exception as exc:
-        raise BackendError(
-            f"stage {stage!r}, chunk {index} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
-            stage=stage,
-            chunk=index,
-        ) from exc
+        raise _failed(stage, index, label, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _failed(stage: str, index: int, label: str, summary: str) -> BackendError:
+    """Describe the failure of a task (call while handling it: the message ends with its traceback)."""
+    return BackendError(
+        f"stage {stage!r}, {label or f'chunk {index}'} failed: {summary}\n{traceback.format_exc()}",
+        stage=stage,
+        chunk=index,
+    )
 
 
 class Serial:
@@ -85,7 +97,9 @@ class Serial:
         """Run each task in order."""
         results = []
         for k, task in enumerate(tasks):
-            results.append(run_task(function, task, stage=stage, index=k))
+            label = getattr(task, "label", None)
+            name = f"task {k} ({label})" if isinstance(label, str) and label else f"task {k}"
+            results.append(run_task(function, task, stage=stage, index=k, label=name))
             if progress is not None:
                 progress(k + 1)
         return results
