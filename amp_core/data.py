@@ -147,7 +147,7 @@ class LossParts:
         force_loss: sum over images of sum((F_pred - F_ref)^2) / (3 N_atoms), (eV/A)^2.
         energy_maxresid: max over images of |E_pred - E_ref| / N_atoms, eV.
         force_maxresid: max over force components of |F_pred - F_ref|, eV/A.
-        n_images: number of images in the shard.
+        n_images: number of images in the chunk.
         gradient: (n_parameters,) d loss / d parameters.
     """
 

@@ -74,7 +74,7 @@ def amp_backends() -> list[BackendEntry[Any]]:
         @hookimpl
         def amp_backends():
             return [BackendEntry(name="threads", params=ThreadParams, factory=Threads,
-                                 summary="Run shards in threads.", probe=lambda: None)]
+                                 summary="Run chunks in threads.", probe=lambda: None)]
 
     .. versionadded:: 0.1
     """

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from ase import Atoms
 
+    from amp_core.chunks import ChunkHandle
     from amp_core.data import ImageFingerprints, LossParts, LossSettings
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ DESCRIPTOR_CAPABILITIES = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMP
 MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED})
 
 LossEvaluator = Callable[[NDArray[np.float64]], "LossParts"]
-"""``evaluator(vector) -> LossParts`` for one shard, built once per worker."""
+"""``evaluator(vector) -> LossParts`` for one chunk, built once by the worker that owns it."""
 
 
 @runtime_checkable
@@ -66,7 +67,7 @@ class Descriptor(Protocol):
         ...
 
     def cost(self, atoms: Atoms) -> float:
-        """Estimate the relative work of :meth:`compute` (for balancing shards)."""
+        """Estimate the relative work of :meth:`compute` (for chunk boundaries and balancing)."""
         ...
 
     def todict(self) -> dict[str, Any]:
@@ -86,7 +87,7 @@ class Model(Protocol):
         elements: chemical symbols it has parameters for, or ``None`` before
             :meth:`initialize`.
 
-    The model reads shard arrays in the layout of :mod:`amp_core.reshape`.
+    The model reads chunk arrays in the layout of :mod:`amp_core.reshape`.
     """
 
     name: str
@@ -96,7 +97,7 @@ class Model(Protocol):
     elements: tuple[str, ...] | None
 
     def initialize(self, arrays: Sequence[Mapping[str, NDArray[Any]]]) -> None:
-        """Fill in whatever is not yet set (scalings, weights, ...) from training shards."""
+        """Fill in whatever is not yet set (scalings, weights, ...) from training chunks."""
         ...
 
     def vector(self) -> NDArray[np.float64]:
@@ -108,7 +109,7 @@ class Model(Protocol):
         ...
 
     def loss_evaluator(self, arrays: Mapping[str, NDArray[Any]], settings: LossSettings) -> LossEvaluator:
-        """Prepare one shard once; return ``evaluator(vector) -> LossParts``."""
+        """Prepare one chunk once; return ``evaluator(vector) -> LossParts``."""
         ...
 
     def regularization(self, vector: NDArray[np.float64], overfit: float) -> tuple[float, NDArray[np.float64]]:
@@ -145,10 +146,10 @@ class Compilable(Protocol):
 
 
 class TrainingSession(Protocol):
-    """Resident workers holding their shards' arrays, evaluated once per optimiser step."""
+    """Resident workers holding their chunks' arrays and evaluators, evaluated once per optimiser step."""
 
     def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
-        """Return every shard's loss parts, in shard-index order."""
+        """Return one :class:`LossParts` per chunk, in chunk order (whatever the placement)."""
         ...
 
     def close(self) -> None:
@@ -158,17 +159,18 @@ class TrainingSession(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs pipeline stages over shards.
+    """Runs pipeline stages over chunks (:mod:`amp_core.chunks`).
 
-    Results are always returned in shard-index (task) order, never completion
-    order, so every backend and worker count gives the same numbers.
+    Results are always returned in task or chunk order, never completion order, and
+    chunk boundaries never depend on the worker count, so every backend and worker
+    count gives bitwise the same numbers for the same kernels.
 
     Attributes:
         name: the registered name.
         params: its settings dataclass.
         cores: number of workers it runs.
-        compiled: whether it asks plugins with the ``"compiled"`` capability for
-            their compiled implementation (``plugin.compiled()``).
+        compiled: whether the plugins with the ``COMPILED`` capability run as their
+            compiled twins (``plugin.compiled()``, asked by :func:`amp_core.pipeline.use_compiled`).
     """
 
     name: str
@@ -187,13 +189,15 @@ class Backend(Protocol):
         """Run ``function`` on each task (both picklable); return results in task order.
 
         ``progress(k)`` is called in the parent after each finished task (k = tasks
-        done so far). A task that raises or a worker that dies raises
-        :class:`~amp_core.errors.BackendError` naming ``stage`` and the task index.
+        done so far). A task that raises, or a worker that dies or stops answering,
+        raises :class:`~amp_core.errors.BackendError` naming ``stage`` and the task
+        index, within seconds; it never hangs.
         """
         ...
 
-    def start(self, model: Model, shard_dirs: Sequence[str], settings: LossSettings) -> TrainingSession:
-        """Start resident workers, each mapping its shard arrays from ``shard_dirs`` once."""
+    def start(self, model: Model, chunks: Sequence[ChunkHandle], settings: LossSettings) -> TrainingSession:
+        """Build one loss evaluator per chunk (``model.loss_evaluator(chunk.load(), settings)``) in the
+        worker that owns it, once; return the session that evaluates them every step."""
         ...
 
     def close(self) -> None:

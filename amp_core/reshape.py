@@ -1,30 +1,30 @@
-"""Reshape one shard's structures, targets and fingerprints into rectangular arrays.
+"""Reshape one chunk's structures, targets and fingerprints into rectangular arrays.
 
-The layout (all keys; ``Z`` is an atomic number, ``n`` the shard's atom count over
+The layout (all keys; ``Z`` is an atomic number, ``n`` the chunk's atom count over
 all its images, ``I`` its image count):
 
 * ``natoms`` (I,) int64: atoms per image.
-* ``atom_image`` (n,) int64: image index (within the shard) of each atom.
+* ``atom_image`` (n,) int64: image index (within the chunk) of each atom.
 * ``numbers`` (n,) int64: atomic numbers.
 * ``positions`` (n, 3) float64, Angstrom; ``cell`` (I, 3, 3) float64, Angstrom;
   ``pbc`` (I, 3) bool.
 * ``energy`` (I,) float64, eV: reference energies.
 * ``forces`` (n, 3) float64, eV/A: reference forces (zeros when not trained).
-* ``elements`` (E,) int64: sorted atomic numbers present in the shard.
+* ``elements`` (E,) int64: sorted atomic numbers present in the chunk.
 
 With fingerprints, for every ``Z`` in ``elements``:
 
-* ``fp_Z`` (n_Z, F_Z) float64: fingerprints of the atoms of element Z, in shard order.
-* ``atoms_Z`` (n_Z,) int64: shard atom index of each row of ``fp_Z``.
+* ``fp_Z`` (n_Z, F_Z) float64: fingerprints of the atoms of element Z, in chunk order.
+* ``atoms_Z`` (n_Z,) int64: chunk atom index of each row of ``fp_Z``.
 
 With fingerprint derivatives, for every ``Z``:
 
 * ``dcentre_Z`` (P_Z,) int64: row of ``fp_Z`` of the centre atom of each block.
-* ``dneighbour_Z`` (P_Z,) int64: shard atom index of the atom that moves.
+* ``dneighbour_Z`` (P_Z,) int64: chunk atom index of the atom that moves.
 * ``dfp_Z`` (P_Z, 3, F_Z) float64: d fp_Z[dcentre] / d positions[dneighbour].
 
-The arrays of a shard are written once as ``<key>.npy`` files in one folder and
-memory-mapped by the worker that owns the shard.
+The arrays of a chunk are written once as ``<key>.npy`` files in one folder and
+memory-mapped by the worker that owns the chunk.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def build_arrays(
     targets: Sequence[tuple[float, NDArray[np.float64] | None]],
     fingerprints: Sequence[ImageFingerprints] | None,
 ) -> dict[str, NDArray[Any]]:
-    """Return the rectangular arrays of one shard (layout in the module docstring).
+    """Return the rectangular arrays of one chunk (layout in the module docstring).
 
     Args:
-        images: the shard's structures.
+        images: the chunk's structures.
         targets: (energy eV, forces (n_atoms, 3) eV/A or ``None``) per image.
         fingerprints: descriptor output per image, or ``None`` for raw structures.
     """
