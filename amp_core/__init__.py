@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 
-def create_descriptor(name: str, *, manager: PluginManager | None = None, **params: Any) -> Any:
+def create_descriptor(name: str, *, manager: PluginManager | None = None, **params: Any) -> Descriptor:
     """Build the descriptor registered as ``name`` with ``params``.
 
     Args:
@@ -81,17 +81,20 @@ def create_descriptor(name: str, *, manager: PluginManager | None = None, **para
         UnknownPluginError: no descriptor of that name is registered.
         ConfigError: a parameter is unknown, missing or invalid.
     """
-    return create("descriptor", name, params, manager)
+    descriptor: Descriptor = create("descriptor", name, params, manager)
+    return descriptor
 
 
-def create_model(name: str, *, manager: PluginManager | None = None, **params: Any) -> Any:
+def create_model(name: str, *, manager: PluginManager | None = None, **params: Any) -> Model:
     """Build the model registered as ``name`` with ``params`` (see :func:`create_descriptor`)."""
-    return create("model", name, params, manager)
+    model: Model = create("model", name, params, manager)
+    return model
 
 
-def create_backend(name: str, *, manager: PluginManager | None = None, **params: Any) -> Any:
+def create_backend(name: str, *, manager: PluginManager | None = None, **params: Any) -> Backend:
     """Build the backend registered as ``name`` with ``params`` (see :func:`create_descriptor`)."""
-    return create("backend", name, params, manager)
+    backend: Backend = create("backend", name, params, manager)
+    return backend
 
 
 _LAZY = {

@@ -203,3 +203,11 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release every worker (idempotent)."""
         ...
+
+    def __enter__(self) -> Any:
+        """Return the backend itself (``with create_backend(...) as backend:``)."""
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        """Call :meth:`close`."""
+        ...
