@@ -109,6 +109,8 @@ class LossFunction:
         self.chunks = build_chunks(data, chunks, costs, self.run_dir / "arrays", store, forces, self.backend,
                                    Progress("reshaping", len(chunks), "chunks", enabled=progress),
                                    descriptor=worker_descriptor if fingerprinting else None, log=log)
+        log(f"chunks: {len(self.chunks)} (about {sum(c.n_atoms for c in self.chunks) // len(self.chunks)} atoms "
+            f"each; the sum over them is in chunk order, the same for any number of workers)")
         model.initialize([chunk.load() for chunk in self.chunks])
         worker_model = use_compiled(model, self.backend, log)
         if getattr(self.backend, "compiled", False) and loaded_libraries():

@@ -140,15 +140,15 @@ def test_entry_whose_object_has_another_name_is_an_error():
 
 def test_chunks_depend_on_the_data_alone():
     costs = [float(c) for c in np.random.default_rng(1).uniform(1, 3, 500)]
-    chunks = make_chunks(costs, [36] * 500)  # 18,000 atoms: 36 ideal, 36 chunks
+    chunks = make_chunks(costs, [36] * 500)  # 18,000 atoms: 18 ideal -> 12 chunks
     assert [i for c in chunks for i in c] == list(range(500))
-    assert len(chunks) == 36
-    assert len(make_chunks(costs[:200], [36] * 200)) == 12  # 15 ideal -> 12, shared evenly by 2, 3, 4, 6
-    assert len(make_chunks(costs[:50], [36] * 50)) == 4
+    assert len(chunks) == 12
+    assert len(make_chunks(costs[:200], [36] * 200)) == 6  # 8 ideal -> 6, shared evenly by 2, 3 and 6
+    assert len(make_chunks(costs[:50], [36] * 50)) == 2
     assert len(make_chunks(costs[:5], [2] * 5)) == 2  # small sets still use two workers
     assert len(make_chunks(costs[:1], [2])) == 1  # never more chunks than images
     parts = np.array([sum(costs[i] for i in c) for c in make_chunks(costs[:200], [36] * 200)])
-    assert parts.max() / parts.min() < 1.15  # one image (cost <= 3 of ~33) is the granularity
+    assert parts.max() / parts.min() < 1.1  # one image (cost <= 3 of ~67) is the granularity
 
 
 def test_fingerprint_tasks_split_chunks_without_crossing_them():
@@ -195,19 +195,26 @@ def _trained(tmp_path: Path, backends: list[tuple[str, dict[str, Any]]]) -> list
     for k, (name, options) in enumerate(backends):
         potential = train(_config(tmp_path, name, options, f"run{k}"), echo=None)
         assert potential.training["iterations"] == 30
+        assert "chunks: 4 (" in (tmp_path / f"run{k}" / "train-log.txt").read_text()
         vectors.append(potential.model.vector())
     return vectors
 
 
-def test_thirty_training_iterations_are_bitwise_identical_for_any_worker_count(tmp_path, slab_images):
-    write(tmp_path / "train.xyz", slab_images[:12])  # 12 images, 432 atoms: 8 chunks
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of ~100 atoms, so that 12 slab images make 4 chunks for 1 to 3 workers to share."""
+    monkeypatch.setattr("amp_core.chunks.CHUNK_ATOMS", 100)
+
+
+def test_thirty_training_iterations_are_bitwise_identical_for_any_worker_count(tmp_path, slab_images, small_chunks):
+    write(tmp_path / "train.xyz", slab_images[:12])  # 12 images, 432 atoms: 4 chunks
     vectors = _trained(tmp_path, _backends())
     for (name, options), vector in zip(_backends()[1:], vectors[1:]):
         assert np.array_equal(vector, vectors[0]), f"{name} {options} differs from serial after 30 iterations"
 
 
 @pytest.mark.skipif(_fortran_missing() is not None, reason=f"fortran kernels not built: {_fortran_missing()}")
-def test_compiled_kernels_train_bitwise_identically_with_one_and_two_workers(tmp_path, slab_images):
+def test_compiled_kernels_train_bitwise_identically_with_one_and_two_workers(tmp_path, slab_images, small_chunks):
     write(tmp_path / "train.xyz", slab_images[:12])
     backends = [("fortran", {"cores": 1}), ("fortran", {"cores": 2}), ("serial", {"compiled": True})]
     one, two, serial = _trained(tmp_path, backends)
@@ -215,7 +222,7 @@ def test_compiled_kernels_train_bitwise_identically_with_one_and_two_workers(tmp
     assert np.array_equal(one, serial)
 
 
-def test_loss_and_gradient_bitwise_identical_across_backends(slab_images):
+def test_loss_and_gradient_bitwise_identical_across_backends(slab_images, small_chunks):
     potential = Potential(amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=5.0),
                           amp_core.create_model("neuralnetwork", hiddenlayers=(4,), seed=1))
     results = []
