@@ -101,6 +101,11 @@ class Potential(Calculator):
             "config": self.config,
         }
 
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, manager: PluginManager | None = None) -> Potential:
+        """Load a saved potential (or an Amp ``.amp`` file); the same as :func:`amp_core.load`."""
+        return load(path, manager=manager)
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the potential as one JSON file (atomically); return its path."""
         return write_json(self.todict_document(), path)

@@ -110,6 +110,8 @@ def test_in_process_descriptor_trains_and_loads_through_its_manager(tmp_path, sl
     with pytest.raises(amp_core.UnknownPluginError, match="unknown descriptor 'paircount'"):
         load(tmp_path / "run" / "potential.json")  # the installed plugins do not have it
     again = load(tmp_path / "run" / "potential.json", manager=manager)
+    assert Potential.load(tmp_path / "run" / "potential.json", manager=manager).model.vector().tolist() == \
+        again.model.vector().tolist()
     atoms = slab_images[5].copy()
     atoms.calc = again
     expected = potential.get_potential_energy(slab_images[5].copy())
