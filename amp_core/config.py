@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Training:
     force_coefficient: float | None = None
     forces: bool | None = None
     overfit: float = 0.0
+    max_time: float | None = None
     checkpoint_interval: int = 100
     seed: int = 0
     directory: str = "run"
@@ -147,6 +149,24 @@ def _number(value: Any, where: str, minimum: float = 0.0) -> float:
     return float(value)
 
 
+def duration(value: Any, where: str) -> float:
+    """Return seconds from a number of seconds or a text such as ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``.
+
+    Raises:
+        ConfigError: not a positive, finite duration.
+    """
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        parts = re.findall(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)", value.lower())
+        if parts and re.fullmatch(r"(\s*[0-9]*\.?[0-9]+\s*[smhd]?)+\s*", value.lower()):
+            seconds = sum(float(n) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= 1e9:
+        raise ConfigError(f"{where}: expected a duration such as 600, \"10m\" or \"1h30m\", got {value!r}")
+    return seconds
+
+
 def _training(table: dict[str, Any], where: str) -> Training:
     values = _fields(Training, table, where)
     conv_table = values.pop("convergence", {})
@@ -163,6 +183,8 @@ def _training(table: dict[str, Any], where: str) -> Training:
             if not minimum <= values[key] <= INTEGER_MAXIMUM:
                 raise ConfigError(f"{where} key '{key}': must be between {minimum} and {INTEGER_MAXIMUM:,}, "
                                   f"got {values[key]}")
+    if "max_time" in values:
+        values["max_time"] = duration(values["max_time"], f"{where} key 'max_time'")
     if "forces" in values:
         _check(values["forces"], (bool,), f"{where} key 'forces'", "true or false")
     for key in ("optimizer", "directory"):

@@ -74,6 +74,10 @@ class TrainLog:
         self._file.close()
 
 
+class _Stopped(Exception):
+    """Raised from the optimiser callback when a limit other than maxiter is reached (max_time)."""
+
+
 class _Converged(Exception):
     """Raised from the optimiser callback when every criterion is met."""
 
@@ -233,6 +237,9 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
             save_checkpoint(potential, run_dir, state["iteration"])
         if flags and all(flags.values()):
             raise _Converged
+        limit = cfg.training.max_time
+        if limit is not None and time.perf_counter() - t0 >= limit:
+            raise _Stopped(f"max_time {limit:g} s reached")
 
     def callback(vector: NDArray[np.float64]) -> None:
         state["iteration"] += 1
@@ -247,6 +254,8 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
             log.end_rows()
     except _Converged:
         state["converged"] = True
+    except _Stopped as stop:
+        message = str(stop)
     except KeyboardInterrupt:
         model.set_vector(state["vector"])
         path = save_checkpoint(potential, run_dir, state["iteration"])

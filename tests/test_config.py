@@ -114,3 +114,16 @@ def test_overrides_replace_keys(tmp_path):
     assert config.backend["cores"] == 2
     with pytest.raises(ConfigError, match=r"\[backend\]: unknown key\(s\) 'cores' for backend 'serial'"):
         build(config)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(600, 600.0), ("10m", 600.0), ("1h30m", 5400.0), ("90s", 90.0)])
+def test_max_time_durations(tmp_path, value, seconds):
+    text = GOOD.replace("maxiter = 5", f"maxiter = 5\nmax_time = {value!r}".replace("'", '"'))
+    assert load_config(write(tmp_path, text)).training.max_time == seconds
+
+
+@pytest.mark.parametrize("value", ['"soon"', "-5", '"10 minutes"', "0"])
+def test_bad_max_time(tmp_path, value):
+    text = GOOD.replace("maxiter = 5", f"maxiter = 5\nmax_time = {value}")
+    with pytest.raises(ConfigError, match=r"key 'max_time': expected a duration"):
+        load_config(write(tmp_path, text))

@@ -102,3 +102,14 @@ def test_resume_with_the_same_configuration_continues(data):
     assert again.training["iterations"] == 5
     log = (data / "run" / "train-log.txt").read_text()
     assert "resumed from" in log and log.count("cores detected") == 2  # a resumed run continues its log
+
+
+def test_max_time_stops_a_run_cleanly_like_maxiter(data):
+    config = _config(data, training={"maxiter": 100000, "max_time": 1.5, "checkpoint_interval": 0},
+                     model={"hiddenlayers": [5, 5]})
+    config["training"]["convergence"] = {"energy_rmse": 1e-12, "force_rmse": 1e-12}
+    began = time.monotonic()
+    potential = train(config, echo=None)
+    assert time.monotonic() - began < 30
+    assert not potential.training["converged"] and "max_time 1.5 s reached" in potential.training["outcome"]
+    assert (data / "run" / "potential.json").exists() and (data / "run" / "checkpoint.json").exists()
