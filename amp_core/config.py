@@ -64,6 +64,8 @@ class Training:
     forces: bool | None = None
     overfit: float = 0.0
     max_time: float | None = None
+    validation_interval: int | None = None
+    patience: int | None = None
     checkpoint_interval: int = 100
     seed: int = 0
     directory: str = "run"
@@ -80,6 +82,7 @@ class Data:
 
     train: tuple[str, ...]
     validation: tuple[str, ...] = ()
+    validation_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,8 @@ def _training(table: dict[str, Any], where: str) -> Training:
     for key in ("energy_coefficient", "force_coefficient", "overfit"):
         if key in values:
             values[key] = _number(values[key], f"{where} key '{key}'")
-    for key, minimum in (("maxiter", 1), ("checkpoint_interval", 0), ("seed", 0)):
+    for key, minimum in (("maxiter", 1), ("checkpoint_interval", 0), ("seed", 0), ("validation_interval", 1),
+                         ("patience", 1)):
         if key in values:
             _check(values[key], (int,), f"{where} key '{key}'", "an integer")
             if not minimum <= values[key] <= INTEGER_MAXIMUM:
@@ -200,7 +204,16 @@ def _data(table: dict[str, Any], folder: Path, where: str) -> Data:
     values = _fields(Data, table, where)
     if "train" not in values:
         raise ConfigError(f"{where}: missing key 'train' (the training data file or list of files)")
-    out = {}
+    out: dict[str, Any] = {}
+    fraction = values.pop("validation_fraction", None)
+    if fraction is not None:
+        _check(fraction, (int, float), f"{where} key 'validation_fraction'", "a number")
+        if not 0 < fraction < 1:
+            raise ConfigError(f"{where} key 'validation_fraction': must be between 0 and 1 (exclusive), "
+                              f"got {fraction!r}")
+        if "validation" in values:
+            raise ConfigError(f"{where}: give either 'validation' (files) or 'validation_fraction', not both")
+        out["validation_fraction"] = float(fraction)
     for key, value in values.items():
         items = [value] if isinstance(value, str) else value
         _check(items, (list,), f"{where} key '{key}'", "a file name or a list of file names")

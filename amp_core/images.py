@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from amp_core import memory
 from amp_core.data import Dataset
 from amp_core.errors import ConfigError, DataError
 
-ImageSource = Atoms | str | os.PathLike[str] | Iterable[Any]
+ImageSource = Atoms | str | os.PathLike[str] | Dataset | Iterable[Any]
 
 
 def image_hash(atoms: Atoms) -> str:
@@ -106,6 +107,8 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
     """
     import ase.io
 
+    if isinstance(source, Dataset):
+        return list(source.images), list(source.origins)
     items: list[Any] = [source] if isinstance(source, (str, os.PathLike, Atoms)) else list(source)
     images: list[Atoms] = []
     origins: list[str] = []
@@ -268,8 +271,28 @@ def duplicate_warning(hashes: Sequence[str], origins: Sequence[str]) -> str | No
             "loss and weights that image more (Amp's weight_duplicates); drop the copies unless intended")
 
 
+def split_dataset(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split ``data`` by image into (training, validation) at random, reproducibly from ``seed``.
+
+    The validation part has ``ceil(fraction * n)`` images (at least one; at least one is left
+    for training); both keep the original image order.
+    """
+    n = len(data)
+    if n < 2:
+        raise DataError("validation_fraction needs at least two images (one to train on, one to validate)")
+    count = min(n - 1, max(1, math.ceil(fraction * n)))
+    chosen = set(np.random.default_rng(seed).permutation(n)[:count].tolist())
+    parts = ([k for k in range(n) if k not in chosen], sorted(chosen))
+    return tuple(Dataset([data.images[k] for k in ks], [data.origins[k] for k in ks],  # type: ignore[return-value]
+                         [data.hashes[k] for k in ks], [data.targets[k] for k in ks]) for ks in parts)
+
+
 def load_dataset(source: ImageSource, *, forces: bool, where: str = "", targets: bool = True) -> Dataset:
-    """Read, validate and hash structures (and their targets when ``targets``)."""
+    """Read, validate and hash structures (and their targets when ``targets``); a :class:`Dataset` passes through."""
+    if isinstance(source, Dataset):
+        if forces and targets and any(f is None for _, f in source.targets):
+            raise DataError("the data set given was read without forces, and forces are trained")
+        return source
     images, origins = read_images(source, where)
     for atoms, origin in zip(images, origins):
         check_structure(atoms, origin)

@@ -19,10 +19,11 @@ from amp_core.chunks import detect_cores, oversubscription
 from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError, RunError
-from amp_core.loss import LossFunction, evaluate_loss
+from amp_core.loss import LossFunction
 from amp_core.manager import PluginManager, resolve
 from amp_core.rundir import RunLock, differences, rotate_log
 from amp_core.store import write_json
+from amp_core.validation import Monitor, default_interval, training_sources
 
 CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid")
 CHECKPOINT = "checkpoint.json"
@@ -110,10 +111,10 @@ def _header(log: TrainLog, config: Config, descriptor: Any, model: Any, backend:
     log(f"config: {config.path}; run directory: {config.run_dir}")
 
 
-def _row(iteration: int, result: LossResult, flags: dict[str, bool], elapsed: float) -> str:
+def _row(iteration: int, result: LossResult, flags: dict[str, bool], elapsed: float, extra: str = "") -> str:
     marks = " ".join(f"{name}{'*' if ok else '-'}" for name, ok in flags.items())
     return (f"{iteration:6d} {elapsed:9.1f} {result.loss:12.5e} {result.energy_rmse:10.3e} "
-            f"{result.energy_maxresid:10.3e} {result.force_rmse:10.3e} {result.force_maxresid:10.3e}  {marks}")
+            f"{result.energy_maxresid:10.3e} {result.force_rmse:10.3e} {result.force_maxresid:10.3e}{extra}  {marks}")
 
 
 def save_checkpoint(potential: Potential, run_dir: Path, iteration: int) -> Path:
@@ -206,37 +207,56 @@ def _resume(run_dir: Path, cfg: Config, settings: dict[str, Any], manager: Plugi
 
 def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir: Path, start: int,
          progress: bool | None, manager: PluginManager) -> None:
-    """Log the header, set up the loss, optimise, validate."""
+    """Log the header, set up the loss (and the validation loss), optimise, report."""
     descriptor, model = potential.descriptor, potential.model
     _header(log, cfg, descriptor, model, backend, manager)
     if start:
         log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
-    with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
-                      cfg.force_coefficient, cfg.training.overfit, forces=cfg.forces, run_dir=run_dir,
-                      log=log, progress=progress, manager=manager) as loss:
-        _optimise(loss, potential, cfg, log, run_dir, start)
-    _validate(potential, cfg, log, run_dir, backend)
+    train_images, validation_images = training_sources(cfg, run_dir)
+    options: dict[str, Any] = {"forces": cfg.forces, "run_dir": run_dir, "log": log, "progress": progress,
+                               "manager": manager}
+    coefficients = (cfg.training.energy_coefficient, cfg.force_coefficient, cfg.training.overfit)
+    with contextlib.ExitStack() as stack:
+        loss = stack.enter_context(LossFunction(train_images, potential, backend, *coefficients, **options))
+        monitor = None
+        if validation_images is not None:
+            validation = stack.enter_context(LossFunction(validation_images, potential, backend, *coefficients,
+                                                          **options))
+            interval = cfg.training.validation_interval or default_interval(len(loss.dataset),
+                                                                            len(validation.dataset))
+            monitor = Monitor(validation, interval, cfg.training.patience)
+            log(f"validation: {len(validation.dataset)} images, every {interval} iteration(s)"
+                + (f", patience {cfg.training.patience}" if cfg.training.patience else ""))
+        _optimise(loss, potential, cfg, log, run_dir, start, monitor)
 
 
 def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainLog, run_dir: Path,
-              start: int) -> None:
+              start: int, monitor: Monitor | None = None) -> None:
     model = potential.model
     t0 = time.perf_counter()
     state: dict[str, Any] = {"iteration": start, "vector": model.vector(), "converged": False}
     log(f"{'iter':>6} {'time/s':>9} {'loss':>12} {'E_rmse':>10} {'E_maxres':>10} {'F_rmse':>10} "
-        f"{'F_maxres':>10}  criteria (* met)")
+        f"{'F_maxres':>10}{Monitor.header() if monitor else ''}  criteria (* met)")
 
     def step(vector: NDArray[np.float64]) -> None:
         result = loss.evaluate(vector)
         flags = met(result, cfg.training.convergence)
         state["vector"] = np.array(vector, copy=True)
-        log.row(state["iteration"], _row(state["iteration"], result, flags, time.perf_counter() - t0))
+        state["result"] = result
+        extra = ""
+        if monitor is not None:
+            checked = monitor.check(state["iteration"], vector) if monitor.due(state["iteration"], start) else None
+            extra = monitor.columns(checked)
+        log.row(state["iteration"], _row(state["iteration"], result, flags, time.perf_counter() - t0, extra))
         interval = cfg.training.checkpoint_interval
         if interval and state["iteration"] > start and state["iteration"] % interval == 0:
             model.set_vector(state["vector"])
             save_checkpoint(potential, run_dir, state["iteration"])
         if flags and all(flags.values()):
             raise _Converged
+        if monitor is not None and monitor.exhausted():
+            raise _Stopped(f"early stopping: no better validation loss in {monitor.patience} validations "
+                           f"(the best was at iteration {monitor.best_iteration})")
         limit = cfg.training.max_time
         if limit is not None and time.perf_counter() - t0 >= limit:
             raise _Stopped(f"max_time {limit:g} s reached")
@@ -267,14 +287,25 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
             _failed(exc, potential, run_dir, state, log)
         raise
     model.set_vector(state["vector"])
-    save_checkpoint(potential, run_dir, state["iteration"])
+    save_checkpoint(potential, run_dir, state["iteration"])  # the last iterate, for --resume
+    training: dict[str, Any] = {}
+    best = ""
+    if monitor is not None and monitor.best_vector is not None:
+        for line in monitor.summary(state["result"], cfg.forces):
+            log(line)
+        model.set_vector(monitor.best_vector)  # potential.json holds the best parameters for the held-out images
+        best = f" (parameters of iteration {monitor.best_iteration}, the best on the validation images)"
+        training["best_validation"] = {"iteration": monitor.best_iteration,
+                                       "energy_rmse": monitor.best.energy_rmse,  # type: ignore[union-attr]
+                                       "force_rmse": monitor.best.force_rmse}  # type: ignore[union-attr]
     path = potential.save(run_dir / MODEL_FILE)
     if state["converged"]:
-        line = f"converged at iteration {state['iteration']}; potential saved to {path}"
+        line = f"converged at iteration {state['iteration']}; potential saved to {path}{best}"
     else:
-        line = f"NOT converged after {state['iteration']} iterations ({message}); potential saved to {path}"
+        line = f"NOT converged after {state['iteration']} iterations ({message}); potential saved to {path}{best}"
     log(line)
-    potential.training = {"converged": state["converged"], "iterations": state["iteration"], "outcome": line}
+    potential.training = {"converged": state["converged"], "iterations": state["iteration"], "outcome": line,
+                          **training}
 
 
 def _minimize(loss: LossFunction, vector: NDArray[np.float64], cfg: Config, start: int,
@@ -306,12 +337,3 @@ def _failed(exc: Exception, potential: Potential, run_dir: Path, state: dict[str
         return
     log(f"failed at iteration {state['iteration']} ({what}); checkpoint of the last good parameters saved "
         f"to {path}; continue with 'amp train CONFIG --resume'")
-
-
-def _validate(potential: Potential, cfg: Config, log: TrainLog, run_dir: Path, backend: Any) -> None:
-    if not cfg.data.validation:
-        return
-    result = evaluate_loss(list(cfg.data.validation), potential, backend, cfg.training.energy_coefficient,
-                           cfg.force_coefficient, forces=cfg.forces, run_dir=run_dir, manager=potential.manager)
-    log(f"validation: energy RMSE {result.energy_rmse:.4e} eV/atom, max {result.energy_maxresid:.4e}; "
-        f"force RMSE {result.force_rmse:.4e} eV/A, max {result.force_maxresid:.4e}")
