@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.io import write
 
-from amp_core import Potential, evaluate_loss, load, train
+from amp_core import evaluate_loss, load, train
 from amp_core.data import LossResult
 from amp_core.validation import Monitor, default_interval
 
