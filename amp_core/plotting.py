@@ -31,18 +31,24 @@ def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"log file {path} does not exist")
-    rows = []
+    rows, validated = [], False
     for line in path.read_text().splitlines():
         fields = line.split()
+        if fields[:1] == ["iter"]:
+            validated = "V_E_rmse" in fields  # a run with validation columns
         if len(fields) >= len(COLUMNS) and fields[0].isdigit():
             try:
-                rows.append([float(x) for x in fields[: len(COLUMNS)]])
+                row = [float(x) for x in fields[: len(COLUMNS)]]
             except ValueError:
                 continue
+            extra = fields[len(COLUMNS): len(COLUMNS) + 2] if validated else []
+            row += [float(x) if x != "-" else np.nan for x in extra] + [np.nan] * (2 - len(extra))
+            rows.append(row)
     if not rows:
         raise ConfigError(f"{path} holds no iteration rows; is it a train-log.txt of 'amp train'?")
     data = np.array(rows)
-    return {name: data[:, k] for k, name in enumerate(COLUMNS)}
+    names = (*COLUMNS, "validation_energy_rmse", "validation_force_rmse")
+    return {name: data[:, k] for k, name in enumerate(names)}
 
 
 def convergence_plot(log: str | os.PathLike[str], output: str | None = None) -> Path:
@@ -55,6 +61,10 @@ def convergence_plot(log: str | os.PathLike[str], output: str | None = None) -> 
     for key in ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid"):
         if np.any(data[key] > 0):
             axes[1].semilogy(data["iter"], data[key], label=key)
+    for key in ("validation_energy_rmse", "validation_force_rmse"):
+        seen = ~np.isnan(data[key])
+        if np.any(data[key][seen] > 0):
+            axes[1].semilogy(data["iter"][seen], data[key][seen], "o--", ms=3, label=key)
     axes[1].set_xlabel("iteration")
     axes[1].set_ylabel("error (eV/atom, eV/A)")
     axes[1].legend()

@@ -83,3 +83,13 @@ def test_overfitting_is_warned_about():
     assert "force RMSE 9.0000e-01 eV/A (training: energy RMSE 8.0000e-03, force RMSE 2.0000e-01)" in lines[0]
     assert len(lines) == 2 and "validation force RMSE is 4.5 times the training" in lines[1]
     assert len(monitor.summary(_result(0.008, 0.6), forces=True)) == 1
+
+
+def test_convergence_log_reads_the_validation_columns(data):
+    from amp_core.plotting import read_log
+
+    train(_config(data, maxiter=6, validation_interval=3), echo=None)
+    columns = read_log(data / "run" / "train-log.txt")
+    validated = ~np.isnan(columns["validation_energy_rmse"])
+    assert validated.tolist()[:7] == [True, False, False, True, False, False, True]
+    assert np.all(columns["validation_force_rmse"][validated] > 0)
