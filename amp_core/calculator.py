@@ -11,10 +11,10 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from amp_core.errors import AmpError, ModelFileError
+from amp_core.errors import AmpError, ModelFileError, PropertyNotImplementedError
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
-from amp_core.protocols import FINGERPRINT_DERIVATIVES, FORCES
+from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FORCES
 from amp_core.store import write_json
 
 FORMAT = "amp-core-potential"
@@ -30,6 +30,10 @@ class Potential(Calculator):
         config: the resolved config it was trained with (saved with it).
         manager: the :class:`~amp_core.PluginManager` that provided the plugins (for the
             providers and versions saved with the potential); ``None``: the installed plugins.
+        compiled: compute force calls with the descriptor's compiled kernels (its
+            ``compiled()`` twin; same numbers to ~1e-15 relative, several times faster).
+            ``None`` (default): when they are built here; ``False``: always numpy; ``True``:
+            required (``PropertyNotImplementedError`` when not built).
 
     ``implemented_properties`` lists forces only when the model predicts them and,
     for fingerprint models, the descriptor provides derivatives.
@@ -42,8 +46,10 @@ class Potential(Calculator):
     """
 
     def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, *,
-                 manager: PluginManager | None = None, **kwargs: Any) -> None:
+                 manager: PluginManager | None = None, compiled: bool | None = None, **kwargs: Any) -> None:
         self.descriptor = descriptor
+        self.compiled = compiled
+        self._fast: tuple[Any, Any] | None = None  # (descriptor, its twin used for force calls)
         self.manager = manager
         self.model = model
         self.config = config
@@ -71,12 +77,35 @@ class Potential(Calculator):
             check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}",
                            trained=trained)
         check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}", trained=trained)
-        fingerprints = self.descriptor.compute(atoms, derivatives=forces) if uses_fingerprints else None
+        fingerprints = self._descriptor().compute(atoms, derivatives=forces) if uses_fingerprints else None
         energy, force_values = self.model.predict(atoms, fingerprints, forces)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
             self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    def _descriptor(self) -> Any:
+        """The descriptor the force calls use: its compiled twin when asked for or available."""
+        if self._fast is not None and self._fast[0] is self.descriptor:
+            return self._fast[1]
+        chosen = self.descriptor
+        if self.compiled and COMPILED not in self.descriptor.implemented:
+            raise PropertyNotImplementedError(
+                f"compiled=True, but descriptor {self.descriptor.name!r} has no compiled kernels "
+                f"(implemented: {', '.join(sorted(self.descriptor.implemented)) or 'nothing'})")
+        if self.compiled is not False and COMPILED in self.descriptor.implemented:
+            try:
+                chosen = self.descriptor.compiled()
+            except PropertyNotImplementedError:
+                if self.compiled:
+                    raise
+        self._fast = (self.descriptor, chosen)
+        return chosen
+
+    @property
+    def kernel(self) -> str:
+        """``"compiled"`` when force calls run the descriptor's compiled kernels, else ``"numpy"``."""
+        return "compiled" if self._descriptor() is not self.descriptor else "numpy"
 
     @property
     def trained(self) -> bool:
