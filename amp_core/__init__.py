@@ -7,7 +7,7 @@ from typing import Any
 
 from amp_core.chunks import ChunkHandle, detect_cores
 from amp_core.data import FORCE_COEFFICIENT, Dataset, ImageFingerprints, LossParts, LossResult, LossSettings
-from amp_core.entries import BackendEntry, DescriptorEntry, FileReader, ModelEntry
+from amp_core.entries import BackendEntry, DescriptorEntry, FileReader, ModelEntry, OptimizerEntry
 from amp_core.errors import (
     AmpError,
     AmpPluginWarning,
@@ -23,7 +23,7 @@ from amp_core.errors import (
 )
 from amp_core.hookspecs import PROJECT, hookimpl
 from amp_core.manager import PluginManager, create, make_plugin_manager
-from amp_core.protocols import Backend, Descriptor, Model
+from amp_core.protocols import Backend, Descriptor, Model, Optimizer
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,8 @@ __all__ = [
     "Model",
     "ModelEntry",
     "ModelFileError",
+    "Optimizer",
+    "OptimizerEntry",
     "PluginError",
     "PluginManager",
     "Potential",

@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="serial")
     p.add_argument("--cores", type=int, help="worker count of the backend (not for 'serial')")
     p = sub.add_parser("plugins", parents=[debug], help="list registered descriptors, models and backends")
-    p.add_argument("--kind", choices=("descriptor", "model", "backend"))
+    p.add_argument("--kind", choices=("descriptor", "model", "backend", "optimizer"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also show compiled kernels, entry point and module file")

@@ -34,7 +34,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-OPTIMIZERS = ("L-BFGS-B", "BFGS", "CG")
+LEGACY_OPTIMIZERS = {"L-BFGS-B": "lbfgs", "BFGS": "bfgs", "CG": "cg"}
+"""SciPy method names that earlier configs (and Amp users) give for the built-in optimisers."""
 TABLES = ("descriptor", "model", "backend", "data", "training")
 
 
@@ -57,7 +58,7 @@ class Convergence:
 class Training:
     """The ``[training]`` table."""
 
-    optimizer: str = "L-BFGS-B"
+    optimizer: str = "lbfgs"
     maxiter: int = 1000
     energy_coefficient: float = 1.0
     force_coefficient: float | None = None
@@ -194,9 +195,8 @@ def _training(table: dict[str, Any], where: str) -> Training:
     for key in ("optimizer", "directory"):
         if key in values:
             _check(values[key], (str,), f"{where} key '{key}'", "a string")
-    if values.get("optimizer", OPTIMIZERS[0]) not in OPTIMIZERS:
-        raise ConfigError(f"{where} key 'optimizer': unknown optimizer {values['optimizer']!r}; "
-                          f"choose one of {', '.join(OPTIMIZERS)}")
+    if "optimizer" in values:  # looked up among the registered optimisers by build_optimizer
+        values["optimizer"] = LEGACY_OPTIMIZERS.get(values["optimizer"], values["optimizer"])
     return Training(**values, convergence=Convergence(**conv))
 
 
@@ -307,7 +307,16 @@ def build(config: Config, manager: PluginManager | None = None) -> tuple[Any, An
             if "seed" in {f.name for f in dataclasses.fields(params)} and "seed" not in options:
                 options["seed"] = config.training.seed
         made.append(manager.create(kind, name, options, where=where))
+    build_optimizer(config, manager)  # checked here too: every config error before any work
     return made[0], made[1], made[2]
+
+
+def build_optimizer(config: Config, manager: PluginManager | None = None) -> Any:
+    """Build the optimiser ``[training] optimizer`` names (registered optimisers; ``amp plugins`` lists them)."""
+    from amp_core.manager import resolve
+
+    return resolve(manager).create("optimizer", config.training.optimizer, {},
+                                   where=f"{config.path}, [training] optimizer")
 
 
 def resolved(config: Config, descriptor: Any, model: Any, backend: Any) -> dict[str, Any]:

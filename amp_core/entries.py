@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from amp_core.protocols import Backend, Descriptor, Model
+    from amp_core.protocols import Backend, Descriptor, Model, Optimizer
 
 P = TypeVar("P")
 
@@ -85,6 +85,24 @@ class BackendEntry(Generic[P]):
     name: str
     params: type[P]
     factory: Callable[[P], Backend]
+    summary: str
+    probe: Callable[[], str | None] = _always_available
+
+
+@dataclass(frozen=True)
+class OptimizerEntry(Generic[P]):
+    """One optimiser a plugin provides (``[training] optimizer`` names it).
+
+    Attributes:
+        name: user-facing name (the built object's ``name`` must be the same).
+        params: frozen dataclass of the optimiser's settings.
+        factory: ``factory(params) -> Optimizer``.
+        summary: one line for ``amp plugins``.
+    """
+
+    name: str
+    params: type[P]
+    factory: Callable[[P], Optimizer]
     summary: str
     probe: Callable[[], str | None] = _always_available
 

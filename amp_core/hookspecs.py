@@ -1,4 +1,4 @@
-"""Hook specifications: the three registration hooks every plugin package implements."""
+"""Hook specifications: the four registration hooks a plugin package implements (any of them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from amp_core.entries import BackendEntry, DescriptorEntry, ModelEntry
+    from amp_core.entries import BackendEntry, DescriptorEntry, ModelEntry, OptimizerEntry
 
 PROJECT = "amp"
 """pluggy project name, hook prefix and entry-point group."""
@@ -77,5 +77,26 @@ def amp_backends() -> list[BackendEntry[Any]]:
                                  summary="Run chunks in threads.", probe=lambda: None)]
 
     .. versionadded:: 0.1
+    """
+    return []
+
+
+@hookspec
+def amp_optimizers() -> list[OptimizerEntry[Any]]:
+    """Register optimisers (what minimises the loss during training).
+
+    Called once per process, when the plugin manager is built; never in workers.
+
+    Returns:
+        One :class:`~amp_core.entries.OptimizerEntry` per optimiser this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def amp_optimizers():
+            return [OptimizerEntry(name="descent", params=DescentParams, factory=Descent,
+                                   summary="Steepest descent with a fixed step.")]
+
+    .. versionadded:: 0.2
     """
     return []

@@ -18,13 +18,15 @@ from typing import Any
 import pluggy
 
 from amp_core import hookspecs
-from amp_core.entries import BackendEntry, DescriptorEntry, ModelEntry
+from amp_core.entries import BackendEntry, DescriptorEntry, ModelEntry, OptimizerEntry
 from amp_core.errors import AmpPluginWarning, ConfigError, PluginError, UnknownPluginError
 
 OWN_DISTRIBUTION = "amp-core"
-KINDS = ("descriptor", "model", "backend")
-_HOOKS = {"descriptor": "amp_descriptors", "model": "amp_models", "backend": "amp_backends"}
-_RECORDS: dict[str, type[Any]] = {"descriptor": DescriptorEntry, "model": ModelEntry, "backend": BackendEntry}
+KINDS = ("descriptor", "model", "backend", "optimizer")
+_HOOKS = {"descriptor": "amp_descriptors", "model": "amp_models", "backend": "amp_backends",
+          "optimizer": "amp_optimizers"}
+_RECORDS: dict[str, type[Any]] = {"descriptor": DescriptorEntry, "model": ModelEntry, "backend": BackendEntry,
+                                  "optimizer": OptimizerEntry}
 _NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 
 

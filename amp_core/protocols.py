@@ -211,3 +211,30 @@ class Backend(Protocol):
     def __exit__(self, *exc: object) -> None:
         """Call :meth:`close`."""
         ...
+
+
+LossAndGradient = Callable[[NDArray[np.float64]], "tuple[float, NDArray[np.float64]]"]
+"""``f(vector) -> (loss, gradient)``: the training loss over all chunks."""
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """Minimises the training loss; the training loop logs, validates, checkpoints and stops it.
+
+    Attributes:
+        name: the registered name.
+        params: its settings dataclass.
+    """
+
+    name: str
+    params: Any
+
+    def minimize(self, function: LossAndGradient, start: NDArray[np.float64], *, maxiter: int,
+                 callback: Callable[[NDArray[np.float64]], None]) -> str:
+        """Minimise ``function`` from ``start`` for at most ``maxiter`` iterations; return why it ended.
+
+        ``callback(vector)`` must be called once per iteration with the new parameters; it
+        raises to stop the run (convergence, limits, early stopping), which the optimiser
+        lets propagate.
+        """
+        ...

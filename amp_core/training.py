@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import scipy.optimize
 from numpy.typing import NDArray
 
 from amp_core.calculator import Potential, load
 from amp_core.chunks import detect_cores, oversubscription
-from amp_core.config import Config, Convergence, build, from_dict, load_config, resolved
+from amp_core.config import Config, Convergence, build, build_optimizer, from_dict, load_config, resolved
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError, RunError
 from amp_core.loss import LossFunction
@@ -310,18 +309,12 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
 
 def _minimize(loss: LossFunction, vector: NDArray[np.float64], cfg: Config, start: int,
               callback: Any) -> str:
-    """Run SciPy's optimiser for the iterations left after ``start``; return its message."""
+    """Run the optimiser for the iterations left after ``start``; return why it ended."""
     remaining = cfg.training.maxiter - start
     if remaining <= 0:
         return f"maxiter {cfg.training.maxiter} reached"
-    options: dict[str, Any] = {"maxiter": remaining}
-    if cfg.training.optimizer == "L-BFGS-B":
-        options.update(maxfun=50 * remaining, ftol=0.0, gtol=1e-12)
-    else:
-        options.update(gtol=1e-12)
-    outcome = scipy.optimize.minimize(loss, vector, jac=True, method=cfg.training.optimizer,
-                                      callback=callback, options=options)
-    return str(outcome.message)
+    optimizer = build_optimizer(cfg, loss.manager)
+    return str(optimizer.minimize(loss, vector, maxiter=remaining, callback=callback))
 
 
 def _failed(exc: Exception, potential: Potential, run_dir: Path, state: dict[str, Any], log: TrainLog) -> None:

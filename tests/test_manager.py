@@ -179,7 +179,7 @@ def test_every_plugin_module_has_an_entry_point_and_vice_versa():
 
 
 def test_every_hookspec_is_documented_and_has_example():
-    for name in ("amp_descriptors", "amp_models", "amp_backends"):
+    for name in ("amp_descriptors", "amp_models", "amp_backends", "amp_optimizers"):
         spec = getattr(hookspecs, name)
         doc = inspect.getdoc(spec)
         assert "Called" in doc and "Returns:" in doc and "Example::" in doc and "versionadded" in doc
@@ -214,7 +214,7 @@ def test_docs_show_every_hookspec_with_its_signature():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
-    for name in ("amp_descriptors", "amp_models", "amp_backends"):
+    for name in ("amp_descriptors", "amp_models", "amp_backends", "amp_optimizers"):
         spec = getattr(hookspecs, name)
         returns = inspect.signature(spec).return_annotation
         assert f"`{name}() -> {returns}`" in text

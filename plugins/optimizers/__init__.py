@@ -1,0 +1,1 @@
+"""Built-in optimisers (what minimises the training loss)."""
