@@ -278,6 +278,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                         origin=exc.origin, missing="forces") from exc
     finally:
         backend.close()
+    from amp_core.evaluation import file_errors, table
+
+    for line in table([file_errors(potential, source, forces) for source in args.data]):
+        print(line)
     print(f"energy RMSE {result.energy_rmse:.6e} eV/atom   max |dE|/N {result.energy_maxresid:.6e} eV/atom")
     if forces:
         print(f"force  RMSE {result.force_rmse:.6e} eV/A      max |dF|   {result.force_maxresid:.6e} eV/A")

@@ -1,0 +1,48 @@
+"""Per-file error statistics of amp evaluate, checked against the loss pipeline (an independent path)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from amp_core import Potential, create_descriptor, create_model, evaluate_loss
+from amp_core.evaluation import file_errors
+
+DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, slab_images):
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=5.0),
+                          create_model("neuralnetwork", hiddenlayers=(4,), seed=5))
+    evaluate_loss(slab_images[:3], potential)
+    return potential, potential.save(tmp_path_factory.mktemp("p") / "potential.json")
+
+
+def test_file_rmse_matches_the_loss_pipeline(saved):
+    potential, _ = saved
+    source = f"{DATA / 'ptcu-validation.xyz'}@0:6"
+    errors = file_errors(potential, source, forces=True)
+    reference = evaluate_loss(source, potential, forces=True)
+    assert (errors.images, errors.atoms) == (6, 216)
+    assert errors.energy_rmse == pytest.approx(reference.energy_rmse, rel=1e-10)
+    assert errors.energy_max == pytest.approx(reference.energy_maxresid, rel=1e-10)
+    assert errors.force_rmse == pytest.approx(reference.force_rmse, rel=1e-10)
+    assert errors.force_max == pytest.approx(reference.force_maxresid, rel=1e-10)
+    assert errors.energy_mae <= errors.energy_rmse <= errors.energy_max
+    assert errors.force_mae <= errors.force_rmse <= errors.force_max
+
+
+def test_amp_evaluate_prints_a_row_per_file(saved):
+    _, path = saved
+    run = subprocess.run([sys.executable, "-m", "amp_core.cli", "evaluate", str(path),
+                          f"{DATA / 'ptcu-validation.xyz'}@0:4", f"{DATA / 'ptcu-train.xyz'}@0:2"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split()[:4] == ["file", "images", "atoms", "E"]
+    assert lines[1].split()[1:3] == ["4", "144"] and lines[2].split()[1:3] == ["2", "72"]
+    assert lines[3].startswith("energy RMSE") and lines[4].startswith("force  RMSE")
