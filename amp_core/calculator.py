@@ -128,6 +128,7 @@ class Potential(Calculator):
             "model": {"name": self.model.name, "document": self.model.todict(),
                       "provider": m_dist, "version": m_version},
             "config": self.config,
+            "training": self.training,
         }
 
     @classmethod
@@ -175,6 +176,8 @@ def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) 
     _check_trained(model, path)
     potential = Potential(descriptor, model, config=document.get("config"), manager=manager)
     potential.loaded_from = path
+    training = document.get("training")
+    potential.training = training if isinstance(training, dict) else None
     return potential
 
 

@@ -297,14 +297,15 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
         training["best_validation"] = {"iteration": monitor.best_iteration,
                                        "energy_rmse": monitor.best.energy_rmse,  # type: ignore[union-attr]
                                        "force_rmse": monitor.best.force_rmse}  # type: ignore[union-attr]
-    path = potential.save(run_dir / MODEL_FILE)
+    path = run_dir / MODEL_FILE
     if state["converged"]:
         line = f"converged at iteration {state['iteration']}; potential saved to {path}{best}"
     else:
         line = f"NOT converged after {state['iteration']} iterations ({message}); potential saved to {path}{best}"
-    log(line)
     potential.training = {"converged": state["converged"], "iterations": state["iteration"], "outcome": line,
                           **training}
+    potential.save(path)  # with the outcome, which load() restores
+    log(line)
 
 
 def _minimize(loss: LossFunction, vector: NDArray[np.float64], cfg: Config, start: int,

@@ -93,3 +93,11 @@ def test_convergence_log_reads_the_validation_columns(data):
     validated = ~np.isnan(columns["validation_energy_rmse"])
     assert validated.tolist()[:7] == [True, False, False, True, False, False, True]
     assert np.all(columns["validation_force_rmse"][validated] > 0)
+
+
+def test_the_training_outcome_is_stored_in_the_potential_file(data):
+    potential = train(_config(data, maxiter=4), echo=None)
+    saved = json.loads((data / "run" / "potential.json").read_text())
+    assert saved["training"] == json.loads(json.dumps(potential.training))
+    assert saved["training"]["iterations"] == 4 and "best_validation" in saved["training"]
+    assert load(data / "run" / "potential.json").training == saved["training"]
