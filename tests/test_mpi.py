@@ -35,7 +35,7 @@ def _mpiexec() -> str | None:
 
 def _missing() -> str | None:
     if importlib.util.find_spec("mpi4py") is None:
-        return 'MPI test skipped: mpi4py is not installed (pip install "amp-core[mpi]")'
+        return 'MPI test skipped: mpi4py is not installed (pip install ".[mpi]")'
     if _mpiexec() is None:
         return "MPI test skipped: no mpiexec found (the mpich wheel or a system MPI provides one)"
     return None
@@ -226,10 +226,11 @@ def test_plugins_lists_mpi_as_unavailable_without_mpi4py(monkeypatch, capsys):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mpi4py" else real(name, *a))
-    assert mpi.probe() == 'pip install "amp-core[mpi]"'
+    assert mpi.probe() == mpi.INSTALL
+    assert 'pip install ".[mpi]"' in mpi.INSTALL and "amp-core[mpi]" not in mpi.INSTALL  # installs from a checkout
     assert main(["plugins", "--kind", "backend"]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if line.split()[1:2] == ["mpi"]]
-    assert row and row[0].rstrip().endswith('  unavailable: pip install "amp-core[mpi]"'), row
+    assert row and row[0].rstrip().endswith(f"  unavailable: {mpi.INSTALL}"), row
 
 
 def test_the_mpi_module_imports_without_mpi4py():

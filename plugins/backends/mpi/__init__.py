@@ -52,7 +52,9 @@ from amp_core.errors import AmpError, BackendError
 T = TypeVar("T")
 R = TypeVar("R")
 
-INSTALL = 'pip install "amp-core[mpi]"'
+INSTALL = 'mpi4py is not installed: pip install mpi4py mpich (or, in amp-core\'s source folder, pip install ".[mpi]")'
+"""The probe's answer without mpi4py. amp-core is installed from its source folder (it is not on a
+package index), so the hint names the extra as ``".[mpi]"``, like the ``plot`` hint."""
 TAG = 17
 """The one message tag of the backend's traffic (messages are tuples whose first item is the kind)."""
 EXIT_RUN = 3
