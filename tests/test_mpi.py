@@ -66,7 +66,10 @@ def _config(tmp_path: Path, backend: dict, directory: str, maxiter: int = 20) ->
 
 
 CHECK = """
+    import amp_core.chunks
     from amp_core import create_backend
+
+    amp_core.chunks.CHUNK_ATOMS = 16  # 4 chunks of the small check structures
     from amp_core.testing import check_backend
 
     with create_backend("mpi") as backend:
@@ -87,7 +90,10 @@ def test_check_backend_passes_bitwise_under_mpiexec(tmp_path, ranks):
 TRAIN = """
     import json, sys
     import numpy as np
+    import amp_core.chunks
     from amp_core import train
+
+    amp_core.chunks.CHUNK_ATOMS = 64  # 6 chunks of the 12 slab images, to share among the ranks
 
     config = json.loads(open(sys.argv[1]).read())
     potential = train(config, echo=None)
@@ -98,13 +104,15 @@ TRAIN = """
 
 
 @needs_mpi
-def test_twenty_iterations_under_mpi_are_bitwise_identical_to_serial(tmp_path, slab_images):
-    write(tmp_path / "train.xyz", slab_images[:12])  # 8 chunks
+def test_twenty_iterations_under_mpi_are_bitwise_identical_to_serial(tmp_path, slab_images, monkeypatch):
+    monkeypatch.setattr("amp_core.chunks.CHUNK_ATOMS", 64)  # as in the script: 6 chunks
+    write(tmp_path / "train.xyz", slab_images[:12])
     reference = train(_config(tmp_path, {"name": "serial"}, "serial"), echo=None)
     assert reference.training["iterations"] == 20
-    for ranks in (2, 3):
+    scratch = tmp_path / "node-local"
+    for ranks, backend in ((2, {"name": "mpi"}), (3, {"name": "mpi", "scratch": str(scratch)})):
         config = tmp_path / f"config{ranks}.json"
-        config.write_text(json.dumps(_config(tmp_path, {"name": "mpi"}, f"mpi{ranks}")))
+        config.write_text(json.dumps(_config(tmp_path, backend, f"mpi{ranks}")))
         done = _run(TRAIN, ranks, tmp_path, 300, str(config))
         assert done.returncode == 0, done.stdout + done.stderr
         for rank in range(ranks):  # every rank returns the trained potential
@@ -112,6 +120,30 @@ def test_twenty_iterations_under_mpi_are_bitwise_identical_to_serial(tmp_path, s
             assert np.array_equal(vector, reference.model.vector()), f"{ranks} ranks, rank {rank} differs"
         head = (tmp_path / f"mpi{ranks}" / "train-log.txt").read_text()
         assert f"mpi: {ranks} rank(s) on 1 host(s); ranks per host: " in head.splitlines()[0]
+    chunks = sorted(p.name for p in (tmp_path / "mpi3" / "arrays").iterdir())
+    assert len(chunks) == 6
+    assert sorted(p.name for p in (scratch / "amp-arrays").iterdir()) == chunks  # each chunk copied once
+
+
+def _fortran_missing() -> str | None:
+    from amp_plugins.backends.fortran import probe
+
+    return probe()
+
+
+@needs_mpi
+@pytest.mark.skipif(_fortran_missing() is not None, reason=f"fortran kernels not built: {_fortran_missing()}")
+def test_compiled_kernels_inside_ranks_train_like_serial_compiled(tmp_path, slab_images, monkeypatch):
+    monkeypatch.setattr("amp_core.chunks.CHUNK_ATOMS", 64)
+    write(tmp_path / "train.xyz", slab_images[:12])
+    reference = train(_config(tmp_path, {"name": "serial", "compiled": True}, "serial"), echo=None)
+    config = tmp_path / "config2.json"
+    config.write_text(json.dumps(_config(tmp_path, {"name": "mpi", "compiled": True}, "mpi2")))
+    done = _run(TRAIN, 2, tmp_path, 300, str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in range(2):
+        assert np.array_equal(np.load(tmp_path / f"vector-mpi2-{rank}.npy"), reference.model.vector())
+    assert "compiled kernels loaded" in (tmp_path / "mpi2" / "train-log.txt").read_text()
 
 
 EVALUATE = """
@@ -183,6 +215,33 @@ def test_a_rank_that_raises_is_named_a_checkpoint_is_saved_and_the_job_ends(tmp_
     log = (tmp_path / "run" / "train-log.txt").read_text()
     assert "backend failure at iteration" in log
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["iteration"] >= 0
+
+
+ONE_RANK_FAILS = """
+    import json, sys
+    from mpi4py import MPI
+    import amp_core.loss
+    from amp_core import train
+
+    if MPI.COMM_WORLD.Get_rank() == int(sys.argv[2]):  # this rank alone fails before its first collective call
+        def broken(*args, **kwargs):
+            raise OSError("injected: data file unreadable on this node")
+        amp_core.loss.load_dataset = broken
+    train(json.loads(open(sys.argv[1]).read()), echo=None)
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize("rank", [0, 2])
+def test_a_rank_failing_outside_the_backend_ends_the_job(tmp_path, slab_images, rank):
+    write(tmp_path / "train.xyz", slab_images[:6])
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(_config(tmp_path, {"name": "mpi"}, "run")))
+    done = _run(ONE_RANK_FAILS, 3, tmp_path, 120, str(config), str(rank))
+    assert done.returncode != 0
+    assert "injected: data file unreadable on this node" in done.stderr
+    if rank == 2:
+        assert "rank 2 (" in done.stderr and "left the run" in done.stderr, done.stderr
 
 
 KILLED = """
