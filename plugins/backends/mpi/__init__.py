@@ -140,11 +140,12 @@ class Mpi:
         self.drives = self.rank == 0
         self._failed = False
         self._open = False  # a collective call since the last clean close
+        self._left: set[int] = set()  # on rank 0: ranks that failed outside the backend
+        self._exit_notice = False  # on other ranks: tell rank 0 when this process ends (it failed)
         host = socket.gethostname()
         self.hosts: list[str] = self.comm.allgather(host)
         self._local_cores: list[int] = self.comm.allgather(detect_cores())
-        if self.drives:
-            _abort_at_exit(self)
+        _watch_exit(self)
 
     # ------------------------------------------------------------------ messages
 
@@ -187,6 +188,7 @@ class Mpi:
             if message[0] != kind:
                 self._fail()
                 if message[0] == "closed":
+                    self._left.add(sender)
                     what = "left the run (it failed outside the backend; see its error output)"
                 elif message[0] == "away":
                     what = f"was waiting for {message[1]!r} (rank 0 failed outside the backend)"
@@ -358,9 +360,13 @@ class Mpi:
             return
         if not self.drives:
             self._send(("closed", None), 0)
-            while self._receive(0)[1][0] not in ("close", "abort"):  # "abort": rank 0 failed
-                pass
-            return
+            while True:
+                kind = self._receive(0)[1][0]
+                if kind == "close":
+                    return
+                if kind == "abort":  # rank 0 failed, maybe because this rank left early: say when it ends
+                    self._exit_notice = True
+                    return
         if self._failed:
             return
         for dest in range(1, self.size):
@@ -439,19 +445,38 @@ def _pickles(value: Any) -> bool:
 
 
 _WATCHED: list[Mpi] = []
+GRACE = 10.0
+"""Seconds rank 0 waits, before aborting, for ranks that failed on their own to finish reporting."""
 
 
-def _abort_at_exit(backend: Mpi) -> None:
-    """On rank 0: when the process ends after a failure, or without closing the backend, abort the
-    job (the other ranks may be waiting for rank 0)."""
+def _watch_exit(backend: Mpi) -> None:
+    """Check the backend when the process ends (see :func:`_check_at_exit`)."""
     if not _WATCHED:
         atexit.register(_check_at_exit)
     _WATCHED.append(backend)
 
 
 def _check_at_exit() -> None:
+    """Rank 0: after a failure, or without a clean close, abort the job (other ranks may wait for it),
+    once the ranks that failed on their own have printed their errors. Other ranks: tell rank 0
+    that this process, which failed, has reported and is ending."""
     for backend in _WATCHED:
-        if (backend._failed or backend._open) and backend.size > 1:
+        if backend.size == 1:
+            continue
+        if not backend.drives:
+            if backend._exit_notice:
+                backend._send(("exited", None), 0)
+            continue
+        if backend._failed or backend._open:
+            waiting, deadline = set(backend._left), time.monotonic() + GRACE
+            while waiting and time.monotonic() < deadline:
+                status = backend._mpi.Status()
+                if backend.comm.Iprobe(source=backend._mpi.ANY_SOURCE, tag=TAG, status=status):
+                    sender = status.Get_source()
+                    if backend.comm.recv(source=sender, tag=TAG)[0] == "exited":
+                        waiting.discard(sender)
+                else:
+                    time.sleep(0.01)
             backend.comm.Abort(EXIT_RUN)
 
 
