@@ -322,3 +322,23 @@ def test_mpi_params_reject_bad_values():
         MpiParams(compiled="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="scratch"):
         MpiParams(scratch="  ")
+
+
+@needs_mpi
+def test_amp_train_under_mpiexec_with_the_example_config(tmp_path):
+    from amp_core.config import load_config
+
+    shutil.copytree(ROOT / "examples" / "mpi", tmp_path / "mpi")
+    shutil.copytree(ROOT / "examples" / "data", tmp_path / "data")
+    config = tmp_path / "mpi" / "config.toml"
+    text = config.read_text().replace("maxiter = 2000", "maxiter = 3")
+    config.write_text(text.replace('"../data/ptcu-train.xyz"', '"../data/ptcu-train.xyz@0:8"'))
+    assert load_config(config).backend["name"] == "mpi"
+    amp = Path(sys.executable).parent / "amp"
+    done = subprocess.run([_mpiexec(), "-n", "2", str(amp), "train", str(config), "--quiet"], capture_output=True,
+                          text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr  # 1: stopped by maxiter, on every rank
+    assert done.stdout.count("NOT converged after 3 iterations") == 2, done.stdout  # both ranks return it
+    log = (tmp_path / "mpi" / "run" / "train-log.txt").read_text()
+    assert log.startswith("mpi: 2 rank(s) on 1 host(s)") and "validation:" in log
+    assert (tmp_path / "mpi" / "run" / "potential.json").is_file()
