@@ -342,3 +342,34 @@ def test_amp_train_under_mpiexec_with_the_example_config(tmp_path):
     log = (tmp_path / "mpi" / "run" / "train-log.txt").read_text()
     assert log.startswith("mpi: 2 rank(s) on 1 host(s)") and "validation:" in log
     assert (tmp_path / "mpi" / "run" / "potential.json").is_file()
+
+
+@needs_mpi
+def test_sigterm_to_mpiexec_saves_a_checkpoint_and_exits_130(tmp_path, slab_images):
+    write(tmp_path / "train.xyz", slab_images[:8])
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(_config(tmp_path, {"name": "mpi"}, "run", maxiter=100000)))
+    toml = tmp_path / "config.toml"
+    toml.write_text("\n".join(
+        f"[{table}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict))
+        + "".join(f"\n[{table}.{k}]\n" + "\n".join(f"{a} = {json.dumps(b)}" for a, b in v.items())
+                  for k, v in values.items() if isinstance(v, dict))
+        for table, values in json.loads(config.read_text()).items()) + "\n")
+    amp = Path(sys.executable).parent / "amp"
+    process = subprocess.Popen([_mpiexec(), "-n", "2", str(amp), "train", str(toml), "--quiet"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log = tmp_path / "run" / "train-log.txt"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (log.exists() and "    10 " in log.read_text()):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)  # mpiexec forwards it to every rank
+        output = process.communicate(timeout=30)[0]
+        assert process.returncode == 130, output
+        assert output.count("amp train: interrupted (SIGTERM)") == 2, output
+        assert "checkpoint saved to" in log.read_text()
+        assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["iteration"] >= 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -177,11 +177,16 @@ class Mpi:
         if message[0] in ("abort", "close"):
             raise _Stopped
 
-    def _gather(self, kind: str, stage: str) -> dict[int, Any]:
-        """On rank 0: one ``kind`` reply from every other rank; raise on an error record."""
+    def _gather(self, kind: str, stage: str, stale: tuple[str, ...] = ()) -> dict[int, Any]:
+        """On rank 0: one ``kind`` reply from every other rank; raise on an error record.
+
+        Replies of a kind in ``stale`` are dropped (answers to an evaluation rank 0 left, e.g.
+        interrupted by Ctrl-C or SIGTERM, which reach every rank)."""
         replies: dict[int, Any] = {}
         while len(replies) < self.size - 1:
             sender, message = self._receive(self._mpi.ANY_SOURCE)
+            if message[0] in stale:
+                continue
             if message[0] == "failed":
                 self._fail()
                 message[1].raise_()
@@ -372,7 +377,7 @@ class Mpi:
         for dest in range(1, self.size):
             self._send(("close", None), dest)
         try:
-            self._gather("closed", "close")
+            self._gather("closed", "close", stale=("loss",))
         except BackendError:
             return  # a rank was elsewhere: rank 0 is failing (this close runs during its error); the exit aborts
         self._open = False
