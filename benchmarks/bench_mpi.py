@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -105,6 +106,8 @@ def job(args: argparse.Namespace) -> None:
                 results[f"step{n}"] = (time.perf_counter() - start) / count
                 session.close()
     finally:
+        rss = backend.comm.allgather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        results["rss0"], results["rss"] = rss[0], max(rss[1:], default=0.0)
         backend.close()
         if backend.drives:
             shutil.rmtree(folder, ignore_errors=True)
@@ -141,6 +144,8 @@ def main() -> None:
           f"{med[1]['fingerprints'] / med[2]['fingerprints']:.2f}x (target >= 1.8x)")
     print(f"loss + gradient with forces: 1 rank {n / med[1]['loss']:8.0f} images/s, 2 ranks "
           f"{n / med[2]['loss']:8.0f} images/s, speed-up {med[1]['loss'] / med[2]['loss']:.2f}x (target >= 1.8x)")
+    print(f"peak RSS, 2 ranks: rank 0 {med[2]['rss0']:.0f} MiB, rank 1 {med[2]['rss']:.0f} MiB "
+          f"(1 rank: {med[1]['rss0']:.0f} MiB)")
     for size in SIZES:
         print(f"one step, {CHUNKS} chunks, evaluators doing nothing, {size:>7,} parameters: 1 rank "
               f"{1e6 * med[1][f'step{size}']:8.0f} us, 2 ranks {1e6 * med[2][f'step{size}']:8.0f} us")
