@@ -118,7 +118,8 @@ class LossFunction:
         self.chunks = build_chunks(data, chunks, costs, self.run_dir / "arrays", store, forces, self.backend,
                                    Progress("reshaping", len(chunks), "chunks", enabled=progress),
                                    descriptor=worker_descriptor if fingerprinting else None, log=log)
-        model.initialize([chunk.load() for chunk in self.chunks])
+        if self.drives:  # under MPI only rank 0 reads every chunk: start hands its model to the other ranks
+            model.initialize([chunk.load() for chunk in self.chunks])
         worker_model = use_compiled(model, self.backend, log)
         if getattr(self.backend, "compiled", False) and loaded_libraries():
             log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))

@@ -187,7 +187,7 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
             if rotated is not None:
                 log(f"(the previous run's log was moved to {rotated.name})")
             _run(potential, backend, cfg, log, run_dir, start, progress, manager)
-            share(backend, (potential.model.vector(), potential.training))
+            share(backend, (potential.model, potential.training))
         finally:
             backend.close()
             log.close()
@@ -221,8 +221,7 @@ def _serve(potential: Potential, backend: Any, cfg: Config, run_dir: Path, manag
     if cfg.data.validation:
         evaluate_loss(list(cfg.data.validation), potential, backend, cfg.training.energy_coefficient,
                       cfg.force_coefficient, forces=cfg.forces, run_dir=run_dir, manager=potential.manager)
-    vector, potential.training = share(backend, None)
-    potential.model.set_vector(vector)
+    potential.model, potential.training = share(backend, None)  # rank 0's trained model
 
 
 def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir: Path, start: int,

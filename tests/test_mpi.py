@@ -373,3 +373,33 @@ def test_sigterm_to_mpiexec_saves_a_checkpoint_and_exits_130(tmp_path, slab_imag
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+RESUME = """
+    import json, sys
+    import numpy as np
+    from mpi4py import MPI
+    from amp_core import train
+
+    config = json.loads(open(sys.argv[1]).read())
+    train(config, echo=None)
+    config["training"]["maxiter"] = 6
+    potential = train(config, resume=True, echo=None)
+    np.save(f"resumed-{MPI.COMM_WORLD.Get_rank()}.npy", potential.model.vector())
+"""
+
+
+@needs_mpi
+def test_resume_under_mpi_continues_like_serial(tmp_path, slab_images):
+    write(tmp_path / "train.xyz", slab_images[:8])
+    serial = _config(tmp_path, {"name": "serial"}, "serial", maxiter=3)
+    train(serial, echo=None)
+    serial["training"]["maxiter"] = 6
+    reference = train(serial, resume=True, echo=None).model.vector()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(_config(tmp_path, {"name": "mpi"}, "mpi", maxiter=3)))
+    done = _run(RESUME, 2, tmp_path, 240, str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in range(2):
+        assert np.array_equal(np.load(tmp_path / f"resumed-{rank}.npy"), reference)
+    assert "resumed from" in (tmp_path / "mpi" / "train-log.txt").read_text()
