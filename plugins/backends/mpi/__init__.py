@@ -48,6 +48,7 @@ from amp_core import BackendEntry, ChunkHandle, hookimpl
 from amp_core.chunks import assign, detect_cores
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import AmpError, BackendError
+from amp_core.reshape import verify_arrays
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -107,7 +108,12 @@ class _Failure:
             f", {'chunk' if self.stage in ('start', 'loss', 'reshape') else 'task'} {self.index}"
             if self.index is not None else "")
         if self.error is not None and isinstance(self.error, AmpError) and not isinstance(self.error, BackendError):
-            raise type(self.error)(f"{where}: {self.error}") from self.error
+            try:
+                again = type(self.error)(f"{where}: {self.error}")
+            except Exception:  # noqa: BLE001 - an error class with other arguments: report it as text
+                again = None
+            if again is not None:
+                raise again from self.error
         raise BackendError(f"{where} failed: {self.text}", stage=self.stage, chunk=self.index)
 
 
@@ -144,7 +150,7 @@ class Mpi:
         self._exit_notice = False  # on other ranks: tell rank 0 when this process ends (it failed)
         host = socket.gethostname()
         self.hosts: list[str] = self.comm.allgather(host)
-        self._local_cores: list[int] = self.comm.allgather(detect_cores())
+        self._affinity: list[list[int]] = self.comm.allgather(_affinity())
         _watch_exit(self)
 
     # ------------------------------------------------------------------ messages
@@ -319,11 +325,12 @@ class Mpi:
         if self.params.scratch is None:
             return chunk
         target = Path(os.path.expandvars(self.params.scratch)).expanduser() / "amp-arrays" / Path(chunk.folder).name
-        if not (target / "ok").exists():
+        if verify_arrays(target) is not None:  # missing, partial or damaged: copy afresh
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(chunk.folder, partial)
-            os.replace(partial, target) if not target.exists() else shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(partial, target)
         return dataclasses.replace(chunk, folder=str(target))
 
     def _serve(self, evaluators: list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]]) -> None:
@@ -353,7 +360,7 @@ class Mpi:
             lines.append("mpi: not launched by mpiexec or srun: running as one rank "
                          "(start it with 'mpiexec -n N amp train CONFIG' to use N ranks)")
         for host, n in per_host.items():
-            cores = max(c for h, c in zip(self.hosts, self._local_cores) if h == host)
+            cores = len({c for h, cpus in zip(self.hosts, self._affinity) if h == host for c in cpus})
             if n > cores:
                 lines.append(f"warning: {n} ranks on host {host}, which gives each {cores} core(s): ranks take "
                              "turns on the cores, so the run is no faster and usually slower")
@@ -437,6 +444,14 @@ class MpiSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _affinity() -> list[int]:
+    """The cores this process may run on (``0..n-1`` where the platform does not say which)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return list(range(detect_cores()))
 
 
 def _pickles(value: Any) -> bool:
