@@ -162,7 +162,7 @@ EVALUATE = """
         f.close()
     lines.append(f"closed {f.session is None}")
     from mpi4py import MPI
-    open(f"rank{MPI.COMM_WORLD.Get_rank()}.txt", "w").write("\n".join(lines) + "\n")  # no interleaved output
+    open(f"rank{MPI.COMM_WORLD.Get_rank()}.txt", "w").write("\\n".join(lines) + "\\n")  # no interleaved output
 """
 
 

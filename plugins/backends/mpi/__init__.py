@@ -33,6 +33,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import sys
 import time
 import traceback
 from collections import Counter
@@ -465,6 +466,8 @@ def _pickles(value: Any) -> bool:
 
 
 _WATCHED: list[Mpi] = []
+OUTPUT_DELAY = 1.0
+"""Seconds rank 0 waits before ``MPI_Abort``, for ``mpiexec`` to forward the error it printed."""
 GRACE = 10.0
 """Seconds rank 0 waits, before aborting, for ranks that failed on their own to finish reporting."""
 
@@ -497,6 +500,9 @@ def _check_at_exit() -> None:
                         waiting.discard(sender)
                 else:
                     time.sleep(0.01)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            time.sleep(OUTPUT_DELAY)  # let mpiexec forward this rank's last output: the abort drops what it holds
             backend.comm.Abort(EXIT_RUN)
 
 
