@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from amp_core.images import image_hash
+from amp_core.loss import share
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import FingerprintTask, run_task, use_compiled
 from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS
@@ -91,6 +92,8 @@ def check_backend(backend: Any, *, potential: Any = None, images: Sequence[Any] 
         x1 = x0 + np.random.default_rng(0).normal(0.0, 0.05, x0.shape)
         expected = [reference.evaluate(x) for x in (x0, x1)]
     with loss_function(images, potential, backend, **options) as tested:
+        if not tested.drives:
+            return  # an MPI rank other than 0: it served rank 0's evaluations, which rank 0 checks
         got = [tested.evaluate(x) for x in (x0, x1)]
     for k, (e, g) in enumerate(zip(expected, got)):
         for field in ("loss", "energy_loss", "force_loss", "energy_maxresid", "force_maxresid", "gradient"):
@@ -101,9 +104,13 @@ def check_backend(backend: Any, *, potential: Any = None, images: Sequence[Any] 
 def _check_fingerprints(backend: Any, descriptor: Any, images: Sequence[Any], rtol: float, label: str) -> None:
     derivatives = FINGERPRINT_DERIVATIVES in descriptor.implemented
     worker_descriptor = use_compiled(descriptor, backend, lambda line: None)
-    with tempfile.TemporaryDirectory() as folder:
+    drives = bool(getattr(backend, "drives", True))  # under MPI: rank 0 checks, every rank computes
+    with tempfile.TemporaryDirectory() as own:
+        folder = share(backend, own)  # rank 0's folder on every rank
         tasks = [FingerprintTask(worker_descriptor, [a], [image_hash(a)], derivatives, folder) for a in images]
         names = backend.map(run_task, tasks, stage="fingerprint")
+        if not drives:
+            return
         assert [len(n) for n in names] == [1] * len(images), f"{label}: map returned {names!r}"
         for k, (atoms, name) in enumerate(zip(images, names)):
             got = read_entry(Path(folder) / name[0])

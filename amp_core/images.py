@@ -129,8 +129,9 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
         if size == 0:
             raise DataError(f"data file {label} is empty; give a file with at least one labelled structure")
         memory.check(READ_FACTOR * size, f"reading data file {label} ({memory.human(size)})")
-        try:  # the selection is parsed here: ASE must not split the name at an '@' again
-            read = ase.io.read(str(path), index=index, do_not_split_by_at_sign=True)
+        try:  # the selection is parsed here: ASE must not split the name at an '@' again. parallel=False:
+            # under MPI, ASE would otherwise read on rank 0 and broadcast (a hidden collective call).
+            read = ase.io.read(str(path), index=index, do_not_split_by_at_sign=True, parallel=False)
         except Exception as exc:  # noqa: BLE001 - ASE raises many types for bad files
             picked = f" (selection @{selection})" if selection is not None else ""
             raise ConfigError(f"cannot read data file {label}{picked}: {type(exc).__name__}: {exc}") from exc

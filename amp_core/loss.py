@@ -52,6 +52,10 @@ class LossFunction:
 
     Set-up (fingerprints, store, reshape, workers) happens once, in the constructor.
     Use :meth:`close` (or ``with``) to release the workers.
+
+    Under MPI (a backend whose ``drives`` is ``False`` on ranks other than 0) the
+    constructor is collective: on rank 0 it returns the loss function; on the other
+    ranks it serves rank 0's evaluations and returns, closed, when rank 0 closes it.
     """
 
     def __init__(self, images: ImageSource, potential: Any, backend: Any = "serial",
@@ -66,7 +70,10 @@ class LossFunction:
         self.manager = resolve(manager if manager is not None else getattr(potential, "manager", None))
         self._own_backend = isinstance(backend, str)
         self.backend = self.manager.create("backend", backend, {}) if isinstance(backend, str) else backend
-        self._tmp = None if run_dir is not None else tempfile.mkdtemp(prefix="amp-run-")
+        self.drives = bool(getattr(self.backend, "drives", True))  # False on MPI ranks other than 0
+        self._tmp: str | None = None
+        if run_dir is None:  # one temporary folder for every rank: the driving rank's
+            self._tmp = share(self.backend, tempfile.mkdtemp(prefix="amp-run-") if self.drives else None)
         self.run_dir = Path(run_dir if run_dir is not None else self._tmp)  # type: ignore[arg-type]
         self.session: Any = None
         self.chunks: list[ChunkHandle] = []
@@ -78,6 +85,8 @@ class LossFunction:
         except BaseException:
             self.close()
             raise
+        if not self.drives:  # an MPI rank other than 0 served rank 0's evaluations until rank 0 closed
+            self.close()
 
     def _setup(self, log: Log, progress: bool | None) -> Any:
         descriptor, model, forces = self.potential.descriptor, self.potential.model, self.settings.forces
@@ -111,7 +120,8 @@ class LossFunction:
                                    descriptor=worker_descriptor if fingerprinting else None, log=log)
         log(f"chunks: {len(self.chunks)} (about {sum(c.n_atoms for c in self.chunks) // len(self.chunks)} atoms "
             f"each; the sum over them is in chunk order, the same for any number of workers)")
-        model.initialize([chunk.load() for chunk in self.chunks])
+        if self.drives:  # under MPI only rank 0 reads every chunk: start hands its model to the other ranks
+            model.initialize([chunk.load() for chunk in self.chunks])
         worker_model = use_compiled(model, self.backend, log)
         if getattr(self.backend, "compiled", False) and loaded_libraries():
             log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))
@@ -166,7 +176,7 @@ class LossFunction:
         if self._own_backend:
             self.backend.close()
             self._own_backend = False
-        if self._tmp is not None:
+        if self._tmp is not None and self.drives:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
@@ -207,4 +217,15 @@ def evaluate_loss(images: ImageSource, potential: Any, backend: Any = "serial",
     """Return the loss, errors and gradient of ``potential`` on ``images`` (one call of :func:`loss_function`)."""
     with loss_function(images, potential, backend, energy_coefficient, force_coefficient, overfit,
                        forces=forces, manager=manager, **options) as f:
-        return f.evaluate()
+        result = f.evaluate() if f.drives else None
+        # The backend's share must come after close: under MPI the serving ranks are in their serve loop
+        # until rank 0 closes the session, and a backend made from a name is closed with it.
+        backend_used = f.backend
+    return share(backend_used, result)  # type: ignore[no-any-return]
+
+
+def share(backend: Any, value: Any) -> Any:
+    """Return the driving rank's ``value`` on every rank: ``backend.share(value)``, or ``value`` when the
+    backend has no ``share`` (every backend but MPI's)."""
+    method = getattr(backend, "share", None)
+    return value if method is None else method(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 import warnings
 import zipfile
@@ -23,6 +24,10 @@ from typing import Any
 import numpy as np
 
 from amp_core.data import ImageFingerprints
+
+STALE_PARTIAL = 3600.0
+"""Age (s) after which :meth:`FingerprintStore.merge` removes a partial entry: a younger one may
+belong to a writer still at work (several processes share a store under MPI)."""
 
 _FIELDS = ("numbers", "values", "lengths", "pairs", "derivatives")
 
@@ -126,8 +131,15 @@ class FingerprintStore:
         for path in sorted(self.tmp.glob("*.npz")):
             if path.name.startswith("."):
                 continue
-            os.replace(path, self.folder / path.name)
+            try:
+                os.replace(path, self.folder / path.name)
+            except FileNotFoundError:  # another process (an MPI rank) merging the same folder moved it
+                continue
             moved += 1
         for stale in self.tmp.glob(".*.partial"):
-            stale.unlink(missing_ok=True)
+            try:
+                if time.time() - stale.stat().st_mtime > STALE_PARTIAL:  # another writer may be busy with it
+                    stale.unlink(missing_ok=True)
+            except FileNotFoundError:
+                continue
         return moved

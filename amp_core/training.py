@@ -18,7 +18,7 @@ from amp_core.chunks import detect_cores, oversubscription
 from amp_core.config import Config, Convergence, build, build_optimizer, from_dict, load_config, resolved
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError, RunError
-from amp_core.loss import LossFunction
+from amp_core.loss import LossFunction, share
 from amp_core.manager import PluginManager, resolve
 from amp_core.rundir import RunLock, differences, rotate_log
 from amp_core.store import write_json
@@ -96,11 +96,16 @@ def _header(log: TrainLog, config: Config, descriptor: Any, model: Any, backend:
             manager: PluginManager) -> None:
     from amp_core import __version__
 
-    cores = detect_cores()
-    log(f"cores detected: {cores}, used: {backend.cores}")
-    warning = oversubscription(backend.cores, cores)
-    if warning:
-        log(warning)
+    describe = getattr(backend, "describe", None)  # a backend may state its own layout (MPI: ranks, hosts)
+    if describe is not None:
+        for line in describe():
+            log(line)
+    else:
+        cores = detect_cores()
+        log(f"cores detected: {cores}, used: {backend.cores}")
+        warning = oversubscription(backend.cores, cores)
+        if warning:
+            log(warning)
     log(f"amp-core {__version__}, backend: {backend.name} ({backend.cores} worker(s))")
     parts = []
     for kind, plugin in (("descriptor", descriptor), ("model", model), ("backend", backend)):
@@ -169,6 +174,21 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         backend.close()
         raise RunError(f"cannot create the run directory {run_dir}: {exc}") from exc
     settings = resolved(cfg, descriptor, model, backend)  # from the config, also when resuming
+    if hasattr(backend, "share") and (cfg.data.validation or cfg.data.validation_fraction):
+        backend.close()
+        raise ConfigError(
+            f"{cfg.path}, [data]: validation during training is not supported yet with backend {backend.name!r} "
+            "(its ranks serve one loss at a time); leave 'validation' and 'validation_fraction' out and "
+            "evaluate the potential afterwards with 'amp evaluate'")
+    if not getattr(backend, "drives", True):  # an MPI rank other than 0: serve rank 0, write nothing
+        try:
+            if resume:
+                descriptor, model, _ = _resume(run_dir, cfg, settings, manager)
+            potential = Potential(descriptor, model, config=settings, manager=manager)
+            _serve(potential, backend, cfg, run_dir, manager)
+        finally:
+            backend.close()
+        return potential
     with RunLock(run_dir):
         start = 0
         if resume:
@@ -180,6 +200,7 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
             if rotated is not None:
                 log(f"(the previous run's log was moved to {rotated.name})")
             _run(potential, backend, cfg, log, run_dir, start, progress, manager)
+            share(backend, (potential.model, potential.training))
         finally:
             backend.close()
             log.close()
@@ -202,6 +223,15 @@ def _resume(run_dir: Path, cfg: Config, settings: dict[str, Any], manager: Plugi
     if type(iteration) is not int or iteration < 0:
         raise ConfigError(f"--resume: {checkpoint} has an invalid iteration count {iteration!r}")
     return restored.descriptor, restored.model, iteration
+
+
+def _serve(potential: Potential, backend: Any, cfg: Config, run_dir: Path, manager: PluginManager) -> None:
+    """A non-driving rank's part of :func:`_run`: the same collective calls, no optimiser, log or files."""
+    with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
+                      cfg.force_coefficient, cfg.training.overfit, forces=cfg.forces, run_dir=run_dir,
+                      progress=False, manager=manager):
+        pass  # the constructor serves rank 0's evaluations until rank 0 closes its session
+    potential.model, potential.training = share(backend, None)  # rank 0's trained model
 
 
 def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir: Path, start: int,

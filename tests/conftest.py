@@ -37,13 +37,18 @@ def slab_images():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """In CI (AMP_REQUIRE_FORTRAN=1) a test skipped for want of Fortran fails instead."""
+    """In CI a test skipped for want of Fortran (AMP_REQUIRE_FORTRAN=1) or of MPI (AMP_REQUIRE_MPI=1)
+    fails instead."""
     import os
 
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("AMP_REQUIRE_FORTRAN"):
-        reason = str(report.longrepr).lower()
-        if "fortran" in reason:
-            report.outcome = "failed"
-            report.longrepr = f"Fortran test skipped where Fortran is required (AMP_REQUIRE_FORTRAN=1): {reason}"
+    if not report.skipped:
+        return
+    reason = str(report.longrepr).lower()
+    if os.environ.get("AMP_REQUIRE_FORTRAN") and "fortran" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"Fortran test skipped where Fortran is required (AMP_REQUIRE_FORTRAN=1): {reason}"
+    elif os.environ.get("AMP_REQUIRE_MPI") and "mpi test skipped" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"MPI test skipped where MPI is required (AMP_REQUIRE_MPI=1): {reason}"
