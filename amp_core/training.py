@@ -174,12 +174,6 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         backend.close()
         raise RunError(f"cannot create the run directory {run_dir}: {exc}") from exc
     settings = resolved(cfg, descriptor, model, backend)  # from the config, also when resuming
-    if hasattr(backend, "share") and (cfg.data.validation or cfg.data.validation_fraction):
-        backend.close()
-        raise ConfigError(
-            f"{cfg.path}, [data]: validation during training is not supported yet with backend {backend.name!r} "
-            "(its ranks serve one loss at a time); leave 'validation' and 'validation_fraction' out and "
-            "evaluate the potential afterwards with 'amp evaluate'")
     if not getattr(backend, "drives", True):  # an MPI rank other than 0: serve rank 0, write nothing
         try:
             if resume:
@@ -226,11 +220,24 @@ def _resume(run_dir: Path, cfg: Config, settings: dict[str, Any], manager: Plugi
 
 
 def _serve(potential: Potential, backend: Any, cfg: Config, run_dir: Path, manager: PluginManager) -> None:
-    """A non-driving rank's part of :func:`_run`: the same collective calls, no optimiser, log or files."""
-    with LossFunction(list(cfg.data.train), potential, backend, cfg.training.energy_coefficient,
-                      cfg.force_coefficient, cfg.training.overfit, forces=cfg.forces, run_dir=run_dir,
-                      progress=False, manager=manager):
-        pass  # the constructor serves rank 0's evaluations until rank 0 closes its session
+    """A non-driving rank's part of :func:`_run`: the same collective calls, no optimiser, log or files.
+
+    The loss functions (training, then validation) are set up in rank 0's order; their
+    sessions are then served together (``backend.serve()``) until rank 0 closes them.
+    """
+    train_images, validation_images = training_sources(cfg, run_dir, write=False)
+    coefficients = (cfg.training.energy_coefficient, cfg.force_coefficient, cfg.training.overfit)
+    options: dict[str, Any] = {"forces": cfg.forces, "run_dir": run_dir, "progress": False, "manager": manager}
+    backend.serve_later = True
+    try:
+        with LossFunction(train_images, potential, backend, *coefficients, **options):
+            pass  # closed at once on this rank: its evaluators wait in the backend
+        if validation_images is not None:
+            with LossFunction(validation_images, potential, backend, *coefficients, **options):
+                pass
+    finally:
+        backend.serve_later = False
+    backend.serve()
     potential.model, potential.training = share(backend, None)  # rank 0's trained model
 
 

@@ -24,15 +24,20 @@ OVERFIT_RATIO = 2.0
 """A validation RMSE more than this many times the training RMSE is warned about."""
 
 
-def training_sources(cfg: Config, run_dir: Path) -> tuple[Any, Any]:
-    """Return (training images, validation images or ``None``) as the loss functions take them."""
+def training_sources(cfg: Config, run_dir: Path, write: bool = True) -> tuple[Any, Any]:
+    """Return (training images, validation images or ``None``) as the loss functions take them.
+
+    With ``validation_fraction`` the split is written to ``split.json`` unless ``write`` is
+    false (the serving MPI ranks compute the same split and leave the file to rank 0).
+    """
     if cfg.data.validation_fraction is None:
         return list(cfg.data.train), (list(cfg.data.validation) or None)
     data = load_dataset(list(cfg.data.train), forces=cfg.forces)
     train, validation = split_dataset(data, cfg.data.validation_fraction, cfg.training.seed)
     split = {"seed": cfg.training.seed, "validation_fraction": cfg.data.validation_fraction,
              "train": train.origins, "validation": validation.origins}
-    (run_dir / "split.json").write_text(json.dumps(split, indent=1))
+    if write:
+        (run_dir / "split.json").write_text(json.dumps(split, indent=1))
     return train, validation
 
 

@@ -345,11 +345,16 @@ def test_amp_train_under_mpiexec_with_the_example_config(tmp_path):
     log = (tmp_path / "mpi" / "run" / "train-log.txt").read_text()
     assert log.startswith("mpi: 2 rank(s) on 1 host(s)")
     assert (tmp_path / "mpi" / "run" / "potential.json").is_file()
-    # Validation during training is refused for now (its ranks serve one loss at a time), before any work.
-    config.write_text(config.read_text().replace('[data]\n', '[data]\nvalidation_fraction = 0.2\n'))
-    refused = subprocess.run([_mpiexec(), "-n", "2", str(amp), "train", str(config), "--quiet"], capture_output=True,
-                             text=True, timeout=240, cwd=tmp_path)
-    assert refused.returncode == 2 and "validation during training is not supported yet" in refused.stderr
+    # With validation the ranks serve two sessions (training and validation) until rank 0 closes both.
+    config.write_text(config.read_text().replace('[data]\n', '[data]\nvalidation_fraction = 0.25\n')
+                      .replace("maxiter = 3", "maxiter = 4\nvalidation_interval = 2"))
+    validated = subprocess.run([_mpiexec(), "-n", "2", str(amp), "train", str(config), "--quiet"],
+                               capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert validated.returncode == 1, validated.stdout + validated.stderr
+    log = (tmp_path / "mpi" / "run" / "train-log.txt").read_text()
+    assert "validation: 2 images, every 2 iteration(s)" in log and "best validation at iteration" in log
+    rows = [line.split() for line in log.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert [row[7] != "-" for row in rows] == [True, False, True, False, True]
 
 
 @needs_mpi

@@ -149,6 +149,9 @@ class Mpi:
         self._open = False  # a collective call since the last clean close
         self._left: set[int] = set()  # on rank 0: ranks that failed outside the backend
         self._exit_notice = False  # on other ranks: tell rank 0 when this process ends (it failed)
+        self._sessions = 0  # sessions started so far (the same count on every rank: start is collective)
+        self._pending: dict[int, list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]]] = {}
+        self.serve_later = False  # on serving ranks: start returns at once; serve() serves every open session
         host = socket.gethostname()
         self.hosts: list[str] = self.comm.allgather(host)
         self._affinity: list[list[int]] = self.comm.allgather(_affinity())
@@ -310,16 +313,30 @@ class Mpi:
             except Exception as exc:  # noqa: BLE001 - reported to rank 0
                 failure = self._failure("start", k, exc)
                 break
+        session = self._sessions
+        self._sessions += 1
         if not self.drives:
             self._send(("failed", failure) if failure else ("started", None), 0)
             if failure is None:
-                self._serving(lambda: self._serve(evaluators))
-            return MpiSession(self, [], len(chunks), closed=True)
+                self._pending[session] = evaluators
+                if not self.serve_later:
+                    self.serve()
+            return MpiSession(self, [], len(chunks), session, closed=True)
         if failure is not None:
             self._fail()
             failure.raise_()
         self._gather("started", "start")
-        return MpiSession(self, evaluators, len(chunks))
+        return MpiSession(self, evaluators, len(chunks), session)
+
+    def serve(self) -> None:
+        """On a serving rank: evaluate every open session's chunks as rank 0 asks, until it closes them all.
+
+        ``start`` calls it unless ``serve_later`` is set, which lets a serving rank start
+        several sessions first (training with validation keeps two open), in the order
+        rank 0 starts them. On rank 0 it does nothing.
+        """
+        if not self.drives and self._pending:
+            self._serving(self._serve)
 
     def _local(self, chunk: ChunkHandle) -> ChunkHandle:
         """The chunk's handle, its arrays copied to the scratch folder first when one is set."""
@@ -334,16 +351,17 @@ class Mpi:
             os.replace(partial, target)
         return dataclasses.replace(chunk, folder=str(target))
 
-    def _serve(self, evaluators: list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]]) -> None:
-        """On a serving rank: evaluate own chunks at each vector rank 0 sends, until it stops the session."""
-        while True:
+    def _serve(self) -> None:
+        """Evaluate own chunks of the session rank 0 names at each vector it sends, until every session stops."""
+        while self._pending:
             _, message = self._receive(0)
             if message[0] == "stop":
-                return
+                self._pending.pop(message[1], None)
+                continue
             self._check_root(message, "vector")
-            vector = message[1]
+            session, vector = message[1]
             parts: list[tuple[int, LossParts]] = []
-            for k, evaluator in evaluators:
+            for k, evaluator in self._pending.get(session, []):
                 try:
                     parts.append((k, evaluator(vector)))
                 except Exception as exc:  # noqa: BLE001 - reported to rank 0
@@ -401,8 +419,9 @@ class MpiSession:
     """Rank 0's handle on the chunk evaluators held by every rank (a ``TrainingSession``)."""
 
     def __init__(self, backend: Mpi, evaluators: list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]],
-                 n_chunks: int, *, closed: bool = False) -> None:
+                 n_chunks: int, session: int, *, closed: bool = False) -> None:
         self._backend = backend
+        self._session = session
         self._evaluators = evaluators
         self._n_chunks = n_chunks
         self._closed = closed
@@ -420,7 +439,7 @@ class MpiSession:
                 stage="loss")
         vector = np.asarray(vector, dtype=np.float64)
         for dest in range(1, backend.size):
-            backend._send(("vector", vector), dest)
+            backend._send(("vector", (self._session, vector)), dest)
         parts: list[Any] = [None] * self._n_chunks
         for k, evaluator in self._evaluators:
             try:
@@ -437,7 +456,7 @@ class MpiSession:
         """Let the serving ranks leave their loop (idempotent)."""
         if not self._closed and self._backend.drives and not self._backend._failed:
             for dest in range(1, self._backend.size):
-                self._backend._send(("stop", None), dest)
+                self._backend._send(("stop", self._session), dest)
         self._closed = True
 
     def __enter__(self) -> MpiSession:
