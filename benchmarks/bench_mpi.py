@@ -31,7 +31,7 @@ from make_data import slab_images  # noqa: E402
 from amp_core import Potential, create_backend, create_descriptor, create_model, loss_function  # noqa: E402
 from amp_core.data import LossParts  # noqa: E402
 from amp_core.images import load_dataset  # noqa: E402
-from amp_core.pipeline import compute_fingerprints  # noqa: E402
+from amp_core.pipeline import compute_fingerprints, use_compiled  # noqa: E402
 from amp_core.store import FingerprintStore  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
@@ -70,7 +70,7 @@ class _Zero:
 
 def job(args: argparse.Namespace) -> None:
     """One MPI job (collective): measure, print a JSON line on rank 0."""
-    backend = create_backend("mpi")
+    backend = create_backend("mpi", compiled=args.compiled)
     images = slab_images(args.images)
     results: dict[str, Any] = {"ranks": backend.size}
     folder = backend.share(tempfile.mkdtemp(prefix="amp-bench-") if backend.drives else None)
@@ -79,7 +79,7 @@ def job(args: argparse.Namespace) -> None:
         descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"])
         store = FingerprintStore(Path(folder) / "fp", "bench")
         start = time.perf_counter()
-        compute_fingerprints(data, descriptor, backend, store, True)
+        compute_fingerprints(data, use_compiled(descriptor, backend, print), backend, store, True)
         results["fingerprints"] = time.perf_counter() - start
         potential = Potential(descriptor, create_model("neuralnetwork", hiddenlayers=(10, 10)))
         f = loss_function(images, potential, backend, force_coefficient=0.04, run_dir=Path(folder) / "run")
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one loss measurement")
+    parser.add_argument("--compiled", action="store_true", help="the plugins' compiled kernels in every rank")
     parser.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
@@ -132,12 +133,14 @@ def main() -> None:
     for _ in range(args.rounds):
         for ranks in (1, 2):
             out = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, __file__, "--job", "--images",
-                                  str(args.images), "--seconds", str(args.seconds)],
+                                  str(args.images), "--seconds", str(args.seconds)]
+                                 + (["--compiled"] if args.compiled else []),
                                  capture_output=True, text=True, check=True).stdout
             runs[ranks].append(json.loads(out.strip().splitlines()[-1]))
     med = {r: {k: statistics.median(run[k] for run in v) for k in v[0]} for r, v in runs.items()}
     n = args.images
-    print(f"{n} Pt/Cu slab images (36 atoms), Gaussian default set Rc 6.5, NN (10, 10); "
+    print(f"{n} Pt/Cu slab images (36 atoms), Gaussian default set Rc 6.5, NN (10, 10), "
+          f"{'compiled' if args.compiled else 'numpy'} kernels; "
           f"median of {args.rounds} alternating jobs per rank count")
     print(f"fingerprints + derivatives: 1 rank {n * 36 / med[1]['fingerprints']:8.0f} atoms/s, 2 ranks "
           f"{n * 36 / med[2]['fingerprints']:8.0f} atoms/s, speed-up "
