@@ -22,7 +22,7 @@ from amp_core.data import Dataset, ImageFingerprints
 from amp_core.errors import AmpError, BackendError, DataError, RunError
 from amp_core.protocols import COMPILED
 from amp_core.reshape import build_arrays, save_arrays, verify_arrays
-from amp_core.store import FingerprintStore, read_entry, write_entry
+from amp_core.store import FingerprintStore, entry_name, write_entry
 
 Log = Callable[[str], None]
 
@@ -98,11 +98,8 @@ class FingerprintTask:
         names = []
         for k in range(len(self.images)):
             self.compute_one(k)
-            names.append(self._name(k))
+            names.append(entry_name(self.hashes[k], self.derivatives))
         return names
-
-    def _name(self, k: int) -> str:
-        return f"{self.hashes[k]}.npz" if self.derivatives else f"{self.hashes[k]}.v.npz"
 
     def compute_one(self, k: int) -> ImageFingerprints:
         """Fingerprint image ``k`` of the batch, write its entry; return the fingerprints."""
@@ -114,7 +111,7 @@ class FingerprintTask:
             if failure is exc:
                 raise
             raise failure from exc
-        write_entry(fingerprints, Path(self.folder) / self._name(k))
+        write_entry(fingerprints, Path(self.folder) / entry_name(self.hashes[k], self.derivatives))
         return fingerprints
 
 
@@ -216,7 +213,7 @@ class ReshapeTask:
     targets: list[tuple[float, Any]]
     hashes: list[str]
     origins: list[str]
-    store: str | None
+    store: FingerprintStore | None
     derivatives: bool
     folder: str
     cost: float
@@ -255,20 +252,14 @@ class ReshapeTask:
     def _fingerprints(self, k: int, repaired: list[str]) -> ImageFingerprints:
         """Image ``k``'s store entry; recomputed (and written to ``tmp/``) when missing or damaged."""
         assert self.store is not None
-        folder = Path(self.store)
-        names = [f"{self.hashes[k]}.npz"] + ([] if self.derivatives else [f"{self.hashes[k]}.v.npz"])
-        why = "missing"
-        for name in names:
-            if (folder / name).exists():
-                try:
-                    return read_entry(folder / name)
-                except ValueError as exc:
-                    why = str(exc)
-                    (folder / name).unlink(missing_ok=True)
+        stored, why = self.store.read(self.hashes[k], self.derivatives)
+        if stored is not None:
+            return stored
         if self.descriptor is None:
-            raise RunError(f"{self.origins[k]}: fingerprints {why} in the store {folder}; run again to recompute them")
+            raise RunError(f"{self.origins[k]}: fingerprints {why} in the store {self.store.folder}; run again "
+                           "to recompute them")
         fingerprints = FingerprintTask(self.descriptor, [self.images[k]], [self.hashes[k]], self.derivatives,
-                                       str(folder / "tmp"), [self.origins[k]]).compute_one(0)
+                                       str(self.store.tmp), [self.origins[k]]).compute_one(0)
         repaired.append(f"{self.origins[k]}: store entry {why}; recomputed")
         return fingerprints
 
@@ -300,7 +291,7 @@ def build_chunks(
         key = chunk_key([dataset.hashes[i] for i in chunk], target_digest, derivatives,
                         None if store is None else store.folder.name)
         tasks.append(ReshapeTask(k, [dataset.images[i] for i in chunk], targets, [dataset.hashes[i] for i in chunk],
-                                 [dataset.origins[i] for i in chunk], None if store is None else str(store.folder),
+                                 [dataset.origins[i] for i in chunk], store,
                                  derivatives, str(folder / key), float(sum(costs[i] for i in chunk)),
                                  worker_descriptor))
     try:

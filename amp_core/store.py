@@ -95,6 +95,11 @@ def read_entry(path: Path) -> ImageFingerprints:
     return ImageFingerprints(**fields)
 
 
+def entry_name(image_hash: str, derivatives: bool) -> str:
+    """File name of a store entry: ``<hash>.npz`` (values and derivatives) or ``<hash>.v.npz`` (values only)."""
+    return f"{image_hash}.npz" if derivatives else f"{image_hash}.v.npz"
+
+
 class FingerprintStore:
     """Fingerprints of one descriptor configuration, keyed by image hash."""
 
@@ -105,7 +110,7 @@ class FingerprintStore:
 
     def path(self, image_hash: str, derivatives: bool) -> Path:
         """Where the entry for ``image_hash`` lives."""
-        return self.folder / (f"{image_hash}.npz" if derivatives else f"{image_hash}.v.npz")
+        return self.folder / entry_name(image_hash, derivatives)
 
     def has(self, image_hash: str, derivatives: bool) -> bool:
         """Whether a (possibly corrupt: see :meth:`get`) entry exists."""
@@ -113,17 +118,25 @@ class FingerprintStore:
             return True
         return not derivatives and self.path(image_hash, False).exists()
 
+    def read(self, image_hash: str, derivatives: bool) -> tuple[ImageFingerprints | None, str]:
+        """Return ``(fingerprints, "")``, or ``(None, why)``: ``"missing"``, or what is wrong with a damaged
+        entry, which is removed so that it is recomputed. An entry with derivatives also serves values."""
+        why = "missing"
+        for path in [self.path(image_hash, True)] + ([] if derivatives else [self.path(image_hash, False)]):
+            if path.exists():
+                try:
+                    return read_entry(path), ""
+                except ValueError as exc:
+                    why = str(exc)
+                    path.unlink(missing_ok=True)
+        return None, why
+
     def get(self, image_hash: str, derivatives: bool) -> ImageFingerprints | None:
-        """Return the stored fingerprints, or ``None`` (missing; corrupt entries are removed)."""
-        for path in (self.path(image_hash, True), self.path(image_hash, False)):
-            if not path.exists() or (derivatives and path.name.endswith(".v.npz")):
-                continue
-            try:
-                return read_entry(path)
-            except ValueError as exc:
-                warnings.warn(f"{exc}; removing it, it will be recomputed", RuntimeWarning, stacklevel=2)
-                path.unlink(missing_ok=True)
-        return None
+        """Return the stored fingerprints, or ``None`` (missing; a damaged entry is removed, with a warning)."""
+        fingerprints, why = self.read(image_hash, derivatives)
+        if fingerprints is None and why != "missing":
+            warnings.warn(f"{why}; removing it, it will be recomputed", RuntimeWarning, stacklevel=2)
+        return fingerprints
 
     def merge(self) -> int:
         """Move finished temporary entries (``tmp/<hash>[.v].npz``) into the store; return how many."""
