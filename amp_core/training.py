@@ -20,6 +20,7 @@ from amp_core.data import LossResult
 from amp_core.errors import ConfigError, RunError
 from amp_core.loss import LossFunction, share
 from amp_core.manager import PluginManager, resolve
+from amp_core.pipeline import _quiet
 from amp_core.rundir import RunLock, differences, rotate_log
 from amp_core.store import write_json
 from amp_core.validation import Monitor, default_interval, training_sources
@@ -219,22 +220,31 @@ def _resume(run_dir: Path, cfg: Config, settings: dict[str, Any], manager: Plugi
     return restored.descriptor, restored.model, iteration
 
 
+def _losses(stack: contextlib.ExitStack[Any], potential: Potential, backend: Any, cfg: Config, run_dir: Path,
+            manager: PluginManager, log: Any, progress: bool | None, driving: bool = True) -> tuple[Any, Any]:
+    """Set up the training loss and, with validation images, the validation loss (in that order, which
+    collective backends rely on); return both (the second ``None`` without validation)."""
+    train_images, validation_images = training_sources(cfg, run_dir, write=driving)
+    coefficients = (cfg.training.energy_coefficient, cfg.force_coefficient, cfg.training.overfit)
+    options: dict[str, Any] = {"forces": cfg.forces, "run_dir": run_dir, "log": log, "progress": progress,
+                               "manager": manager}
+    loss = stack.enter_context(LossFunction(train_images, potential, backend, *coefficients, **options))
+    if validation_images is None:
+        return loss, None
+    return loss, stack.enter_context(LossFunction(validation_images, potential, backend, *coefficients, **options))
+
+
 def _serve(potential: Potential, backend: Any, cfg: Config, run_dir: Path, manager: PluginManager) -> None:
     """A non-driving rank's part of :func:`_run`: the same collective calls, no optimiser, log or files.
 
-    The loss functions (training, then validation) are set up in rank 0's order; their
-    sessions are then served together (``backend.serve()``) until rank 0 closes them.
+    The loss functions (training, then validation) are set up in rank 0's order (each closes
+    at once on this rank: its evaluators wait in the backend); their sessions are then served
+    together (``backend.serve()``) until rank 0 closes them.
     """
-    train_images, validation_images = training_sources(cfg, run_dir, write=False)
-    coefficients = (cfg.training.energy_coefficient, cfg.force_coefficient, cfg.training.overfit)
-    options: dict[str, Any] = {"forces": cfg.forces, "run_dir": run_dir, "progress": False, "manager": manager}
     backend.serve_later = True
     try:
-        with LossFunction(train_images, potential, backend, *coefficients, **options):
-            pass  # closed at once on this rank: its evaluators wait in the backend
-        if validation_images is not None:
-            with LossFunction(validation_images, potential, backend, *coefficients, **options):
-                pass
+        with contextlib.ExitStack() as stack:
+            _losses(stack, potential, backend, cfg, run_dir, manager, _quiet, False, driving=False)
     finally:
         backend.serve_later = False
     backend.serve()
@@ -248,16 +258,10 @@ def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir
     _header(log, cfg, descriptor, model, backend, manager)
     if start:
         log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
-    train_images, validation_images = training_sources(cfg, run_dir)
-    options: dict[str, Any] = {"forces": cfg.forces, "run_dir": run_dir, "log": log, "progress": progress,
-                               "manager": manager}
-    coefficients = (cfg.training.energy_coefficient, cfg.force_coefficient, cfg.training.overfit)
     with contextlib.ExitStack() as stack:
-        loss = stack.enter_context(LossFunction(train_images, potential, backend, *coefficients, **options))
+        loss, validation = _losses(stack, potential, backend, cfg, run_dir, manager, log, progress)
         monitor = None
-        if validation_images is not None:
-            validation = stack.enter_context(LossFunction(validation_images, potential, backend, *coefficients,
-                                                          **options))
+        if validation is not None:
             interval = cfg.training.validation_interval or default_interval(len(loss.dataset),
                                                                             len(validation.dataset))
             monitor = Monitor(validation, interval, cfg.training.patience)
