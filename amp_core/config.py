@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import ConfigError
-from amp_core.images import data_source, file_problem, parse_selection
+from amp_core.images import checked_source
 
 if TYPE_CHECKING:
     from amp_core.manager import PluginManager
@@ -220,18 +220,8 @@ def _data(table: dict[str, Any], folder: Path, where: str) -> Data:
         paths = []
         for item in items:
             _check(item, (str,), f"{where} key '{key}'", "a file name")
-            try:
-                path, selection = data_source(item, folder)
-                path = path.resolve()
-                problem = file_problem(path)
-            except (OSError, ValueError) as exc:  # a name too long, a NUL byte
-                raise ConfigError(f"{where} key '{key}': not a usable file name ({exc.__class__.__name__}: "
-                                  f"{str(exc)[:200]})") from None
-            if problem is not None:
-                chosen = f" (from {item!r}, read as file@selection)" if selection is not None else ""
-                raise ConfigError(f"{where} key '{key}': data file {path}{chosen} {problem}")
-            if selection is not None:
-                parse_selection(selection, f"{where} key '{key}', {item!r}")
+            path, selection, _ = checked_source(item, folder, resolve=True, prefix=f"{where} key '{key}': ",
+                                                label=f"{where} key '{key}', {item!r}")
             paths.append(str(path) if selection is None else f"{path}@{selection}")
         out[key] = tuple(paths)
     return Data(**out)

@@ -95,6 +95,31 @@ def file_problem(path: Path) -> str | None:
     return None
 
 
+def checked_source(item: str | os.PathLike[str], folder: Path | None = None, *, resolve: bool = False,
+                   prefix: str = "", suffix: str = "", label: str | None = None) -> tuple[Path, str | None, int | slice]:
+    """Return (path, selection text or ``None``, index) of a data source, or say what is wrong with it.
+
+    ``prefix`` and ``suffix`` frame the messages (where the name came from); ``label``
+    names a bad selection (default ``path@selection`` and the suffix).
+
+    Raises:
+        ConfigError: an unusable name, a path that is not a data file (see :func:`file_problem`),
+            or a malformed selection.
+    """
+    try:
+        path, selection = data_source(item, folder)
+        path = path.resolve() if resolve else path
+        problem = file_problem(path)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise ConfigError(f"{prefix}not a usable file name ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    if problem is not None:
+        chosen = f" (from {os.fspath(item)!r}, read as file@selection)" if selection is not None else ""
+        raise ConfigError(f"{prefix}data file {path}{chosen}{suffix} {problem}")
+    if selection is None:
+        return path, None, slice(None)
+    return path, selection, parse_selection(selection, label or f"{path}@{selection}{suffix}")
+
+
 def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list[str]]:
     """Read structures from a file path, a list of paths, or take a list of ``Atoms``.
 
@@ -117,14 +142,9 @@ def read_images(source: ImageSource, where: str = "") -> tuple[list[Atoms], list
             origins.append(f"image {len(images)}")
             images.append(item)
             continue
-        path, selection = data_source(item)
         suffix = f" ({where})" if where else ""
+        path, selection, index = checked_source(item, suffix=suffix)
         label = f"{path}{suffix}"
-        problem = file_problem(path)
-        if problem is not None:
-            chosen = f" (from {os.fspath(item)!r}, read as file@selection)" if selection is not None else ""
-            raise ConfigError(f"data file {path}{chosen}{suffix} {problem}")
-        index = slice(None) if selection is None else parse_selection(selection, f"{path}@{selection}{suffix}")
         size = path.stat().st_size
         if size == 0:
             raise DataError(f"data file {label} is empty; give a file with at least one labelled structure")
