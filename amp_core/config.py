@@ -18,6 +18,7 @@ import dataclasses
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ class Training:
     """The ``[training]`` table."""
 
     optimizer: str = "lbfgs"
-    maxiter: int = 1000
+    maxiter: int | None = None
     energy_coefficient: float = 1.0
     force_coefficient: float | None = None
     forces: bool | None = None
@@ -71,6 +72,8 @@ class Training:
     seed: int = 0
     directory: str = "run"
     convergence: Convergence = field(default_factory=Convergence)
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    """``[training.optimizer_options]``: the optimiser's settings (``amp plugins -v`` names them)."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,18 @@ class Config:
     @property
     def forces(self) -> bool:
         """Whether forces are trained: ``[training] forces`` when set, else when a
-        ``force_coefficient`` or a force criterion is given."""
+        ``force_coefficient`` or a force criterion is given (:func:`settle` sets it from
+        the data before training: true when every training image has forces)."""
         if self.training.forces is not None:
             return self.training.forces
         return self.training.force_coefficient is not None or self.training.convergence.forces
+
+    @property
+    def maxiter(self) -> int:
+        """``[training] maxiter``; by default 1000, or no limit but ``max_time`` when that is set."""
+        if self.training.maxiter is not None:
+            return self.training.maxiter
+        return DEFAULT_MAXITER if self.training.max_time is None else INTEGER_MAXIMUM
 
     @property
     def force_coefficient(self) -> float:
@@ -138,6 +149,10 @@ def _fields(cls: type, table: dict[str, Any], where: str, skip: tuple[str, ...] 
     return {k: v for k, v in table.items() if k not in skip}
 
 
+DEFAULT_FORCE_RMSE = 0.01
+"""eV/A: the force criterion added to Amp's default energy criterion when forces are trained."""
+DEFAULT_MAXITER = 1000
+"""Iterations when neither ``maxiter`` nor ``max_time`` is given."""
 MAXIMUM = 1e6
 """Largest coefficient or convergence target accepted (larger ones are typos or fuzz)."""
 INTEGER_MAXIMUM = 10**9
@@ -178,6 +193,7 @@ def _training(table: dict[str, Any], where: str) -> Training:
     conv_where = where.replace("[training]", "[training.convergence]")
     conv = {k: None if v is None else _number(v, f"{conv_where} key '{k}'")
             for k, v in _fields(Convergence, conv_table, conv_where).items()}
+    _check(values.get("optimizer_options", {}), (dict,), f"{where} optimizer_options", "a table")
     for key in ("energy_coefficient", "force_coefficient", "overfit"):
         if key in values:
             values[key] = _number(values[key], f"{where} key '{key}'")
@@ -305,8 +321,27 @@ def build_optimizer(config: Config, manager: PluginManager | None = None) -> Any
     """Build the optimiser ``[training] optimizer`` names (registered optimisers; ``amp plugins`` lists them)."""
     from amp_core.manager import resolve
 
-    return resolve(manager).create("optimizer", config.training.optimizer, {},
+    return resolve(manager).create("optimizer", config.training.optimizer, dict(config.training.optimizer_options),
                                    where=f"{config.path}, [training] optimizer")
+
+
+def settle(config: Config, has_forces: Callable[[], bool]) -> Config:
+    """Return the config with the defaults that depend on the data filled in.
+
+    ``[training] forces`` left unset (and no ``force_coefficient`` or force criterion)
+    becomes true when ``has_forces()`` (every training image has reference forces); then,
+    when ``[training.convergence]`` is all defaults (Amp's energy RMSE 0.001 alone), the
+    criteria also ask a force RMSE of :data:`DEFAULT_FORCE_RMSE`, so that a run does not
+    stop on its energies while its forces are still poor. (An explicit ``forces`` or
+    ``force_coefficient`` keeps Amp's criteria.)
+    """
+    training = config.training
+    if training.forces is not None or config.forces or not has_forces():
+        return config
+    convergence = training.convergence
+    if convergence == Convergence():
+        convergence = Convergence(force_rmse=DEFAULT_FORCE_RMSE)
+    return dataclasses.replace(config, training=dataclasses.replace(training, forces=True, convergence=convergence))
 
 
 def resolved(config: Config, descriptor: Any, model: Any, backend: Any) -> dict[str, Any]:
@@ -314,6 +349,7 @@ def resolved(config: Config, descriptor: Any, model: Any, backend: Any) -> dict[
     training = dataclasses.asdict(config.training)
     training["force_coefficient"] = config.force_coefficient
     training["forces"] = config.forces
+    training["maxiter"] = config.maxiter
     return {
         "path": config.path,
         "descriptor": {"name": descriptor.name, **descriptor.todict()},

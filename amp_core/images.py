@@ -214,6 +214,14 @@ def check_extent(atoms: Atoms, origin: str) -> None:
             )
 
 
+def all_have_forces(source: ImageSource) -> bool:
+    """Whether every structure of ``source`` carries reference forces (read, not checked further)."""
+    if isinstance(source, Dataset):
+        return all(f is not None for _, f in source.targets)
+    images, _ = read_images(source)
+    return all(a.calc is not None and "forces" in getattr(a.calc, "results", {}) for a in images)
+
+
 def read_targets(
     atoms: Atoms, origin: str, forces: bool
 ) -> tuple[float, NDArray[np.float64] | None]:

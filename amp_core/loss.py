@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from amp_core.images import ImageSource, check_elements, duplicate_warning, load
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import Log, _quiet, build_chunks, compute_fingerprints, image_costs, use_compiled
 from amp_core.progress import Progress
-from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS
+from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS, FORCES
 from amp_core.store import FingerprintStore, descriptor_key
 
 
@@ -40,6 +41,13 @@ def check_compatible(descriptor: Any, model: Any, forces: bool) -> bool:
             f"implement (implemented: {', '.join(sorted(descriptor.implemented)) or 'nothing'}); "
             "train energies only or choose another descriptor")
     return True
+
+
+def can_train_forces(descriptor: Any, model: Any) -> bool:
+    """Whether the model predicts forces and gets what it needs for them (fingerprint derivatives)."""
+    if FORCES not in getattr(model, "implemented", frozenset({FORCES})):
+        return False
+    return model.inputs == "structures" or FINGERPRINT_DERIVATIVES in descriptor.implemented
 
 
 EVALUATOR_FACTOR = 2.5
@@ -163,10 +171,44 @@ class LossFunction:
         self._last_vector = vector.copy()
         return self.last
 
-    def __call__(self, vector: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        """Return (loss, gradient) at ``vector``: what SciPy's optimisers call."""
-        result = self.evaluate(vector)
-        return result.loss, result.gradient
+    def __call__(self, vector: NDArray[np.float64], chunks: Sequence[int] | None = None
+                 ) -> tuple[float, NDArray[np.float64]]:
+        """Return (loss, gradient) at ``vector``: what optimisers call.
+
+        Args:
+            vector: the parameters.
+            chunks: evaluate only these chunks (indices below :attr:`n_chunks`): the loss
+                and gradient summed over their images, plus the regularisation scaled by
+                their share of the images (for minibatch optimisers). ``None``: all.
+        """
+        if chunks is None:
+            result = self.evaluate(vector)
+            return result.loss, result.gradient
+        return self._subset(np.asarray(vector, dtype=np.float64), chunks)
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of chunks the data is cut into (what ``chunks`` indices count)."""
+        return len(self.chunks)
+
+    def _subset(self, vector: NDArray[np.float64], chunks: Sequence[int]) -> tuple[float, NDArray[np.float64]]:
+        if self.session is None:
+            raise UsageError("this loss function is closed; set up a new one with loss_function(...)")
+        wanted = sorted({int(k) for k in chunks})
+        if not wanted or wanted[0] < 0 or wanted[-1] >= len(self.chunks):
+            raise UsageError(f"chunks must be indices from 0 to {len(self.chunks) - 1}, got {list(chunks)!r}")
+        if getattr(self.session, "subsets", False):
+            parts = LossParts.combine(self.session.evaluate(vector, wanted))
+        else:  # a backend without subsets: evaluate all, keep the ones asked for
+            every = self.session.evaluate(vector)
+            parts = LossParts.combine([every[k] for k in wanted])
+        loss, gradient = parts.loss, parts.gradient
+        if self.settings.overfit:
+            penalty, penalty_gradient = self.potential.model.regularization(vector, self.settings.overfit)
+            share = sum(self.chunks[k].n_images for k in wanted) / sum(c.n_images for c in self.chunks)
+            loss += share * penalty
+            gradient = gradient + share * penalty_gradient
+        return float(loss), gradient
 
     def close(self) -> None:
         """Stop the workers and remove a temporary run folder (idempotent)."""

@@ -149,7 +149,13 @@ class TrainingSession(Protocol):
     """Resident workers holding their chunks' arrays and evaluators, evaluated once per optimiser step."""
 
     def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
-        """Return one :class:`LossParts` per chunk, in chunk order (whatever the placement)."""
+        """Return one :class:`LossParts` per chunk, in chunk order (whatever the placement).
+
+        Optional: a session whose class sets ``subsets = True`` also takes ``chunks`` (a
+        sequence of chunk indices) and then evaluates and returns only those, in chunk
+        order (what minibatch optimisers ask for). Without it the core evaluates every
+        chunk and keeps the ones asked for: the same numbers, without the saving.
+        """
         ...
 
     def close(self) -> None:
@@ -213,8 +219,13 @@ class Backend(Protocol):
         ...
 
 
-LossAndGradient = Callable[[NDArray[np.float64]], "tuple[float, NDArray[np.float64]]"]
-"""``f(vector) -> (loss, gradient)``: the training loss over all chunks."""
+LossAndGradient = Callable[..., "tuple[float, NDArray[np.float64]]"]
+"""``f(vector) -> (loss, gradient)``: the training loss over all chunks.
+
+For minibatch optimisers it also has ``f.n_chunks`` (the number of chunks) and takes
+``f(vector, chunks=[...])``: the loss and gradient summed over those chunks' images only
+(the regularisation term scaled by their share of the images, so that the chunks of one
+pass add up to the whole loss)."""
 
 
 @runtime_checkable

@@ -15,10 +15,21 @@ from numpy.typing import NDArray
 
 from amp_core.calculator import Potential, load
 from amp_core.chunks import detect_cores, oversubscription
-from amp_core.config import Config, Convergence, build, build_optimizer, from_dict, load_config, resolved
+from amp_core.config import (
+    Config,
+    Convergence,
+    build,
+    build_optimizer,
+    from_dict,
+    load_config,
+    resolved,
+    settle,
+)
 from amp_core.data import LossResult
 from amp_core.errors import ConfigError, RunError
-from amp_core.loss import LossFunction, share
+from amp_core.images import all_have_forces
+from amp_core.journal import JOURNAL, Journal, ReplayMismatch
+from amp_core.loss import LossFunction, can_train_forces, share
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import _quiet
 from amp_core.rundir import RunLock, differences, rotate_log
@@ -122,10 +133,13 @@ def _row(iteration: int, result: LossResult, flags: dict[str, bool], elapsed: fl
             f"{result.energy_maxresid:10.3e} {result.force_rmse:10.3e} {result.force_maxresid:10.3e}{extra}  {marks}")
 
 
-def save_checkpoint(potential: Potential, run_dir: Path, iteration: int) -> Path:
-    """Save the potential with the iteration count as ``checkpoint.json`` (atomic)."""
+def save_checkpoint(potential: Potential, run_dir: Path, iteration: int, journal: Journal | None = None) -> Path:
+    """Save the potential with the iteration count (and the optimiser journal's extent) as ``checkpoint.json`` (atomic)."""
     document = potential.todict_document()
     document["iteration"] = iteration
+    recorded = None if journal is None else journal.sync()
+    if recorded is not None:
+        document["journal"] = {**recorded, "base": journal.base}  # type: ignore[union-attr]
     return write_json(document, run_dir / CHECKPOINT)
 
 
@@ -168,6 +182,11 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
         cfg = load_config(Path(config), overrides)
     manager = resolve(manager)
     descriptor, model, backend = build(cfg, manager)
+    try:
+        cfg = settle(cfg, lambda: can_train_forces(descriptor, model) and all_have_forces(list(cfg.data.train)))
+    except BaseException:
+        backend.close()
+        raise
     run_dir = cfg.run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -274,24 +293,27 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
               start: int, monitor: Monitor | None = None) -> None:
     model = potential.model
     t0 = time.perf_counter()
-    state: dict[str, Any] = {"iteration": start, "vector": model.vector(), "converged": False}
+    resumed_at = model.vector()
+    journal, base = _open_journal(run_dir, start, resumed_at, log)
+    state: dict[str, Any] = {"iteration": base, "vector": journal.start.copy(), "converged": False,
+                             "journal": journal}
     log(f"{'iter':>6} {'time/s':>9} {'loss':>12} {'E_rmse':>10} {'E_maxres':>10} {'F_rmse':>10} "
         f"{'F_maxres':>10}{Monitor.header() if monitor else ''}  criteria (* met)")
 
     def step(vector: NDArray[np.float64]) -> None:
+        state["vector"] = np.array(vector, copy=True)  # first: an interrupt below checkpoints this iteration's
         result = loss.evaluate(vector)
         flags = met(result, cfg.training.convergence)
-        state["vector"] = np.array(vector, copy=True)
         state["result"] = result
         extra = ""
         if monitor is not None:
-            checked = monitor.check(state["iteration"], vector) if monitor.due(state["iteration"], start) else None
+            checked = monitor.check(state["iteration"], vector) if monitor.due(state["iteration"], base) else None
             extra = monitor.columns(checked)
         log.row(state["iteration"], _row(state["iteration"], result, flags, time.perf_counter() - t0, extra))
         interval = cfg.training.checkpoint_interval
         if interval and state["iteration"] > start and state["iteration"] % interval == 0:
             model.set_vector(state["vector"])
-            save_checkpoint(potential, run_dir, state["iteration"])
+            save_checkpoint(potential, run_dir, state["iteration"], state["journal"])
         if flags and all(flags.values()):
             raise _Converged
         if monitor is not None and monitor.exhausted():
@@ -301,15 +323,37 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
         if limit is not None and time.perf_counter() - t0 >= limit:
             raise _Stopped(f"max_time {limit:g} s reached")
 
+    def visit(vector: NDArray[np.float64]) -> None:
+        """One iteration's parameters: logged and checked, or (replaying up to ``start``) only validated."""
+        if state["iteration"] > start or state["iteration"] == base == start:
+            step(vector)
+            return
+        state["vector"] = np.array(vector, copy=True)
+        if monitor is not None and monitor.due(state["iteration"], base):
+            monitor.check(state["iteration"], vector)  # rebuilds the best-so-far exactly
+        if state["iteration"] == start and not np.array_equal(vector, resumed_at):
+            raise ReplayMismatch(f"the replayed iteration {start} differs from the checkpoint's parameters")
+
     def callback(vector: NDArray[np.float64]) -> None:
         state["iteration"] += 1
-        step(vector)
+        visit(vector)
 
     message = ""
     try:
         try:
-            step(state["vector"])
-            message = _minimize(loss, state["vector"], cfg, start, callback)
+            try:
+                visit(state["vector"])
+                message = _minimize(loss, journal, state["vector"], cfg, base, callback)
+            except ReplayMismatch as mismatch:
+                log(f"could not replay the optimiser's journal ({mismatch}); the optimiser restarts from the "
+                    f"checkpoint's parameters, so the run will not follow the interrupted trajectory exactly")
+                journal.close()
+                state.update(iteration=start, vector=resumed_at.copy(), journal=_new_journal(journal.path, resumed_at, start))
+                journal, base = state["journal"], start
+                if monitor is not None:
+                    monitor.reset()
+                step(state["vector"])
+                message = _minimize(loss, journal, state["vector"], cfg, start, callback)
         finally:
             log.end_rows()
     except _Converged:
@@ -318,26 +362,34 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
         message = str(stop)
     except KeyboardInterrupt:
         model.set_vector(state["vector"])
-        path = save_checkpoint(potential, run_dir, state["iteration"])
+        path = save_checkpoint(potential, run_dir, state["iteration"], state["journal"])
+        state["journal"].close()
         log(f"interrupted at iteration {state['iteration']}; checkpoint saved to {path}; "
             "continue with 'amp train CONFIG --resume'")
         raise
     except Exception as exc:
         with contextlib.suppress(Exception):  # e.g. the disk is full: the first failure is the one to raise
             _failed(exc, potential, run_dir, state, log)
+        state["journal"].close()
         raise
     model.set_vector(state["vector"])
-    save_checkpoint(potential, run_dir, state["iteration"])  # the last iterate, for --resume
+    save_checkpoint(potential, run_dir, state["iteration"], state["journal"])  # the last iterate, for --resume
+    state["journal"].close()
     training: dict[str, Any] = {}
     best = ""
+    if "result" not in state:  # every iteration was replayed
+        state["result"] = loss.evaluate(state["vector"])
     if monitor is not None and monitor.best_vector is not None:
-        for line in monitor.summary(state["result"], cfg.forces):
+        at_best = loss.evaluate(monitor.best_vector)  # training errors of the parameters that are saved
+        for line in monitor.summary(at_best, cfg.forces):
             log(line)
         model.set_vector(monitor.best_vector)  # potential.json holds the best parameters for the held-out images
         best = f" (parameters of iteration {monitor.best_iteration}, the best on the validation images)"
         training["best_validation"] = {"iteration": monitor.best_iteration,
                                        "energy_rmse": monitor.best.energy_rmse,  # type: ignore[union-attr]
-                                       "force_rmse": monitor.best.force_rmse}  # type: ignore[union-attr]
+                                       "force_rmse": monitor.best.force_rmse,  # type: ignore[union-attr]
+                                       "training_energy_rmse": at_best.energy_rmse,
+                                       "training_force_rmse": at_best.force_rmse}
     path = run_dir / MODEL_FILE
     if state["converged"]:
         line = f"converged at iteration {state['iteration']}; potential saved to {path}{best}"
@@ -349,14 +401,45 @@ def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainL
     log(line)
 
 
-def _minimize(loss: LossFunction, vector: NDArray[np.float64], cfg: Config, start: int,
+def _open_journal(run_dir: Path, start: int, vector: NDArray[np.float64], log: TrainLog) -> tuple[Journal, int]:
+    """Return the optimiser journal and the iteration its first vector belongs to.
+
+    A fresh run starts a journal; a resumed one reopens the journal its checkpoint names
+    (the optimiser then replays from that journal's first vector up to ``start``) or, for a
+    checkpoint without one, starts a journal at the checkpoint's parameters.
+    """
+    path = run_dir / JOURNAL
+    if start:
+        recorded = json.loads((run_dir / CHECKPOINT).read_text()).get("journal")
+        if isinstance(recorded, dict) and recorded.get("file") == JOURNAL and type(recorded.get("records")) is int \
+                and type(recorded.get("base")) is int and 0 <= recorded["base"] <= start:
+            try:
+                journal = Journal.reopen(path, recorded["records"])
+            except RunError as exc:
+                log(f"{exc}; the optimiser restarts from the checkpoint's parameters instead")
+                return _new_journal(path, vector, start), start
+            log(f"replaying {recorded['records']} recorded optimiser evaluations from iteration {recorded['base']} "
+                f"to continue the interrupted trajectory exactly")
+            journal.base = recorded["base"]
+            return journal, recorded["base"]
+        log("the checkpoint has no optimiser journal: the optimiser restarts from its parameters")
+    return _new_journal(path, vector, start), start
+
+
+def _new_journal(path: Path, vector: NDArray[np.float64], base: int) -> Journal:
+    journal = Journal.create(path, vector)
+    journal.base = base
+    return journal
+
+
+def _minimize(loss: LossFunction, journal: Journal, vector: NDArray[np.float64], cfg: Config, start: int,
               callback: Any) -> str:
-    """Run the optimiser for the iterations left after ``start``; return why it ended."""
-    remaining = cfg.training.maxiter - start
+    """Run the optimiser (its evaluations journalled) for the iterations left after ``start``; return why it ended."""
+    remaining = cfg.maxiter - start
     if remaining <= 0:
-        return f"maxiter {cfg.training.maxiter} reached"
+        return f"maxiter {cfg.maxiter} reached"
     optimizer = build_optimizer(cfg, loss.manager)
-    return str(optimizer.minimize(loss, vector, maxiter=remaining, callback=callback))
+    return str(optimizer.minimize(journal.wrap(loss), vector, maxiter=remaining, callback=callback))
 
 
 def _failed(exc: Exception, potential: Potential, run_dir: Path, state: dict[str, Any], log: TrainLog) -> None:
@@ -365,7 +448,7 @@ def _failed(exc: Exception, potential: Potential, run_dir: Path, state: dict[str
     what = f"{type(exc).__name__}: {summary}" if summary else type(exc).__name__
     potential.model.set_vector(state["vector"])
     try:
-        path = save_checkpoint(potential, run_dir, state["iteration"])
+        path = save_checkpoint(potential, run_dir, state["iteration"], state.get("journal"))
     except Exception as save_error:  # noqa: BLE001 - the first failure is the one to raise
         log(f"failed at iteration {state['iteration']} ({what}); the checkpoint could not be saved either "
             f"({type(save_error).__name__}: {save_error})")

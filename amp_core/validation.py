@@ -91,6 +91,10 @@ class Monitor:
             return f" {'-':>10} {'-':>10}"
         return f" {result.energy_rmse:10.3e} {result.force_rmse:10.3e}"
 
+    def reset(self) -> None:
+        """Forget the best-so-far (the run restarts its record)."""
+        self.best, self.best_vector, self.best_iteration, self.last, self.since_best = None, None, -1, None, 0
+
     def exhausted(self) -> bool:
         """Whether ``patience`` validations in a row brought no improvement."""
         return self.patience is not None and self.since_best >= self.patience
@@ -102,7 +106,7 @@ class Monitor:
             return []
         lines = [f"best validation at iteration {self.best_iteration}: energy RMSE {best.energy_rmse:.4e} eV/atom"
                  + (f", force RMSE {best.force_rmse:.4e} eV/A" if forces else "")
-                 + f" (training: energy RMSE {train.energy_rmse:.4e}"
+                 + f" (training, same parameters: energy RMSE {train.energy_rmse:.4e}"
                  + (f", force RMSE {train.force_rmse:.4e})" if forces else ")")]
         pairs = [("energy", best.energy_rmse, train.energy_rmse)]
         if forces:

@@ -379,7 +379,7 @@ def mode_fingerprints(python: Path, work: Path, args: argparse.Namespace) -> boo
         f"Amp: Fortran path {info['fortran_seconds']:.1f} s for {len(images)} images, "
         f"Python path {info['python_seconds']:.1f} s for the cluster"
     )
-    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF)
+    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF, preset="amp")
     compiled = descriptor.compiled()
     check_gs(info["Gs"], descriptor)
     ok = True
@@ -447,7 +447,7 @@ def our_potential(params: dict[str, Any]) -> Any:
     """amp-core's Gaussian descriptor + neural network with exactly these parameters."""
     import amp_core
 
-    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF)
+    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF, preset="amp")
     return amp_core.Potential(descriptor, amp_core.create_model("neuralnetwork", **params))
 
 
@@ -480,7 +480,7 @@ def mode_loss(python: Path, work: Path, args: argparse.Namespace) -> bool:
     import amp_core
 
     images = exchange(work / "images.extxyz", reference_images())
-    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF)
+    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF, preset="amp")
     params = fixed_parameters(images, descriptor, args.hidden)
     config = {
         "task": "loss",
@@ -590,7 +590,7 @@ def mode_speed(python: Path, work: Path, args: argparse.Namespace) -> None:
         "budget": args.budget,
         "force_coefficient": FORCE_COEFFICIENT,
     }
-    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF)
+    descriptor = amp_core.create_descriptor("gaussian", elements=ELEMENTS, cutoff=CUTOFF, preset="amp")
     params = fixed_parameters(slabs, descriptor, [10, 10])
     config.update(
         params,

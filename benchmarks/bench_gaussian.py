@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (best is reported)")
     args = parser.parse_args()
-    descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=6.5)
+    descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=6.5, preset="amp")
     atoms = alloy((3, 3, 3))
     descriptor.compute(atoms, derivatives=True)  # warm up
     values = best_time(lambda: descriptor.compute(atoms), args.repeat)

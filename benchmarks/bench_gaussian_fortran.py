@@ -78,7 +78,7 @@ def report(label: str, repeat: int, sizes: bool) -> None:
     load_library.cache_clear()
     print(f"[{label}] library: {load_library(PACKAGE, STEM)._name}")
     cutoff = {"name": "Cosine", "Rc": 6.5}
-    descriptor = create_descriptor("gaussian", cutoff=cutoff, elements=["Cu", "Pt"]).compiled()
+    descriptor = create_descriptor("gaussian", cutoff=cutoff, elements=["Cu", "Pt"], preset="amp").compiled()
     atoms = cu_pt_bulk((3, 3, 3))
     (with_d, with_d_median), (values, values_median) = (
         rate(descriptor, atoms, True, repeat),

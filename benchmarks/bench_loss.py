@@ -54,7 +54,7 @@ def fingerprints(images, kind: str, rng: np.random.Generator) -> list[ImageFinge
     if kind == "gaussian":
         import amp_core
 
-        descriptor = amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"])
+        descriptor = amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp")
         return [descriptor.compute(a, derivatives=True) for a in images]
     return [random_fingerprints(a, rng) for a in images]
 

@@ -60,7 +60,7 @@ def slab_shard(n_images: int) -> dict[str, Any]:
             atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
         images.append(atoms)
         targets.append((float(source.get_potential_energy()), np.array(source.get_forces())))
-    descriptor = amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"])
+    descriptor = amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp")
     prints = [descriptor.compute(atoms, derivatives=True) for atoms in images]
     return build_arrays(images, targets, prints)
 

@@ -76,7 +76,7 @@ def job(args: argparse.Namespace) -> None:
     folder = backend.share(tempfile.mkdtemp(prefix="amp-bench-") if backend.drives else None)
     try:
         data = load_dataset(images, forces=True)
-        descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"])
+        descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp")
         store = FingerprintStore(Path(folder) / "fp", "bench")
         start = time.perf_counter()
         compute_fingerprints(data, use_compiled(descriptor, backend, print), backend, store, True)

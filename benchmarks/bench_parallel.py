@@ -32,7 +32,7 @@ from amp_core.store import FingerprintStore  # noqa: E402
 
 def fingerprint_round(images, backend) -> float:
     """Seconds to fingerprint (with derivatives) every image into a fresh store."""
-    descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"])
+    descriptor = create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp")
     data = load_dataset(images, forces=True)
     with tempfile.TemporaryDirectory() as folder:
         store = FingerprintStore(folder, "bench")
@@ -98,7 +98,7 @@ def main() -> None:
 def loss_speed_up(images, backends, args) -> None:
     """Print the steady-state loss rate (with forces) of 1 and 2 workers and their ratio."""
     potential = Potential(
-        create_descriptor("gaussian", elements=["Cu", "Pt"]),
+        create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp"),
         create_model("neuralnetwork", hiddenlayers=(10, 10)),
     )
     functions = {c: loss_function(images, potential, b, force_coefficient=0.04) for c, b in backends.items()}

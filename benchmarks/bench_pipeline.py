@@ -24,7 +24,7 @@ from amp_core import Potential, create_backend, create_descriptor, create_model,
 
 def measure(images, backend_name: str, forces: bool, seconds: float) -> tuple[float, float]:
     """Return (set-up seconds per image, steady-state images per second)."""
-    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]),
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp"),
                           create_model("neuralnetwork", hiddenlayers=(10, 10)))
     options = {"cores": 1} if backend_name != "serial" else {}
     with create_backend(backend_name, **options) as backend, tempfile.TemporaryDirectory() as run:

@@ -24,7 +24,7 @@ from amp_core import Potential, create_backend, create_descriptor, create_model,
 
 def cold_setup(images, backend) -> float:
     """Seconds from nothing to a loss function that has answered one step."""
-    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]),
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], preset="amp"),
                           create_model("neuralnetwork", hiddenlayers=(10, 10)))
     with tempfile.TemporaryDirectory() as run:
         start = time.perf_counter()

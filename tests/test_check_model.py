@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from amp_core import ModelEntry, create_descriptor, create_model, hookimpl
+from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import PropertyNotImplementedError
 from amp_core.testing import check_model, labelled_structures
 from amp_plugins.models.neuralnetwork import NeuralNetwork, NeuralNetworkParams
@@ -226,7 +227,7 @@ class LossyPlugin:
 
 BROKEN = {
     ScaledGradient: r"d loss / d parameter \(analytic\) versus central finite differences",
-    ScaledForceGradient: r"\(with forces, c_E 0.5, c_F 0.04\): d loss / d parameter \(analytic\) versus",
+    ScaledForceGradient: rf"\(with forces, c_E 0.5, c_F {FORCE_COEFFICIENT:g}\): d loss / d parameter \(analytic\) versus",
     UnweightedLoss: r"LossParts.loss versus settings.objective",
     ForceLossWhenOff: r"forces are not trained, but force_loss 1.0",
     MeanOverImages: r"one shard of all images versus the shards of one image each",

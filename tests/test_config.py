@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from amp_core.config import build, load_config
+from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import ConfigError, UnknownPluginError
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "ptcu-train.xyz"
@@ -39,7 +40,7 @@ def test_good_config_builds_plugins_and_force_coefficient(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     descriptor, model, backend = build(config)
     assert (descriptor.name, model.name, backend.name) == ("none", "pairpotential", "serial")
-    assert config.forces and config.force_coefficient == 0.04  # a force criterion turns force training on
+    assert config.forces and config.force_coefficient == FORCE_COEFFICIENT  # a force criterion turns force training on
     assert config.run_dir == (tmp_path / "run").resolve()
 
 
@@ -49,7 +50,7 @@ def test_energy_only_when_no_force_criterion(tmp_path):
 
 
 @pytest.mark.parametrize(("extra", "forces", "coefficient"), [
-    ("forces = true", True, 0.04),
+    ("forces = true", True, FORCE_COEFFICIENT),
     ("forces = false\nforce_coefficient = 0.3", False, 0.3),
     ("force_coefficient = 0.3", True, 0.3),
 ])
@@ -78,7 +79,7 @@ def test_forces_switch_must_be_a_boolean(tmp_path):
         (f'train = "{DATA}"', 'train = "missing.traj"', r"\[data\] key 'train': data file .*missing.traj does not exist"),
         (f'train = "{DATA}"', "train = 3", r"\[data\] key 'train': expected a file name"),
         ("[training]", "[trianing]", r"unknown table\(s\) \[trianing\]"),
-        ("maxiter = 5", 'optimizer = "adam"', r"unknown optimizer 'adam' \(.*run.toml, \[training\] optimizer\)"),
+        ("maxiter = 5", 'optimizer = "adamw"', r"unknown optimizer 'adamw' \(.*run.toml, \[training\] optimizer\)"),
     ],
 )
 def test_config_errors_name_file_table_and_key(tmp_path, old, new, pattern):

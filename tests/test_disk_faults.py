@@ -54,9 +54,9 @@ def test_run_directory_removed_mid_run_is_a_clear_error(tmp_path, slab_images, m
     write(tmp_path / "train.xyz", slab_images[:3])
     original = training.save_checkpoint
 
-    def remove_then_save(potential, run_dir, iteration):
+    def remove_then_save(potential, run_dir, iteration, *journal):
         shutil.rmtree(run_dir)
-        return original(potential, run_dir, iteration)
+        return original(potential, run_dir, iteration, *journal)
 
     monkeypatch.setattr(training, "save_checkpoint", remove_then_save)
     code = cli.main(["train", str(_config(tmp_path))])

@@ -156,3 +156,38 @@ def test_overlapping_atoms_and_bad_cells_are_data_errors():
         d.cost(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0]]))
     with pytest.raises(DataError, match="zero cell vector"):
         d.cost(Atoms("Cu", positions=[[0, 0, 0]], cell=[3, 3, 0], pbc=True))
+
+
+def test_the_default_set_is_the_systematic_one_scaled_to_the_cutoff():
+    from amp_plugins.descriptors.gaussian import make_systematic_symmetry_functions
+
+    for cutoff in (5.0, 6.5):
+        params = GaussianParams(cutoff=cutoff, elements=["Mo"])
+        assert params == GaussianParams(cutoff=cutoff, Gs=make_systematic_symmetry_functions(["Mo"], cutoff))
+        (symbol, functions), = params.Gs
+        assert symbol == "Mo" and len(functions) == 8 + 24
+        radial, angular = functions[:8], functions[8:]
+        spacing = (cutoff - 1.0) / 8  # centres 1 A apart-ish from 1 A on, each as wide as the spacing
+        np.testing.assert_allclose([g.offset for g in radial], 1.0 + spacing * np.arange(8), rtol=1e-15)
+        for g in radial:  # Amp's exp(-eta (r - r_s)^2 / Rc^2) is a Gaussian of standard deviation `spacing`
+            r = g.offset + spacing
+            assert np.exp(-g.eta * (r - g.offset) ** 2 / cutoff**2) == pytest.approx(np.exp(-0.5), rel=1e-12)
+        assert {(g.eta, g.zeta, g.gamma) for g in angular} == {
+            (eta, zeta, gamma) for eta in (0.2, 1.0, 3.0) for zeta in (1.0, 2.0, 4.0, 16.0) for gamma in (1.0, -1.0)}
+    two = GaussianParams(elements=["Cu", "Pt"])
+    assert [len(f) for _, f in two.Gs] == [16 + 3 * 24] * 2
+
+
+def test_preset_amp_is_amps_default_set_and_presets_are_checked():
+    assert GaussianParams(elements=["Cu", "Pt"], preset="amp") == GaussianParams(
+        Gs=make_default_symmetry_functions(["Cu", "Pt"]))
+    assert GaussianParams(elements=["Cu"], preset="systematic") == GaussianParams(elements=["Cu"])
+    with pytest.raises(ValueError, match="preset must be one of 'systematic', 'amp'; got 'behler'"):
+        GaussianParams(elements=["Cu"], preset="behler")
+    with pytest.raises(ValueError, match="give Gs or preset, not both"):
+        GaussianParams(Gs=CU_PT_GS, preset="amp")
+    with pytest.raises(ValueError, match="needs a cutoff above 1 Angstrom"):
+        GaussianParams(cutoff=0.9, elements=["Cu"])
+    with pytest.raises(ConfigError, match="preset"):
+        create_descriptor("gaussian", elements=["Cu"], preset=3)
+    assert "preset" not in create_descriptor("gaussian", elements=["Cu"], preset="amp").todict()  # Gs is explicit

@@ -246,7 +246,7 @@ def test_derivative_blocks_number_each_centre_and_its_distinct_neighbours(index)
 
 
 def test_single_isolated_atom_has_zero_fingerprint_and_a_self_pair():
-    d = create_descriptor("gaussian", elements=["Cu"])
+    d = create_descriptor("gaussian", elements=["Cu"], preset="amp")
     fp = d.compute(Atoms("Cu", positions=[[1, 2, 3]]), derivatives=True)
     assert fp.values.shape == (1, 8) and not fp.values.any()
     assert fp.pairs.tolist() == [[0, 0]] and not fp.derivatives.any()

@@ -241,23 +241,30 @@ def test_regularization_penalises_first_layer_weights_only():
 def test_initialize_fills_only_what_is_missing(data):
     _, _, _, arrays = data
     half = [{k: v for k, v in arrays.items()}, arrays]
-    model = NeuralNetwork(NeuralNetworkParams(activation="sigmoid", seed=4))
+    model = NeuralNetwork(NeuralNetworkParams(hiddenlayers=(5, 5), activation="sigmoid", seed=4))
     model.initialize(half)
     doc = model.todict()
     assert model.elements == ("Cu", "O", "Pt")
     np.testing.assert_allclose(
         doc["fprange"]["Cu"], np.stack([arrays["fp_29"].min(0), arrays["fp_29"].max(0)], 1)
     )
-    per_atom = arrays["energy"] / arrays["natoms"]
-    assert doc["scalings"]["Pt"] == {"intercept": per_atom.min(), "slope": per_atom.max() - per_atom.min()}
+    # per-element energy reference: least squares of E on composition, remainder per atom
+    counts = np.stack([np.bincount(arrays["atom_image"][arrays["numbers"] == z], minlength=len(arrays["energy"]))
+                       for z in (29, 8, 78)], axis=1).astype(float)
+    energies = np.concatenate([arrays["energy"], arrays["energy"]])
+    counts = np.concatenate([counts, counts])
+    reference = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    rest = (energies - counts @ reference) / np.concatenate([arrays["natoms"], arrays["natoms"]])
+    assert doc["scalings"]["Pt"]["intercept"] == pytest.approx(reference[2] + rest.min(), abs=1e-12)
+    assert doc["scalings"]["Pt"]["slope"] == pytest.approx(rest.max() - rest.min(), abs=1e-12)
     w1 = np.array(doc["weights"]["Cu"]["1"])
     assert w1.shape == (4, 5) and np.abs(w1).max() < math.sqrt(6 / 8)
     before = model.vector()
     model.initialize([arrays])
     np.testing.assert_array_equal(model.vector(), before)
-    again = NeuralNetwork(NeuralNetworkParams(activation="sigmoid", seed=4))
-    again.initialize([arrays])
-    np.testing.assert_array_equal(again.vector(), before)
+    again = NeuralNetwork(NeuralNetworkParams(hiddenlayers=(5, 5), activation="sigmoid", seed=4))
+    again.initialize([arrays])  # the same data once: the same least-squares reference (to rounding)
+    np.testing.assert_allclose(again.vector(), before, rtol=1e-12, atol=1e-14)
     fixed = NeuralNetwork(
         NeuralNetworkParams(activation="linear", scalings={el: (1.0, 2.0) for el in ("Cu", "O", "Pt")})
     )
@@ -348,3 +355,41 @@ def test_shards_add_up_to_the_whole_set(data, tmp_path):
     assert combined.force_loss == pytest.approx(whole.force_loss, rel=1e-12)
     assert combined.force_maxresid == pytest.approx(whole.force_maxresid, rel=1e-12)
     np.testing.assert_allclose(combined.gradient, whole.gradient, rtol=1e-10, atol=1e-12)
+
+
+def _energy_arrays(compositions, energies):
+    """Arrays with only what the scalings read: per image element counts and energies."""
+    numbers = np.concatenate([np.repeat([29, 78], c) for c in compositions])
+    natoms = np.array([sum(c) for c in compositions])
+    return [{"energy": np.array(energies, dtype=float), "natoms": natoms, "numbers": numbers,
+             "atom_image": np.repeat(np.arange(len(compositions)), natoms)}]
+
+
+def test_energy_reference_recovers_elemental_energies():
+    from amp_plugins.models.neuralnetwork import MIN_SPREAD, _initial_scalings
+
+    # hand-made: E = 2 n_Cu - 5 n_Pt + a remainder of +0.1 / -0.1 eV per atom on two images
+    compositions = [(2, 0), (1, 1), (0, 2), (3, 1)]
+    energies = [2 * 2 + 0.0, 2 - 5 + 0.2, -10.0 - 0.2, 6 - 5 + 0.0]
+    pairs = _initial_scalings(_energy_arrays(compositions, energies), "tanh", ["Cu", "Pt"])
+    counts = np.array(compositions, dtype=float)
+    reference = np.linalg.lstsq(counts, np.array(energies), rcond=None)[0]
+    rest = (np.array(energies) - counts @ reference) / counts.sum(1)
+    assert pairs["Cu"][0] == pytest.approx(reference[0] + (rest.max() + rest.min()) / 2, abs=1e-12)
+    assert pairs["Pt"][0] == pytest.approx(reference[1] + (rest.max() + rest.min()) / 2, abs=1e-12)
+    assert pairs["Cu"][1] == pytest.approx((rest.max() - rest.min()) / 2, abs=1e-12)
+    assert abs(pairs["Cu"][0] - 2) < 0.2 and abs(pairs["Pt"][0] + 5) < 0.2  # near the true references
+    # exactly linear energies: the slope keeps the smallest spread instead of 0
+    exact = _initial_scalings(_energy_arrays(compositions, [4.0, -3.0, -10.0, 1.0]), "tanh", ["Cu", "Pt"])
+    assert exact["Cu"][0] == pytest.approx(2.0, abs=1e-9) and exact["Pt"][0] == pytest.approx(-5.0, abs=1e-9)
+    assert exact["Cu"][1] == pytest.approx(MIN_SPREAD / 2)
+
+
+def test_energy_reference_with_one_element_is_amps_rule():
+    from amp_plugins.models.neuralnetwork import _initial_scalings
+
+    arrays = [{"energy": np.array([-7.0, -9.5, -11.0]), "natoms": np.array([2, 3, 4]),
+               "numbers": np.full(9, 29), "atom_image": np.repeat([0, 1, 2], [2, 3, 4])}]
+    per_atom = arrays[0]["energy"] / arrays[0]["natoms"]
+    pairs = _initial_scalings(arrays, "tanh", ["Cu"])
+    assert pairs["Cu"] == ((per_atom.max() + per_atom.min()) / 2, (per_atom.max() - per_atom.min()) / 2)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from amp_core import Potential, create_backend, create_descriptor, create_model, evaluate_loss
 from amp_core.chunks import balanced_split
+from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import BackendError
 from amp_core.images import load_dataset
 from amp_core.pipeline import build_chunks, compute_fingerprints
@@ -184,7 +185,7 @@ def test_train_writes_log_model_checkpoint_and_resumes(tmp_path, slab_images):
     assert outcome == log[-1] and outcome.startswith("NOT converged after 4 iterations (")
     assert outcome.endswith(f"potential saved to {run / 'potential.json'}")
     saved = json.loads((run / "potential.json").read_text())
-    assert saved["config"]["training"]["force_coefficient"] == 0.04
+    assert saved["config"]["training"]["force_coefficient"] == FORCE_COEFFICIENT
     assert json.loads((run / "checkpoint.json").read_text())["iteration"] == 4
     loaded = load(run / "potential.json")
     assert np.array_equal(loaded.model.vector(), potential.model.vector())

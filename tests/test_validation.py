@@ -80,7 +80,7 @@ def test_overfitting_is_warned_about():
     monitor = Monitor(loss=None, interval=1)
     monitor.best, monitor.best_iteration = _result(0.01, 0.9), 5
     lines = monitor.summary(_result(0.008, 0.2), forces=True)
-    assert "force RMSE 9.0000e-01 eV/A (training: energy RMSE 8.0000e-03, force RMSE 2.0000e-01)" in lines[0]
+    assert "force RMSE 9.0000e-01 eV/A (training, same parameters: energy RMSE 8.0000e-03, force RMSE 2.0000e-01)" in lines[0]
     assert len(lines) == 2 and "validation force RMSE is 4.5 times the training" in lines[1]
     assert len(monitor.summary(_result(0.008, 0.6), forces=True)) == 1
 

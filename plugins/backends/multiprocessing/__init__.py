@@ -157,8 +157,15 @@ class PoolSession:
         self._n_chunks = n_chunks
         self._closed = False
 
-    def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
-        """Send ``vector`` (n_parameters,) to the workers; return every chunk's parts in chunk order.
+    subsets = True
+    """:meth:`evaluate` takes ``chunks``: only the workers holding them work."""
+
+    def evaluate(self, vector: NDArray[np.float64], chunks: Sequence[int] | None = None) -> list[LossParts]:
+        """Send ``vector`` (n_parameters,) to the workers; return the chunks' parts in chunk order.
+
+        Args:
+            vector: the parameters.
+            chunks: indices of the chunks to evaluate (``None``: all).
 
         Raises:
             BackendError: a worker raised or died, or the session is closed.
@@ -167,20 +174,23 @@ class PoolSession:
         pool = self._pool
         job = pool.new_job()
         parts: list[Any] = [None] * self._n_chunks
+        wanted = sorted(set(chunks)) if chunks is not None else None
+        plan = self._plan if wanted is None else [(w, s) for w, s in self._plan if set(s) & set(wanted)]
         with pool.guard():
             pool.drain([w for w, _ in self._plan], "loss")
-            payload = dumps((self._session, np.asarray(vector, dtype=np.float64)))
-            for worker, shards in self._plan:
+            request = (self._session, np.asarray(vector, dtype=np.float64))
+            payload = dumps(request if wanted is None else (*request, wanted))
+            for worker, shards in plan:
                 header = ("evaluate", job, -1, payload)
                 pool.send(worker, header, stage="loss", index=shards[0], label=_label(shards))
-            waiting = len(self._plan)
+            waiting = len(plan)
             while waiting:
                 answers = pool.replies(job, "loss")
                 for _, pairs in answers:
                     for k, part in pairs:
                         parts[k] = part
                 waiting -= len(answers)
-        return parts
+        return parts if wanted is None else [parts[k] for k in wanted]
 
     def _check_open(self) -> None:
         if self._closed:

@@ -69,9 +69,12 @@ class _WorkerState:
                 return _error_reply(0, k, exc)
         return ("ok", 0, -1, None)
 
-    def evaluate(self, session: int, vector: Any) -> Message:
+    def evaluate(self, session: int, vector: Any, chunks: Any = None) -> Message:
         results = []
+        wanted = None if chunks is None else set(chunks)
         for k, evaluator in self.sessions.get(session, []):
+            if wanted is not None and k not in wanted:
+                continue
             try:
                 results.append((k, evaluator(vector)))
             except Exception as exc:  # noqa: BLE001

@@ -39,11 +39,13 @@ class SerialSession:
     def __init__(self, evaluators: list[Callable[[NDArray[np.float64]], LossParts]]) -> None:
         self._evaluators = evaluators
 
-    def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
-        """Return each chunk's loss parts, in chunk order."""
-        return [
-            run_task(evaluator, vector, stage="loss", index=k) for k, evaluator in enumerate(self._evaluators)
-        ]
+    subsets = True
+    """:meth:`evaluate` takes ``chunks``."""
+
+    def evaluate(self, vector: NDArray[np.float64], chunks: Sequence[int] | None = None) -> list[LossParts]:
+        """Return the loss parts of every chunk (or of ``chunks``, indices), in chunk order."""
+        order = range(len(self._evaluators)) if chunks is None else sorted(set(chunks))
+        return [run_task(self._evaluators[k], vector, stage="loss", index=k) for k in order]
 
     def close(self) -> None:
         """Drop the evaluators."""

@@ -71,6 +71,63 @@ def make_default_symmetry_functions(elements: list[str] | tuple[str, ...]) -> di
     return {element: [dict(f) for f in functions] for element in elements}
 
 
+PRESETS = ("systematic", "amp")
+"""Default symmetry-function sets by name: ``systematic`` (the default) and Amp's ``amp``."""
+
+SYSTEMATIC_RADIAL = 8
+"""Radial (G2) functions per neighbour element in the ``systematic`` set."""
+SYSTEMATIC_INNER = 1.0
+"""Angstrom: the first G2 centre of the ``systematic`` set (closer pairs are rare in any chemistry)."""
+SYSTEMATIC_ANGULAR_ETAS = (0.2, 1.0, 3.0)
+"""Dimensionless angular widths (Amp's convention: divided by Rc^2 in the exponent)."""
+SYSTEMATIC_ZETAS = (1.0, 2.0, 4.0, 16.0)
+
+
+def make_systematic_symmetry_functions(
+    elements: list[str] | tuple[str, ...], cutoff: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Return the ``systematic`` default ``Gs`` for ``elements`` and cutoff radius ``cutoff``.
+
+    The rule (scaled to the cutoff so one set serves any chemistry):
+
+    * radial: for each neighbour element, 8 shifted G2 with centres ``r_s = 1 + k d``
+      (k = 0..7, d = (Rc - 1) / 8 Angstrom), each as wide as the spacing
+      (``exp(-(r - r_s)^2 / (2 d^2))``, i.e. Amp's dimensionless eta ``Rc^2 / (2 d^2)``),
+      so together they resolve the neighbour shells from 1 Angstrom to the cutoff;
+    * angular: for each unordered neighbour-element pair, G4 with dimensionless eta
+      0.2, 1 and 3 (Amp's convention, ``exp(-eta (Rij^2 + Rik^2 + Rjk^2) / Rc^2)``: from
+      triplets across the whole sphere down to the nearest shells), zeta 1, 2, 4, 16 and
+      gamma +1, -1.
+
+    One element gives 8 + 24 = 32 features per atom; two give 16 + 72 = 88.
+
+    Args:
+        elements: chemical symbols in the order their functions are listed.
+        cutoff: cutoff radius Rc, Angstrom.
+    """
+    elements = list(elements)
+    spacing = (cutoff - SYSTEMATIC_INNER) / SYSTEMATIC_RADIAL
+    if spacing <= 0:
+        raise ValueError(
+            f"the systematic symmetry-function set needs a cutoff above {SYSTEMATIC_INNER:g} Angstrom, got {cutoff:g}"
+        )
+    eta = cutoff * cutoff / (2.0 * spacing * spacing)
+    functions: list[dict[str, Any]] = []
+    for element in elements:
+        for k in range(SYSTEMATIC_RADIAL):
+            offset = SYSTEMATIC_INNER + k * spacing
+            functions.append({"type": "G2", "element": element, "eta": eta, "offset": offset})
+    for i, el1 in enumerate(elements):
+        for el2 in elements[i:]:
+            for eta_a in SYSTEMATIC_ANGULAR_ETAS:
+                for zeta in SYSTEMATIC_ZETAS:
+                    for gamma in (1.0, -1.0):
+                        functions.append(
+                            {"type": "G4", "elements": sorted([el1, el2]), "eta": eta_a, "zeta": zeta, "gamma": gamma}
+                        )
+    return {element: [dict(f) for f in functions] for element in elements}
+
+
 @dataclass(frozen=True)
 class GaussianParams:
     """Parameters of the ``gaussian`` descriptor (frozen, hashable).
@@ -83,26 +140,38 @@ class GaussianParams:
             'offset': 0.0}, {'type': 'G4', 'elements': ['Cu', 'Pt'], 'eta': 0.005,
             'zeta': 1.0, 'gamma': -1.0}, ...]}``; a feature's position in an atom's
             fingerprint is its position in that list. Normalised to nested tuples.
-        elements: symbols; when ``Gs`` is None, Amp's default set for them. After
+        elements: symbols; when ``Gs`` is None, the ``preset`` set for them. After
             normalisation it is always the tuple of ``Gs`` keys.
+        preset: the set used when ``Gs`` is None: ``"systematic"`` (default,
+            :func:`make_systematic_symmetry_functions`, scaled to the cutoff) or
+            ``"amp"`` (Amp's minimal default, :func:`make_default_symmetry_functions`).
+            After normalisation it is None: ``Gs`` holds the functions.
     """
 
     cutoff: Any = 6.5
     Gs: Any = None
     elements: Any = None
+    preset: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cutoff", Cutoff.parse(self.cutoff))
         elements = self.elements
         if isinstance(elements, str):
             raise ValueError(f"elements must be a list of symbols such as ['Cu', 'Pt'], got {elements!r}")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {self.preset!r}")
         if self.Gs is None:
             if not elements:
                 raise ValueError(
-                    "give either Gs (Amp's symmetry-function dict) or elements (for Amp's default set)"
+                    "give either Gs (Amp's symmetry-function dict) or elements (for the default set)"
                 )
-            gs = parse_gs(make_default_symmetry_functions(list(elements)))
+            if self.preset == "amp":
+                gs = parse_gs(make_default_symmetry_functions(list(elements)))
+            else:
+                gs = parse_gs(make_systematic_symmetry_functions(list(elements), self.cutoff.Rc))
         else:
+            if self.preset is not None:
+                raise ValueError("give Gs or preset, not both: preset names a default set used when Gs is absent")
             gs = parse_gs(self.Gs)
         keys = tuple(symbol for symbol, _ in gs)
         if len(set(keys)) != len(keys):
@@ -111,6 +180,7 @@ class GaussianParams:
             raise ValueError(f"elements {list(elements)} differ from the elements of Gs {list(keys)}")
         object.__setattr__(self, "Gs", gs)
         object.__setattr__(self, "elements", keys)
+        object.__setattr__(self, "preset", None)
 
     def todict(self) -> dict[str, Any]:
         """Return JSON-serialisable keyword arguments that rebuild these parameters."""

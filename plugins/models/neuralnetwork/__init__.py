@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 from numpy.typing import NDArray
 
 from amp_core import ModelEntry, hookimpl
@@ -353,21 +353,48 @@ def _fingerprint_range(arrays: Sequence[Mapping[str, NDArray[Any]]]) -> dict[str
     return {el: np.stack([lows[el], highs[el]], axis=1) for el in lows}
 
 
+MIN_SPREAD = 0.01
+"""eV per atom: the smallest energy spread the initial slope is set from (a zero slope would freeze training)."""
+
+
 def _initial_scalings(
     arrays: Sequence[Mapping[str, NDArray[Any]]], activation: str, elements: Sequence[str]
 ) -> dict[str, tuple[float, float]]:
-    """Return Amp's initial (intercept, slope) from the highest and lowest per-atom energies."""
-    per_atom = np.concatenate([np.asarray(a["energy"]) / np.asarray(a["natoms"]) for a in arrays])
-    if per_atom.size == 0:
+    """Return the initial (intercept, slope) per element: a per-element energy reference.
+
+    The intercepts start from a least-squares fit of the total energies on composition,
+    ``E ~ sum_el n_el e_el`` (minimum-norm when compositions do not tell elements apart),
+    so the network learns only the remainder; the remainder per atom, ``r = (E - sum
+    n_el e_el) / N``, then sets Amp's rule: with tanh, intercept ``e_el + (max r + min
+    r) / 2`` and slope ``(max r - min r) / 2``. With one element this is exactly Amp's
+    initialisation from the highest and lowest per-atom energies.
+    """
+    energies = np.concatenate([np.asarray(a["energy"], dtype=np.float64) for a in arrays])
+    natoms = np.concatenate([np.asarray(a["natoms"], dtype=np.float64) for a in arrays])
+    if energies.size == 0:
         raise DataError("neuralnetwork: no training energies to initialise the scalings from")
+    index = {el: k for k, el in enumerate(elements)}
+    counts = np.zeros((energies.size, len(elements)))
+    row = 0
+    for a in arrays:
+        image = np.asarray(a["atom_image"]) + row
+        for el, k in index.items():
+            mine = np.asarray(a["numbers"]) == atomic_numbers[el]
+            np.add.at(counts[:, k], image[mine], 1.0)
+        row += len(np.asarray(a["energy"]))
+    # one element: no fit (the reference folds into the shift; Amp's numbers exactly)
+    reference = np.linalg.lstsq(counts, energies, rcond=None)[0] if len(elements) > 1 else np.zeros(1)
+    per_atom = (energies - counts @ reference) / natoms
     hi, lo = float(per_atom.max()), float(per_atom.min())
+    if hi - lo < MIN_SPREAD:  # energies exactly linear in composition: keep the network's output alive
+        hi, lo = (hi + lo + MIN_SPREAD) / 2.0, (hi + lo - MIN_SPREAD) / 2.0
     if activation == "sigmoid":
-        pair = (lo, hi - lo)
+        shift, slope = lo, hi - lo
     elif activation == "tanh":
-        pair = ((hi + lo) / 2.0, (hi - lo) / 2.0)
+        shift, slope = (hi + lo) / 2.0, (hi - lo) / 2.0
     else:
-        pair = ((hi + lo) / 2.0, 1e-10 * (hi - lo) / 2.0)
-    return {el: pair for el in elements}
+        shift, slope = (hi + lo) / 2.0, 1e-10 * (hi - lo) / 2.0
+    return {el: (float(reference[index[el]]) + shift, slope) for el in elements}
 
 
 def _factory(params: NeuralNetworkParams) -> NeuralNetwork:

@@ -143,7 +143,7 @@ class NeuralNetworkParams:
     """Hyper-parameters (and optional fixed parameters) of an atom-centred neural network.
 
     Attributes:
-        hiddenlayers: hidden-layer sizes for every element, e.g. ``(5, 5)``, or per
+        hiddenlayers: hidden-layer sizes for every element (default (20, 20); Amp's is (5, 5)), or per
             element as Amp's ``{'Cu': (10, 10), 'Pt': (10, 10)}``.
         activation: ``'tanh'``, ``'sigmoid'`` or ``'linear'`` (every layer, output included).
         weights: Amp's ``{'Cu': {1: W1, 2: W2, ...}}``; ``W_k`` has shape
@@ -155,7 +155,7 @@ class NeuralNetworkParams:
         seed: seed of the random initial weights (``numpy.random.default_rng``).
     """
 
-    hiddenlayers: Any = (5, 5)
+    hiddenlayers: Any = (20, 20)
     activation: str = "tanh"
     weights: Any = None
     scalings: Any = None
