@@ -11,6 +11,12 @@ network potentials", J. Chem. Phys. 134, 074106 (2011); conventions of Amp
   exp(-eta (r_ij^2 + r_ik^2 + r_jk^2) / Rc^2) fc(r_ij) fc(r_ik) fc(r_jk).
 * G5: G4 without r_jk^2 in the exponent and without fc(r_jk).
 
+zeta may be any positive number, as in Amp. With zeta < 1 the derivative of
+(1 + gamma cos)^zeta is infinite where 1 + gamma cos = 0 (three atoms on one line, e.g. an
+atom and its own periodic images when a cell vector is shorter than the cutoff): values
+are still computed, but asking for derivatives there raises a ``DataError`` naming the
+three atoms (Amp returns inf or NaN).
+
 Neighbours are all atoms within Rc, periodic images included (also the centre's own
 images). Parameters take Amp's ``Gs`` dictionary verbatim, so Amp settings carry over.
 """
