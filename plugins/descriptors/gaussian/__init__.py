@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
     from amp_plugins.descriptors.gaussian._plan import Plan
 
+AMP_IMPORTNAME = ".descriptor.gaussian.Gaussian"
+"""Amp's class of the same fingerprints (the ``importname`` of its ``.amp`` files)."""
+
 DEFAULT_G2_ETAS = tuple(float(x) for x in np.logspace(np.log10(0.05), np.log10(5.0), num=4))
 """Amp's default G2 widths (dimensionless; divided by Rc^2 in the exponent)."""
 
@@ -206,6 +209,23 @@ class Gaussian:
     def todict(self) -> dict[str, Any]:
         """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``Gs``, ``elements``."""
         return self.params.todict()
+
+    def amp_parameters(self) -> dict[str, Any]:
+        """Return the parameters of Amp's ``Gaussian`` giving these fingerprints (for ``.amp`` files).
+
+        ``cutoff`` in Amp's ``{'name', 'kwargs'}`` form, ``Gs`` written out (never the
+        default-set shorthand), ``elements`` sorted.
+        """
+        cutoff = self.params.cutoff
+        kwargs = {"Rc": cutoff.Rc} if cutoff.gamma is None else {"Rc": cutoff.Rc, "gamma": cutoff.gamma}
+        return {
+            "importname": AMP_IMPORTNAME,
+            "version": "2015.12",
+            "mode": "atom-centered",
+            "cutoff": {"name": cutoff.name, "kwargs": kwargs},
+            "Gs": gs_todict(self.params.Gs),
+            "elements": sorted(self.elements),
+        }
 
 
 @hookimpl
