@@ -43,7 +43,12 @@ def amp_predict(python: Path, amp_file: Path, images: list[Atoms], work: Path) -
         the images as Amp read them (extxyz round trip), energies (eV) and forces (eV/A).
     """
     work.mkdir(parents=True, exist_ok=True)
-    write(work / "images.extxyz", images)
+    plain = []
+    for atoms in images:
+        atoms = atoms.copy()
+        atoms.info.clear()  # e.g. ASE's adsorbate_info, which extxyz cannot store
+        plain.append(atoms)
+    write(work / "images.extxyz", plain)
     (work / "driver.py").write_text(DRIVER)
     env = dict(os.environ, PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("PYTHONPATH", None)
