@@ -211,9 +211,11 @@ class Amp(Calculator):
         run_dir.mkdir(parents=True, exist_ok=True)
         structures = labelled_images(images, lossfunction.forces, lossfunction.parameters["weight_duplicates"])
         data = run_dir / "training-images.traj"
+        partial = run_dir / f".training-images.{os.getpid()}.traj"  # every MPI rank writes the same file
         from ase.io import write
 
-        write(data, structures)
+        write(partial, structures)
+        os.replace(partial, data)
         elements = sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
         table = lossfunction.training_table()
         checkpoints = self.model.checkpoints
@@ -231,6 +233,8 @@ class Amp(Calculator):
         self.potential = potential
         self.descriptor.built = potential.descriptor
         self.model.update(potential.model.amp_parameters())
+        if not _writes_files(self.backend):
+            return  # an MPI rank other than 0: rank 0 writes the files and raises
         self._log((run_dir / "train-log.txt").read_text(encoding="utf-8"))
         if checkpoints:
             self._write_checkpoint(run_dir, checkpoints)
@@ -259,6 +263,17 @@ class Amp(Calculator):
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{step}.amp"
         load(checkpoint, manager=self.manager).save_amp(target)
+
+
+def _writes_files(backend: dict[str, Any]) -> bool:
+    """Whether this process writes the label files: always, except on MPI ranks other than 0."""
+    if backend.get("name") != "mpi":
+        return True
+    try:
+        from mpi4py import MPI
+    except ImportError:  # the backend then runs as one rank
+        return True
+    return bool(MPI.COMM_WORLD.Get_rank() == 0)
 
 
 def labelled_images(images: Any, forces: bool, weight_duplicates: bool) -> list[Atoms]:
