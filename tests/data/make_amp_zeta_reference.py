@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,11 @@ json.dump(out, open("amp-out.json", "w"))
 '''
 
 
+def compact(text: str) -> str:
+    """Put every innermost list of numbers (a fingerprint or prime row) on one line."""
+    return re.sub(r"\[\s*([-0-9.eE+,\s]+?)\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+
+
 def main() -> int:
     venv = Path(os.environ.get("AMP_VENV", "~/.cache/amp-original")).expanduser()
     python = venv / "bin" / "python"
@@ -137,7 +143,7 @@ def main() -> int:
         "primes_layout": "rows [i, m, l, dG_i/dx_(m,l) for each feature] (1/Angstrom)",
         "images": records,
     }
-    OUTPUT.write_text(json.dumps(document, indent=1) + "\n")
+    OUTPUT.write_text(compact(json.dumps(document, indent=1)) + "\n")
     print(f"wrote {OUTPUT}")
     return 0
 
