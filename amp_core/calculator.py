@@ -140,6 +140,20 @@ class Potential(Calculator):
         """Write the potential as one JSON file (atomically); return its path."""
         return write_json(self.todict_document(), path)
 
+    def save_amp(self, path: str | os.PathLike[str]) -> Path:
+        """Write the potential as an Amp ``.amp`` file (atomically); return its path.
+
+        The original Amp 1.0.1 opens it with ``Amp.load`` and predicts the same energies
+        and forces; :func:`load` reads it back too. Needs plugins with an Amp counterpart
+        (``amp_parameters()``, see :mod:`amp_core.ampfile`), e.g. ``gaussian`` + ``neuralnetwork``.
+
+        Raises:
+            PropertyNotImplementedError: the descriptor or model has no Amp counterpart.
+        """
+        from amp_core.ampfile import save_amp
+
+        return save_amp(self.descriptor, self.model, path)
+
 
 def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) -> Potential:
     """Load a potential saved by :meth:`Potential.save`, or a file a plugin reads (Amp's ``.amp``).

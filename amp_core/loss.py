@@ -19,7 +19,15 @@ from amp_core.data import LossParts, LossResult, LossSettings
 from amp_core.errors import ConfigError, PropertyNotImplementedError, UsageError
 from amp_core.images import ImageSource, check_elements, duplicate_warning, load_dataset
 from amp_core.manager import PluginManager, resolve
-from amp_core.pipeline import Log, _quiet, build_chunks, compute_fingerprints, image_costs, use_compiled
+from amp_core.pipeline import (
+    Log,
+    _quiet,
+    build_chunks,
+    compute_fingerprints,
+    image_costs,
+    image_failed,
+    use_compiled,
+)
 from amp_core.progress import Progress
 from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS, FORCES
 from amp_core.store import FingerprintStore, descriptor_key
@@ -139,7 +147,13 @@ class LossFunction:
         """Estimate the fingerprint data from one image (of median cost) and check it against the budget."""
         data = self.dataset
         sample = sorted(range(len(costs)), key=lambda k: (costs[k], k))[len(costs) // 2]
-        fingerprints = descriptor.compute(data.images[sample], derivatives=forces)
+        try:
+            fingerprints = descriptor.compute(data.images[sample], derivatives=forces)
+        except Exception as exc:  # name the image, as the fingerprint stage does
+            failure = image_failed(data.origins[sample], exc, "fingerprinting")
+            if failure is exc:
+                raise
+            raise failure from exc
         size = sum(a.nbytes for a in (fingerprints.values, fingerprints.pairs, fingerprints.derivatives)
                    if a is not None)
         total = size * sum(costs) / max(costs[sample], 1e-300)

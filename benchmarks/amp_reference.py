@@ -20,11 +20,20 @@ Modes:
   amp-core: energies and forces, the loss and its gradient (energy only, and with
   ``force_coefficient`` 0.04; Amp's Fortran and Python paths), and the ``.amp`` files
   Amp saves read back with ``amp_core.load``.
+* ``ampfile``: ``.amp`` files amp-core writes (``Potential.save_amp``; Amp's default set
+  with a Cosine cutoff, a Polynomial cutoff with a sigmoid network, and a zeta 0.5 G4/G5
+  set) loaded by Amp's ``Amp.load``: the same energies and forces to 1e-10 relative.
+* ``zernike_bispectrum``: Amp's Zernike (values and primes, its Fortran path) and
+  Bispectrum (values, its Python path: ~30 s at jmax 1) with their default ``Gs`` (weights
+  = atomic numbers) on the 13-atom cluster,
+  against amp-core's ``zernike`` and ``bispectrum`` plugins (skipped, saying so, for a
+  plugin that is not installed).
 * ``speed``: one core each; fingerprints with derivatives on the 36-atom slab, values
   only on the 108-atom bulk, loss + gradient per image in steady state; prints ours/Amp.
 
-Run: ``python benchmarks/amp_reference.py {fingerprints,loss,speed,all} [--keep] [--hidden 10 10]``.
-Run times on 2 cores: fingerprints ~20 s, loss ~6 min (Amp's Fortran force-training set-up
+Run: ``python benchmarks/amp_reference.py {fingerprints,loss,ampfile,zernike_bispectrum,speed,all} [--keep]
+[--hidden 10 10] [--nmax 5] [--jmax 1]``.
+Run times on 2 cores: fingerprints ~20 s, ampfile ~4 min (Amp's force calls), loss ~6 min (Amp's Fortran force-training set-up
 alone takes ~4.5 min for the 5 images), speed ~2.5 min (``--force-images 1``).
 Not part of the tests or CI; without the Amp environment it says so and exits 0.
 """
@@ -190,7 +199,41 @@ def task_speed():
         info["loss_call_" + tag] = steady(lf, vector, cfg["budget"])
 
 
-{"fingerprints": task_fingerprints, "loss": task_loss, "speed": task_speed}[cfg["task"]]()
+def task_predict():
+    """Load each .amp file amp-core wrote with Amp.load; predict energies and forces of the images."""
+    images = read(cfg["images"], ":")
+    for tag, name in cfg["files"].items():
+        calc = Amp.load(name, label="load-" + tag, cores=1)
+        energies = []
+        for k, atoms in enumerate(images):
+            atoms = atoms.copy()
+            atoms.calc = calc
+            energies.append(atoms.get_potential_energy())
+            out["%s_forces_%d" % (tag, k)] = atoms.get_forces()
+        out[tag + "_energies"] = np.array(energies)
+
+
+def task_zernike_bispectrum():
+    """Amp's Zernike (values, primes) and Bispectrum (values) fingerprints with their default Gs."""
+    from amp.descriptor.bispectrum import Bispectrum
+    from amp.descriptor.zernike import Zernike
+
+    images = read(cfg["images"], ":")
+    hashed = hash_images(images, log=quiet)
+    made = {"zernike": Zernike(cutoff=Cosine(cfg["cutoff"]), nmax=cfg["nmax"], elements=list(cfg["elements"]),
+                               dblabel="zernike", fortran=True),
+            "bispectrum": Bispectrum(cutoff=Cosine(cfg["cutoff"]), jmax=cfg["jmax"],
+                                     elements=list(cfg["elements"]), dblabel="bispectrum")}
+    for tag, desc in made.items():
+        start = time.perf_counter()
+        desc.calculate_fingerprints(hashed, log=quiet, calculate_derivatives=tag == "zernike")
+        info[tag + "_seconds"] = time.perf_counter() - start
+        info[tag + "_Gs"] = desc.parameters.Gs
+        export(tag, images, desc, tag == "zernike")
+
+
+{"fingerprints": task_fingerprints, "loss": task_loss, "speed": task_speed, "predict": task_predict,
+ "zernike_bispectrum": task_zernike_bispectrum}[cfg["task"]]()
 np.savez("amp-out.npz", **out)
 json.dump(info, open("amp-out.json", "w"))
 '''
@@ -451,19 +494,21 @@ def our_potential(params: dict[str, Any]) -> Any:
     return amp_core.Potential(descriptor, amp_core.create_model("neuralnetwork", **params))
 
 
-def compare_predictions(label: str, potential: Any, images: list[Atoms], amp: dict[str, np.ndarray]) -> bool:
-    """Energies and forces of ``potential`` against Amp's calculator."""
+def compare_predictions(label: str, potential: Any, images: list[Atoms], amp: dict[str, np.ndarray],
+                        tol: float = 1e-9) -> bool:
+    """Energies and forces of ``potential`` against Amp's calculator (relative ``tol``)."""
     energies, forces = [], []
     for atoms in images:
         atoms = atoms.copy()
         atoms.calc = potential
         energies.append(atoms.get_potential_energy())
         forces.append(atoms.get_forces())
-    ok = diff(f"{label}: energies (eV)", np.array(energies), amp["energies"])
+    ok = diff(f"{label}: energies (eV)", np.array(energies), amp["energies"], tol)
     return ok & diff(
         f"{label}: forces (eV/A)",
         np.concatenate(forces),
         np.concatenate([amp[f"forces_{k}"] for k in range(len(images))]),
+        tol,
     )
 
 
@@ -528,6 +573,87 @@ def mode_loss(python: Path, work: Path, args: argparse.Namespace) -> bool:
             ok = False
             continue
         ok &= compare_predictions(f"amp_core.load({name})", loaded, images, amp)
+    return ok
+
+
+# -- mode: ampfile ------------------------------------------------------------------------
+
+
+ZETA_HALF_GS = {
+    el: [
+        {"type": "G2", "element": "Cu", "eta": 0.05, "offset": 0.0},
+        {"type": "G2", "element": "Pt", "eta": 4.0, "offset": 0.0},
+        {"type": "G2", "element": "Cu", "eta": 1.0, "offset": 0.0},
+        {"type": "G2", "element": "Pt", "eta": 0.3, "offset": 0.0},
+        {"type": "G4", "elements": ["Cu", "Pt"], "eta": 0.005, "zeta": 0.5, "gamma": 1.0},
+        {"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 4.0, "gamma": -1.0},
+        {"type": "G5", "elements": ["Pt", "Pt"], "eta": 0.01, "zeta": 0.5, "gamma": 0.6},
+    ]
+    for el in ELEMENTS
+}
+
+
+def mode_ampfile(python: Path, work: Path, args: argparse.Namespace) -> bool:
+    """.amp files written by amp-core (Potential.save_amp), loaded by the original Amp's Amp.load."""
+    import amp_core
+
+    images = exchange(work / "images.extxyz", reference_images())
+    descriptors = {
+        "default": {"elements": ELEMENTS, "cutoff": CUTOFF},
+        "polynomial": {"elements": ELEMENTS, "cutoff": {"name": "Polynomial", "Rc": CUTOFF, "gamma": 5.0}},
+        "zeta-half": {"Gs": ZETA_HALF_GS, "cutoff": CUTOFF},
+    }
+    potentials, files = {}, {}
+    for tag, kwargs in descriptors.items():
+        descriptor = amp_core.create_descriptor("gaussian", **kwargs)
+        params = fixed_parameters(images, descriptor, args.hidden)
+        if tag == "polynomial":
+            params["activation"] = "sigmoid"
+        potentials[tag] = amp_core.Potential(descriptor, amp_core.create_model("neuralnetwork", **params))
+        files[tag] = str(potentials[tag].save_amp(work / f"{tag}.amp"))
+    amp, _ = run_amp(python, work, {"task": "predict", "images": "images.extxyz", "files": files})
+    ok = True
+    print(f" {len(images)} images (3 ptcu slabs, Cu5Pt3 bulk, Cu9Pt4 cluster); NN {tuple(args.hidden)}")
+    for tag, potential in potentials.items():
+        ok &= compare_predictions(f"Amp.load({tag}.amp) vs ours", potential, images, {
+            "energies": amp[f"{tag}_energies"],
+            **{f"forces_{k}": amp[f"{tag}_forces_{k}"] for k in range(len(images))},
+        }, tol=1e-10)
+    return ok
+
+
+# -- mode: zernike_bispectrum ---------------------------------------------------------------
+
+
+def mode_zernike_bispectrum(python: Path, work: Path, args: argparse.Namespace) -> bool | None:
+    """Amp's Zernike and Bispectrum fingerprints against amp-core's ``zernike`` and ``bispectrum`` plugins."""
+    import amp_core
+    from amp_core.protocols import FINGERPRINT_DERIVATIVES
+
+    installed = amp_core.PluginManager().registered("descriptor")
+    missing = [name for name in ("zernike", "bispectrum") if name not in installed]
+    for name in missing:
+        print(f" skipped {name}: the amp-core descriptor plugin {name!r} is not installed")
+    if len(missing) == 2:
+        return None
+    images = exchange(work / "images.extxyz", [cluster()])  # Amp's Bispectrum (Python) takes minutes on a cell
+    names = ["cluster Cu9Pt4"]
+    config = {"task": "zernike_bispectrum", "images": "images.extxyz", "cutoff": CUTOFF, "elements": ELEMENTS,
+              "nmax": args.nmax, "jmax": args.jmax}
+    amp, info = run_amp(python, work, config)
+    ok = True
+    for name, extra in (("zernike", {"nmax": args.nmax}), ("bispectrum", {"jmax": args.jmax})):
+        if name in missing:
+            continue
+        descriptor = amp_core.create_descriptor(name, cutoff=CUTOFF, elements=ELEMENTS, **extra)
+        derivatives = name == "zernike" and FINGERPRINT_DERIVATIVES in descriptor.implemented
+        print(f" {name} {extra}, Amp's default Gs {info[name + '_Gs']}; Amp took {info[name + '_seconds']:.1f} s")
+        for k, (label, atoms) in enumerate(zip(names, images)):
+            fp = descriptor.compute(atoms, derivatives=derivatives)
+            ok &= diff(f"{label}: {name} fingerprints", fp.values, amp[f"{name}_fp_{k}"], tol=1e-10)
+            if derivatives:
+                dense = amp_dense(amp[f"{name}_pkey_{k}"], amp[f"{name}_pval_{k}"], len(atoms), moved_first=True)
+                ok &= diff(f"{label}: {name} primes", fp.dense_derivatives(), dense, tol=1e-10)
     return ok
 
 
@@ -640,7 +766,8 @@ def mode_speed(python: Path, work: Path, args: argparse.Namespace) -> None:
 
 # -- main ----------------------------------------------------------------------------------
 
-MODES = {"fingerprints": mode_fingerprints, "loss": mode_loss, "speed": mode_speed}
+MODES = {"fingerprints": mode_fingerprints, "loss": mode_loss, "ampfile": mode_ampfile,
+         "zernike_bispectrum": mode_zernike_bispectrum, "speed": mode_speed}
 
 
 def main() -> None:
@@ -661,6 +788,8 @@ def main() -> None:
         action="store_true",
         help="also time Amp's Python fingerprint path on the bulk (speed; ~15 s)",
     )
+    parser.add_argument("--nmax", type=int, default=5, help="Zernike nmax (zernike_bispectrum)")
+    parser.add_argument("--jmax", type=float, default=1, help="Bispectrum jmax (zernike_bispectrum)")
     parser.add_argument("--keep", action="store_true", help="keep Amp's working folder and print its path")
     args = parser.parse_args()
     python = amp_python()

@@ -114,8 +114,8 @@ def test_cutoff_forms(cutoff, expected):
         ),
         ({"Gs": {"Cu": [{"type": "G2", "elment": "Cu", "eta": 1.0}]}}, "unknown: ['elment']"),
         (
-            {"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 0.5, "gamma": 1}]}},
-            "zeta",
+            {"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 0.0, "gamma": 1}]}},
+            "zeta must be positive",
         ),
         (
             {"Gs": {"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005, "zeta": 1, "gamma": 2}]}},

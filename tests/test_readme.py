@@ -43,7 +43,7 @@ def test_python_block_runs_as_a_script(tmp_path, index):
 
 def test_training_from_python_is_shown_with_what_it_returns(tmp_path):
     """The README shows ``amp_core.train`` on a dictionary and what the returned Potential carries."""
-    (block,) = [b for b in blocks("python") if "train(" in b]
+    (block,) = [b for b in blocks("python") if "train(" in b and "from amp_core import" in b]
     assert "from amp_core import" in block and 'if __name__ == "__main__":' in block
     for attribute in ("potential.training", "potential.config", "load("):
         assert attribute in block

@@ -11,6 +11,12 @@ network potentials", J. Chem. Phys. 134, 074106 (2011); conventions of Amp
   exp(-eta (r_ij^2 + r_ik^2 + r_jk^2) / Rc^2) fc(r_ij) fc(r_ik) fc(r_jk).
 * G5: G4 without r_jk^2 in the exponent and without fc(r_jk).
 
+zeta may be any positive number, as in Amp. With zeta < 1 the derivative of
+(1 + gamma cos)^zeta is infinite where 1 + gamma cos = 0 (three atoms on one line, e.g. an
+atom and its own periodic images when a cell vector is shorter than the cutoff): values
+are still computed, but asking for derivatives there raises a ``DataError`` naming the
+three atoms (Amp returns inf or NaN).
+
 Neighbours are all atoms within Rc, periodic images included (also the centre's own
 images). Parameters take Amp's ``Gs`` dictionary verbatim, so Amp settings carry over.
 """
@@ -33,6 +39,9 @@ if TYPE_CHECKING:
     from ase import Atoms
 
     from amp_plugins.descriptors.gaussian._plan import Plan
+
+AMP_IMPORTNAME = ".descriptor.gaussian.Gaussian"
+"""Amp's class of the same fingerprints (the ``importname`` of its ``.amp`` files)."""
 
 DEFAULT_G2_ETAS = tuple(float(x) for x in np.logspace(np.log10(0.05), np.log10(5.0), num=4))
 """Amp's default G2 widths (dimensionless; divided by Rc^2 in the exponent)."""
@@ -270,6 +279,23 @@ class Gaussian:
     def todict(self) -> dict[str, Any]:
         """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``Gs``, ``elements``."""
         return self.params.todict()
+
+    def amp_parameters(self) -> dict[str, Any]:
+        """Return the parameters of Amp's ``Gaussian`` giving these fingerprints (for ``.amp`` files).
+
+        ``cutoff`` in Amp's ``{'name', 'kwargs'}`` form, ``Gs`` written out (never the
+        default-set shorthand), ``elements`` sorted.
+        """
+        cutoff = self.params.cutoff
+        kwargs = {"Rc": cutoff.Rc} if cutoff.gamma is None else {"Rc": cutoff.Rc, "gamma": cutoff.gamma}
+        return {
+            "importname": AMP_IMPORTNAME,
+            "version": "2015.12",
+            "mode": "atom-centered",
+            "cutoff": {"name": cutoff.name, "kwargs": kwargs},
+            "Gs": gs_todict(self.params.Gs),
+            "elements": sorted(self.elements),
+        }
 
 
 @hookimpl

@@ -16,6 +16,7 @@ sparse matrix products with the neighbour vectors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,42 @@ from numpy.typing import NDArray
 
 from amp_plugins.descriptors.gaussian._params import Cutoff
 from amp_plugins.descriptors.gaussian._plan import AngularPlan
+
+if TYPE_CHECKING:
+    from amp_core.errors import DataError
+    from amp_plugins.descriptors.gaussian._neighbors import Neighbours
+
+SINGULAR_BASE = 1e-12
+"""With zeta < 1, a contributing pair whose 1 + gamma cos(theta) is at most this has no
+finite derivative (it is 0 for an exactly collinear triplet; round-off leaves ~1e-16).
+Both kernels refuse such pairs when derivatives are asked for."""
+
+
+class SingularTriplet(Exception):
+    """A contributing neighbour pair (local entries ``e1``, ``e2``) where a zeta < 1 term has no derivative."""
+
+    def __init__(self, e1: int, e2: int, zeta: float, gamma: float) -> None:
+        super().__init__(e1, e2, zeta, gamma)
+        self.e1, self.e2, self.zeta, self.gamma = e1, e2, zeta, gamma
+
+
+def singular_error(neighbours: Neighbours, entry_j: int, entry_k: int, zeta: float, gamma: float) -> DataError:
+    """Return the error naming the three atoms of a singular triplet (``entry_j``, ``entry_k``: entries of ``neighbours``)."""
+    from amp_core.errors import DataError
+
+    def atom(entry: int) -> str:
+        shift = tuple(int(x) for x in neighbours.shift[entry])
+        text = f"{int(neighbours.neighbour[entry])}"
+        return text if not any(shift) else f"{text} (its periodic image shifted by {shift} cell vectors)"
+
+    i = int(neighbours.centre[entry_j])
+    side = "on opposite sides of" if gamma > 0 else "on the same side of"
+    return DataError(
+        f"atoms {atom(entry_j)} and {atom(entry_k)} lie on one line {side} centre atom {i}: a G4/G5 symmetry "
+        f"function with zeta = {zeta:g} < 1 and gamma = {gamma:g} has no finite derivative where "
+        "1 + gamma cos(theta) = 0, so fingerprint derivatives (forces) are undefined for this structure; move "
+        "the atoms off the line (e.g. rattle them), use zeta >= 1 for such functions, or train on energies only"
+    )
 
 
 @dataclass
@@ -156,6 +193,10 @@ def angular_terms(
         zeta, gamma = float(plan.zeta[p]), float(plan.gamma[p])
         prefactor = 2.0 ** (1.0 - zeta)
         base = 1.0 + cos if gamma == 1.0 else (1.0 - cos if gamma == -1.0 else 1.0 + gamma * cos)
+        if zeta < 1.0:
+            base = np.maximum(base, 0.0)  # round-off past a collinear line: base^zeta has no real value below 0
+            if derivatives:
+                _check_singular(base, geometry.weight(key[0]), t, zeta, gamma)
         kp = (
             prefactor if zeta == 1.0 else prefactor * _power(base, zeta - 1.0)
         )  # K (1 + gamma cos)^(zeta - 1)
@@ -176,7 +217,18 @@ def _power(base: NDArray[np.float64], exponent: float) -> NDArray[np.float64] | 
         return base * base
     if exponent == 3.0:
         return base * base * base
+    if exponent < 0.0:  # zeta < 1: as the compiled kernel, finite even where 1 + gamma cos = 0
+        return np.power(np.maximum(base, np.finfo(np.float64).tiny), exponent)
     return np.power(np.maximum(base, 0.0), exponent)
+
+
+def _check_singular(
+    base: NDArray[np.float64], weight: NDArray[np.float64], t: Triplets, zeta: float, gamma: float
+) -> None:
+    """Raise :class:`SingularTriplet` for the first contributing pair with 1 + gamma cos <= SINGULAR_BASE."""
+    bad = np.flatnonzero((base <= SINGULAR_BASE) & (weight > 0.0))
+    if len(bad):
+        raise SingularTriplet(int(t.e1[bad[0]]), int(t.e2[bad[0]]), zeta, gamma)
 
 
 class _Geometry:
@@ -193,6 +245,10 @@ class _Geometry:
             self.da = block.dfc[t.e1] * fb / ra  # fc'(a) fc(b) / a
             self.db = fa * block.dfc[t.e2] / rb  # fc(a) fc'(b) / b
             self.dc = self.fab * dfjk / np.where(rjk > 0, rjk, 1.0)  # fc(a) fc(b) fc'(c) / c
+
+    def weight(self, g4: bool) -> NDArray[np.float64]:
+        """Return the cutoff product F of each pair (0 where the pair does not contribute)."""
+        return self.fab * self.fjk if g4 else self.fab
 
     def radial(self, g4: bool, eta: float) -> tuple[NDArray[np.float64], ...]:
         """Return E F and the coefficients ua, w, ub (E times radial gradient terms)."""

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that
 
 PACKAGE = "amp_plugins.descriptors.gaussian"
 STEM = "gaussian_kernels"
-ABI_VERSION = 1
+ABI_VERSION = 2
 ERRORS = {
     1: "a size argument is negative or inconsistent",
     2: "an atom's element code is out of range (entry {index})",
@@ -39,6 +39,8 @@ ERRORS = {
     8: "two atoms overlap: neighbour entry {index} is at zero distance from its centre",
     9: "the kernel could not allocate its scratch memory",
 }
+SINGULAR = 10
+"""Status of a zeta < 1 function without finite derivative at a collinear triplet (see ``_angular.singular_error``)."""
 
 _int = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
 _real = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
@@ -90,7 +92,9 @@ def fingerprint(
     (to round-off); ``neighbours`` as the half search gives them.
 
     Raises:
-        DataError: the kernel refused its input (an inconsistency the checks before it missed).
+        DataError: with derivatives, three atoms on one line where a zeta < 1 function has no
+            finite derivative; or the kernel refused its input (an inconsistency the checks
+            before it missed).
     """
     table = plan.table
     n_atoms, f_max = len(species_of_atom), table.n_features
@@ -109,7 +113,27 @@ def fingerprint(
         *(table.eta, table.zeta, table.gamma, table.offset),
         *(int(blocks is not None), n_pairs, slots, own, values, derivatives, ctypes.byref(bad)),
     )
+    if status == SINGULAR:
+        from amp_plugins.descriptors.gaussian._angular import singular_error
+
+        n_entries = len(neighbours.centre)
+        entry_j, entry_k = divmod(bad.value, n_entries)
+        species = int(species_of_atom[neighbours.centre[entry_j]])
+        zeta, gamma = _singular_parameters(plan, species, neighbours, entry_j, entry_k)
+        raise singular_error(neighbours, entry_j, entry_k, zeta, gamma)
     if status != 0:
         message = ERRORS.get(status, f"unknown error code {status}").format(index=bad.value)
         raise DataError(f"Gaussian kernel ({STEM}) refused its input: {message}")
     return values, None if blocks is None else derivatives
+
+
+def _singular_parameters(
+    plan: Plan, species: int, neighbours: Neighbours, entry_j: int, entry_k: int
+) -> tuple[float, float]:
+    """Return (zeta, gamma) of the centre's zeta < 1 function closest to 1 + gamma cos = 0 (for the message)."""
+    angular = plan.elements[species].angular
+    assert angular is not None  # the kernel reports a singular pair only for angular functions
+    a, b = neighbours.vectors[entry_j], neighbours.vectors[entry_k]
+    cos = float(np.clip(a @ b / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
+    low = [(float(z), float(g)) for z, g in zip(angular.zeta, angular.gamma) if z < 1.0]
+    return min(low, key=lambda zg: 1.0 + zg[1] * cos)

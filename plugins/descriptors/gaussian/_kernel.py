@@ -15,7 +15,14 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from amp_plugins.descriptors.gaussian._angular import Block, PairOperators, angular_terms, find_triplets
+from amp_plugins.descriptors.gaussian._angular import (
+    Block,
+    PairOperators,
+    SingularTriplet,
+    angular_terms,
+    find_triplets,
+    singular_error,
+)
 from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
 from amp_plugins.descriptors.gaussian._params import Cutoff
 from amp_plugins.descriptors.gaussian._plan import AngularPlan, ElementPlan, Plan, RadialPlan
@@ -53,6 +60,10 @@ def fingerprint(
     Returns:
         values (n_atoms, F) float64, zero-padded, and derivatives (n_pairs, 3, F) float64 in
         1/Angstrom (``None`` without ``blocks``).
+
+    Raises:
+        DataError: with derivatives, three atoms on one line where a zeta < 1 function has
+            no finite derivative (see ``_angular.SINGULAR_BASE``).
     """
     n = len(species_of_atom)
     values = np.zeros((n, plan.n_features))
@@ -77,7 +88,11 @@ def fingerprint(
                 vectors[idx], distances[idx], fc[idx], None if dfc is None else dfc[idx],
                 entry_species[idx], starts, n_species,
             )  # fmt: skip
-            chunk_values, ge = _block(element, block, cutoff, derivatives)
+            try:
+                chunk_values, ge = _block(element, block, cutoff, derivatives)
+            except SingularTriplet as exc:
+                first, second = order[idx[exc.e1]], order[idx[exc.e2]]
+                raise singular_error(neighbours, int(first), int(second), exc.zeta, exc.gamma) from None
             values[chunk, : element.n_features] = chunk_values
             if target is not None:
                 _scatter(target, chunk, idx, block, ge, element.n_features)  # type: ignore[arg-type]

@@ -117,7 +117,7 @@ class SymmetryFunction:
         elements: neighbour element(s): one symbol for G2, a sorted pair for G4/G5.
         eta: width; the exponent is eta * (...) / Rc^2 (dimensionless, >= 0).
         offset: G2 centre Rs, Angstrom (0 for G4/G5).
-        zeta: angular exponent (>= 1; G4/G5 only).
+        zeta: angular exponent (> 0; G4/G5 only).
         gamma: angular sign lambda in [-1, 1] (G4/G5 only).
     """
 
@@ -163,8 +163,8 @@ class SymmetryFunction:
             raise ValueError(f"{where}: 'elements' must be a pair of symbols, got {pair!r}")
         zeta = _number(item["zeta"], f"{where}: zeta")
         gamma = _number(item["gamma"], f"{where}: gamma")
-        if zeta < 1:
-            raise ValueError(f"{where}: zeta must be >= 1, got {zeta}")
+        if not zeta > 0:
+            raise ValueError(f"{where}: zeta must be positive (Amp accepts any zeta > 0), got {zeta}")
         if not -1 <= gamma <= 1:
             raise ValueError(f"{where}: gamma must lie in [-1, 1] (usually +1 or -1), got {gamma}")
         elements = tuple(sorted(_symbol(s, where) for s in pair))

@@ -28,7 +28,7 @@ module amp_gaussian_kernels
 
   integer, parameter :: dp = c_double, ik = c_int64_t
   real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
-  integer(ik), parameter :: abi_version = 1
+  integer(ik), parameter :: abi_version = 2
 
   integer(ik), parameter :: err_shape = 1      ! a size argument is negative or inconsistent
   integer(ik), parameter :: err_element = 2    ! an atom's element code is out of range
@@ -39,6 +39,11 @@ module amp_gaussian_kernels
   integer(ik), parameter :: err_slot = 7       ! a derivative block index is out of range
   integer(ik), parameter :: err_overlap = 8    ! a neighbour at zero distance
   integer(ik), parameter :: err_memory = 9     ! scratch memory could not be allocated
+  integer(ik), parameter :: err_singular = 10  ! zeta < 1 and 1 + gamma cos = 0 on a contributing pair
+  ! (with derivatives; bad_index = entry_j * n_entries + entry_k, the pair's 0-based neighbour entries)
+
+  ! With zeta < 1, 1 + gamma cos at most this (collinear to round-off) has no finite derivative.
+  real(dp), parameter :: singular_base = 1.0e-12_dp
 
   integer(ik), parameter :: cut_cosine = 1, cut_polynomial = 2
 
@@ -66,7 +71,8 @@ module amp_gaussian_kernels
     integer :: n
     real(dp), allocatable :: x(:, :), r(:), inv_r(:), r2(:), fc(:), dfc(:), d(:, :, :), sd(:, :)
     integer, allocatable :: el(:), seg(:)
-    integer(ik), allocatable :: slot(:)
+    integer(ik), allocatable :: slot(:), entry(:)
+    integer(ik) :: bad_j = -1, bad_k = -1  ! first singular pair found (see err_singular)
   end type shell_t
 
   ! The neighbour pairs (j, k), k = k0 .. k0+n-1 (element b), of one neighbour j: their
@@ -153,6 +159,11 @@ contains
       if (status /= 0) return
       call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, deriv, values(:, i))
       call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
+      if (shell%bad_j >= 0) then
+        status = err_singular
+        bad_index = shell%bad_j * n_entries + shell%bad_k
+        return
+      end if
       if (deriv) call scatter(shell, centre_slot(i) + 1, derivs)
     end do
   end function amp_gaussian_fingerprints
@@ -473,7 +484,7 @@ contains
     n = max(1, n_max) + 3  ! batches are padded to a multiple of 4 neighbours
     nd = merge(n, 1, deriv)
     status = err_memory
-    allocate (s%x(n, 3), s%r(n), s%inv_r(n), s%r2(n), s%fc(n), s%dfc(n), s%el(n), s%slot(n), &
+    allocate (s%x(n, 3), s%r(n), s%inv_r(n), s%r2(n), s%fc(n), s%dfc(n), s%el(n), s%slot(n), s%entry(n), &
               s%seg(ne + 1), s%d(nd, 3, max(1, nf_max)), s%sd(nd, max(1, nf_max)), stat=stat)
     if (stat /= 0) return
     allocate (p%c(n), p%cjc(n), p%c_k(n), p%c_a(n), p%sr(n), p%fcut(n), p%dij(n), p%dik(n), p%djk(n), &
@@ -524,6 +535,7 @@ contains
       s%inv_r(n) = 1 / s%r(n)
       call cutoff_value(cut, s%r(n), s%fc(n), s%dfc(n))
       if (deriv) s%slot(n) = nb_slot(q) + 1
+      s%entry(n) = q - 1
     end do
     do b = size(s%seg), 2, -1
       s%seg(b) = s%seg(b - 1)
@@ -780,6 +792,15 @@ contains
     xj1 = s%x(j, 1)
     xj2 = s%x(j, 2)
     xj3 = s%x(j, 3)
+    if (g%zeta(m) < 1 .and. s%bad_j < 0) then  ! (1 + gamma cos)^(zeta - 1) unbounded at 0
+      do q = 1, p%n
+        if (p%fcut(q) > 0 .and. 1 + gam * p%c(q) <= singular_base) then
+          s%bad_j = s%entry(j)
+          s%bad_k = s%entry(k0 + q - 1)
+          exit
+        end if
+      end do
+    end if
     acc = 0
     do q0 = 0, p%n - 4, 4  ! blocks of 4 pairs, 4 partial sums: vectorises without reassociation
       do l = 1, 4

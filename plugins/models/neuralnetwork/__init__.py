@@ -292,6 +292,35 @@ class NeuralNetwork:
         return doc
 
 
+    def amp_parameters(self) -> dict[str, Any]:
+        """Return the parameters of Amp's ``NeuralNetwork`` predicting as this model does (for ``.amp`` files).
+
+        Weights ``{element: {layer: array (n_in + 1, n_out)}}`` (bias last row), scalings
+        ``{element: {'intercept', 'slope'}}`` (eV) and fprange ``{element: array (F, 2)}``;
+        ``None`` where not yet set (Amp then initialises them when it trains).
+        """
+        weights = scalings = fprange = None
+        hidden: Any = self.params.hiddenlayers
+        hidden = {el: tuple(h) for el, h in hidden} if _per_element(hidden) else tuple(hidden)
+        if self._weights is not None:
+            weights = {el: {k + 1: w.copy() for k, w in enumerate(ws)} for el, ws in sorted(self._weights.items())}
+            hidden = {el: tuple(int(w.shape[1]) for w in ws[:-1]) for el, ws in sorted(self._weights.items())}
+        if self._scalings is not None:
+            scalings = {el: {"intercept": a, "slope": b} for el, (a, b) in sorted(self._scalings.items())}
+        if self._fprange is not None:
+            fprange = {el: r.copy() for el, r in sorted(self._fprange.items())}
+        return {
+            "importname": _ampfile.MODEL_IMPORTNAME,
+            "version": "2015.12",
+            "mode": "atom-centered",
+            "hiddenlayers": hidden,
+            "activation": self.params.activation,
+            "weights": weights,
+            "scalings": scalings,
+            "fprange": fprange,
+        }
+
+
 def _per_element(hidden: Any) -> bool:
     return bool(hidden) and isinstance(hidden[0], tuple)
 
