@@ -1,9 +1,10 @@
 """Zernike fingerprint values: the original Amp's numbers, an independent scipy reference, hand cases, kernels agree.
 
 ``tests/data/zernike_amp_reference.json`` holds values and derivatives computed by the
-original Amp 1.0.1 (``tests/data/make_zernike_reference.py`` says how). Amp's derivatives
-with the Polynomial cutoff are wrong (they disagree with finite differences of Amp's own
-values, recorded in the file), so those are checked against finite differences instead.
+original Amp 1.0.1 (``tests/data/make_zernike_reference.py`` says how), from its Fortran
+path and from its Python path. With the Polynomial cutoff Amp's Fortran-path derivatives
+are wrong (they disagree with finite differences of Amp's own values, recorded in the
+file); its Python path is right there, and ours equal it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ def compiled_available() -> bool:
 
 KERNELS = [
     "numpy",
-    pytest.param("fortran", marks=pytest.mark.skipif(not compiled_available(), reason="the compiled (Fortran) zernike kernel is not built")),
+    pytest.param(
+        "fortran",
+        marks=pytest.mark.skipif(
+            not compiled_available(), reason="the compiled (Fortran) zernike kernel is not built"
+        ),
+    ),
 ]
 
 
@@ -64,24 +70,38 @@ def test_values_equal_amps(name, kernel):
     assert np.allclose(fp.values, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize(
-    "name", sorted(n for n, c in CASES.items() if c["params"]["cutoff"]["name"] == "Cosine")
-)
-def test_derivatives_equal_amps_with_the_cosine_cutoff(name, kernel):
-    case = CASES[name]
-    assert case["amp_fd_max_error"] < 1e-6  # Amp's own derivatives agree with its finite differences
-    fp = make(kernel, **case["params"]).compute(atoms_of(case), derivatives=True)
-    dense = fp.dense_derivatives()
-    scale = np.abs(np.array(case["values"])).max()
-    assert len(case["derivatives"]) > len(case["numbers"])
-    for block in case["derivatives"]:
+def assert_blocks_equal(dense: np.ndarray, blocks: list, scale: float) -> None:
+    assert len(blocks) > 0
+    for block in blocks:
         got = dense[block["i"], block["m"]]
         assert np.allclose(got, block["d"], rtol=1e-10, atol=1e-10 * scale), (block["i"], block["m"])
 
 
-def test_amps_polynomial_derivatives_are_wrong_and_ours_match_finite_differences():
-    """Amp 1.0.1's Zernike derivatives with a Polynomial cutoff disagree with its own values.
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_derivatives_equal_amps_python_path(name, kernel):
+    case = CASES[name]
+    assert case["amp_python_fd_max_error"] < 1e-6  # Amp's derivatives agree with its finite differences
+    fp = make(kernel, **case["params"]).compute(atoms_of(case), derivatives=True)
+    scale = np.abs(np.array(case["values"])).max()
+    assert len(case["derivatives_python"]) > len(case["numbers"])
+    assert_blocks_equal(fp.dense_derivatives(), case["derivatives_python"], scale)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(
+    "name", sorted(n for n, c in CASES.items() if c["params"]["cutoff"]["name"] == "Cosine")
+)
+def test_derivatives_equal_amps_fortran_path_with_the_cosine_cutoff(name, kernel):
+    case = CASES[name]
+    assert case["amp_fd_max_error"] < 1e-6
+    fp = make(kernel, **case["params"]).compute(atoms_of(case), derivatives=True)
+    scale = np.abs(np.array(case["values"])).max()
+    assert_blocks_equal(fp.dense_derivatives(), case["derivatives"], scale)
+
+
+def test_amps_fortran_polynomial_derivatives_are_wrong_and_ours_match_finite_differences():
+    """Amp 1.0.1's Fortran-path Zernike derivatives with a Polynomial cutoff disagree with its own values.
 
     Ours agree with central differences of the values, which equal Amp's.
     """
@@ -102,7 +122,7 @@ def test_amps_polynomial_derivatives_are_wrong_and_ours_match_finite_differences
                 fd = (descriptor.compute(plus).values[i] - descriptor.compute(minus).values[i]) / (2 * h)
                 assert np.allclose(dense[i, m, a], fd, rtol=1e-6, atol=1e-7 * scale), (name, i, m, a)
                 worst_amp = max(worst_amp, np.abs(np.array(block["d"][a]) - fd).max() / scale)
-        assert worst_amp > 1e-3  # the reference file's Amp derivatives really are off
+        assert worst_amp > 1e-3  # the reference file's Fortran-path derivatives really are off
 
 
 # ------------------------------------------------------------------ an independent reference

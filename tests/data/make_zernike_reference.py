@@ -6,11 +6,15 @@ Run with the original Amp's interpreter (amp-atomistics 1.0.1 in its own venv, s
     ~/.cache/amp-original/bin/python tests/data/make_zernike_reference.py tests/data/zernike_amp_reference.json
 
 It builds a few small structures (non-periodic, fully and partly periodic; Cu and Pt),
-runs ``amp.descriptor.zernike.Zernike`` (its Fortran path, the default; the Python path
-agrees with it to ~1e-15 relative) in a temporary folder, and writes the structures,
-the parameters (in amp-core's format), Amp's values and Amp's derivatives. It also checks
-Amp's derivatives against central finite differences of Amp's own values (step 1e-5
-Angstrom) and records the largest difference per case under ``amp_fd_max_error``.
+runs ``amp.descriptor.zernike.Zernike`` in a temporary folder, and writes the structures,
+the parameters (in amp-core's format), Amp's values and Amp's derivatives from its
+Fortran path (the default; ``derivatives``) and from its Python path (``fortran=False``;
+``derivatives_python``). Values of the two paths agree to ~1e-15 relative. It also checks
+both sets of derivatives against central finite differences of Amp's own values (step
+1e-5 Angstrom) and records the largest difference relative to max(1, |FD|) per case under
+``amp_fd_max_error`` (Fortran path) and ``amp_python_fd_max_error``. With the
+Polynomial cutoff Amp's Fortran derivatives are wrong (errors of order 0.1-1) while its
+Python path agrees with finite differences.
 
 Amp's derivative keys (m, sym_m, i, sym_i, l) mean d fingerprint[i] / d position[m][l];
 they are stored as {"i", "m", "d": (3, F)}. Amp leaves out the pair (m, i) when every
@@ -70,7 +74,7 @@ def structures():
     ]
 
 
-def amp_run(atoms, cutoff, nmax, gs, derivatives):
+def amp_run(atoms, cutoff, nmax, gs, derivatives, fortran=True):
     cut = (
         Cosine(cutoff["Rc"])
         if cutoff["name"] == "Cosine"
@@ -79,7 +83,7 @@ def amp_run(atoms, cutoff, nmax, gs, derivatives):
     here = os.getcwd()
     os.chdir(tempfile.mkdtemp())
     try:
-        z = Zernike(cutoff=cut, Gs=gs, nmax=nmax, elements=["Cu", "Pt"], dblabel="ref")
+        z = Zernike(cutoff=cut, Gs=gs, nmax=nmax, elements=["Cu", "Pt"], dblabel="ref", fortran=fortran)
         images = hash_images([atoms])
         z.calculate_fingerprints(images, calculate_derivatives=derivatives)
         key = list(images)[0]
@@ -90,14 +94,23 @@ def amp_run(atoms, cutoff, nmax, gs, derivatives):
         os.chdir(here)
 
 
+def blocks_of(primes, n_features):
+    """Amp's {(m, sym, i, sym, l): list} as {(i, m): (3, F) array}."""
+    blocks = {}
+    for (m, _, i, _, l), d in primes.items():
+        blocks.setdefault((int(i), int(m)), np.zeros((3, n_features)))[l] = d
+    return blocks
+
+
 def main(out):
     cases = []
     for name, atoms, cutoff, nmax, gs in structures():
         values, primes, used_gs = amp_run(atoms, cutoff, nmax, gs, True)
-        blocks = {}
-        for (m, _, i, _, l), d in primes.items():
-            blocks.setdefault((i, m), np.zeros((3, values.shape[1])))[l] = d
-        worst, h = 0.0, 1e-5
+        python_values, python_primes, _ = amp_run(atoms, cutoff, nmax, gs, True, fortran=False)
+        assert np.allclose(python_values, values, rtol=1e-13, atol=1e-13 * np.abs(values).max())
+        blocks = blocks_of(primes, values.shape[1])
+        python_blocks = blocks_of(python_primes, values.shape[1])
+        worst, python_worst, h = 0.0, 0.0, 1e-5
         for (i, m), d in blocks.items():
             for l in range(3):
                 plus, minus = atoms.copy(), atoms.copy()
@@ -107,7 +120,9 @@ def main(out):
                     amp_run(plus, cutoff, nmax, gs, False)[0][i]
                     - amp_run(minus, cutoff, nmax, gs, False)[0][i]
                 ) / (2 * h)
-                worst = max(worst, float(np.abs(fd - d[l]).max() / max(1.0, np.abs(fd).max())))
+                scale = max(1.0, np.abs(fd).max())
+                worst = max(worst, float(np.abs(fd - d[l]).max() / scale))
+                python_worst = max(python_worst, float(np.abs(fd - python_blocks[(i, m)][l]).max() / scale))
         cases.append(
             {
                 "name": name,
@@ -117,18 +132,25 @@ def main(out):
                 "pbc": atoms.pbc.tolist(),
                 "params": {"cutoff": cutoff, "nmax": nmax, "Gs": used_gs, "elements": ["Cu", "Pt"]},
                 "values": values.tolist(),
-                "derivatives": [
-                    {"i": int(i), "m": int(m), "d": d.tolist()} for (i, m), d in sorted(blocks.items())
+                "derivatives": [{"i": i, "m": m, "d": d.tolist()} for (i, m), d in sorted(blocks.items())],
+                "derivatives_python": [
+                    {"i": i, "m": m, "d": d.tolist()} for (i, m), d in sorted(python_blocks.items())
                 ],
                 "amp_fd_max_error": worst,
+                "amp_python_fd_max_error": python_worst,
             }
         )
-        print(name, values.shape, len(blocks), "Amp derivative vs FD (relative):", worst)
-    with open(out, "w") as handle:
-        json.dump(
-            {"made_by": "tests/data/make_zernike_reference.py with amp-atomistics 1.0.1", "cases": cases},
-            handle,
+        print(
+            name,
+            values.shape,
+            len(blocks),
+            "Amp derivatives vs FD, Fortran / Python path:",
+            worst,
+            python_worst,
         )
+    made_by = "tests/data/make_zernike_reference.py with amp-atomistics 1.0.1"
+    with open(out, "w") as handle:
+        json.dump({"made_by": made_by, "cases": cases}, handle)
 
 
 if __name__ == "__main__":

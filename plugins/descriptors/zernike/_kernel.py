@@ -17,7 +17,7 @@ from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighb
 from amp_plugins.descriptors.gaussian._params import Cutoff
 from amp_plugins.descriptors.zernike._basis import Basis
 
-CHUNK_ENTRIES = 20_000
+CHUNK_ENTRIES = 2_000
 """Most neighbour images per run of centres (a run of one centre may have more)."""
 
 
