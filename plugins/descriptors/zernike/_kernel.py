@@ -93,32 +93,35 @@ def _run(
     radial = basis.radial @ spow  # (F, E)
     tf, tl, tm = basis.term_feature, basis.term_l, basis.term_m
     g = radial[tf] * pi[tl, tm]  # (T, E): P_nl Pi_lm
-    a = (w * fc)[None, :]
+    ag = (w * fc)[None, :] * g
     summing = sp.csr_matrix((np.ones(n_e), centre, np.arange(n_e + 1)), shape=(n_e, n_centres)).T.tocsr()
-    c_re = np.asarray(summing @ (a * g * qr[tm]).T)  # (n_centres, T)
-    c_im = np.asarray(summing @ (a * g * qi[tm]).T)
+    q_re, q_im = qr[tm], qi[tm]
+    c_re = np.asarray(summing @ (ag * q_re).T)  # (n_centres, T)
+    c_im = np.asarray(summing @ (ag * q_im).T)
     values = (basis.term_scale * (c_re * c_re + c_im * c_im)) @ basis.sum_terms
     if not with_derivatives:
         return values, None
-    # A = 2 w_m K^2 C of each entry's centre; u = Re(A^* Q) and its x, y derivatives
+    # A = 2 w_m K^2 C of each entry's centre; u = Re(A^* Q), and Re(A^* dQ/dx), Re(A^* dQ/dy)
     are = (2.0 * basis.term_scale * c_re)[centre].T  # (T, E)
     aim = (2.0 * basis.term_scale * c_im)[centre].T
-    u = are * qr[tm] + aim * qi[tm]
-    m = tm[:, None].astype(np.float64)
+    u = are * q_re + aim * q_im
     prev = np.maximum(tm - 1, 0)
-    ux = m * (are * qr[prev] + aim * qi[prev])
-    uy = m * (aim * qr[prev] - are * qi[prev])
+    m = tm[:, None].astype(np.float64)
+    p_re, p_im = qr[prev], qi[prev]
+    ux = m * (are * p_re + aim * p_im)
+    uy = m * (aim * p_re - are * p_im)
     dradial = (basis.radial[:, 1:] * np.arange(1, basis.radial.shape[1])) @ spow[:-1]  # dP/ds
     g_s = dradial[tf] * pi[tl, tm] + radial[tf] * pi_s[tl, tm]  # type: ignore[index]
     g_z = radial[tf] * pi_z[tl, tm]  # type: ignore[index]
-    scale = (w * fc / cutoff.Rc)[None, :]
-    radial_part = (w * dfc / r)[None, :] * u * g  # type: ignore[operator]
-    ge = np.empty((3, n_e, basis.n_features))
-    two_gs_u = 2.0 * u * g_s
-    ge[0] = ((scale * (ux * g + two_gs_u * x) + radial_part * d[:, 0] * cutoff.Rc).T) @ basis.sum_terms
-    ge[1] = ((scale * (uy * g + two_gs_u * y) + radial_part * d[:, 1] * cutoff.Rc).T) @ basis.sum_terms
-    ge[2] = ((scale * (u * g_z + two_gs_u * z) + radial_part * d[:, 2] * cutoff.Rc).T) @ basis.sum_terms
-    return values, ge.transpose(1, 0, 2).reshape(n_e, -1)
+    # d(w fc f)/dr = (w fc / Rc) grad_d f + w dfc f r / |r|; the terms along r share one factor
+    along = u * (g_s * (2.0 * w * fc / cutoff.Rc**2)[None, :] + g * (w * dfc / r)[None, :])  # type: ignore[operator]
+    total = along.T @ basis.sum_terms  # (E, F)
+    scale = (w * fc / cutoff.Rc)[:, None]
+    ge = np.empty((n_e, 3, basis.n_features))
+    ge[:, 0] = scale * ((ux * g).T @ basis.sum_terms) + vectors[:, 0:1] * total
+    ge[:, 1] = scale * ((uy * g).T @ basis.sum_terms) + vectors[:, 1:2] * total
+    ge[:, 2] = scale * ((u * g_z).T @ basis.sum_terms) + vectors[:, 2:3] * total
+    return values, ge.reshape(n_e, -1)
 
 
 def _powers(

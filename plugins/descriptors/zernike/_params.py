@@ -10,7 +10,8 @@ from typing import Any
 from amp_plugins.descriptors.gaussian._params import Cutoff, _number, _symbol
 
 MAX_NMAX = 20
-"""Largest ``nmax`` accepted: 121 features; the radial polynomials lose digits to cancellation beyond."""
+"""Largest ``nmax`` accepted (121 features). The radial polynomials, summed in Amp's monomial form,
+lose digits to cancellation as n grows: ~1e-13 relative at n = 10, ~1e-9 at 20, ~1e-5 at 30."""
 
 Weights = tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
 

@@ -75,7 +75,7 @@ contains
     real(dp), allocatable :: g(:, :), gs(:, :), gz(:, :)
     ! per image: Legendre part Pi(l, m) and its z and s derivatives; radial P and dP/ds
     real(dp), allocatable :: pl(:, :), pz(:, :), ps(:, :), p(:), dp_ds(:)
-    real(dp), allocatable :: c_re(:), c_im(:), ge(:, :)
+    real(dp), allocatable :: c_re(:), c_im(:), ge(:, :), along(:)
     integer :: fail
 
     bad_index = -1
@@ -93,7 +93,7 @@ contains
     allocate (fw(widest), dfw(widest), d(3, widest), r(widest), qr(0:lmax, widest), &
               qi(0:lmax, widest), g(n_terms, widest), gs(n_terms, widest), gz(n_terms, widest), &
               pl(0:lmax, 0:lmax), pz(0:lmax, 0:lmax), ps(0:lmax, 0:lmax), p(n_feat), &
-              dp_ds(n_feat), c_re(n_terms), c_im(n_terms), ge(n_feat, 3), stat=fail)
+              dp_ds(n_feat), c_re(n_terms), c_im(n_terms), ge(n_feat, 3), along(n_feat), stat=fail)
     if (fail /= 0) then
       status = err_memory
       return
@@ -158,16 +158,17 @@ contains
     end subroutine centre
 
     !> ge(f, :) = d G_f / d r_ij of image k of the current centre (c_re, c_im already scaled).
+    !> d(w fc f)/dr = (w fc / Rc) grad_d f + w dfc f r / |r|: the terms along r_ij share one
+    !> factor per feature (along), added once after the loop over terms.
     subroutine image_gradient(k)
       integer(ik), intent(in) :: k
       integer(ik) :: t, m, f
-      real(dp) :: u, ux, uy, scale, radial_scale, v(3), x, y, z
-      x = d(1, k)
-      y = d(2, k)
-      z = d(3, k)
+      real(dp) :: u, ux, uy, scale, to_s, to_r
       scale = fw(k) / rc
-      radial_scale = dfw(k) / r(k)
+      to_s = 2.0_dp * fw(k) / (rc * rc)
+      to_r = dfw(k) / r(k)
       ge = 0.0_dp
+      along = 0.0_dp
       do t = 1, n_terms
         m = t_m(t)
         f = t_feat(t) + 1
@@ -175,15 +176,14 @@ contains
         if (m > 0) then
           ux = m * (c_re(t) * qr(m - 1, k) + c_im(t) * qi(m - 1, k))
           uy = m * (c_im(t) * qr(m - 1, k) - c_re(t) * qi(m - 1, k))
-        else
-          ux = 0.0_dp
-          uy = 0.0_dp
+          ge(f, 1) = ge(f, 1) + ux * g(t, k)
+          ge(f, 2) = ge(f, 2) + uy * g(t, k)
         end if
-        v(1) = scale * (ux * g(t, k) + 2.0_dp * u * gs(t, k) * x)
-        v(2) = scale * (uy * g(t, k) + 2.0_dp * u * gs(t, k) * y)
-        v(3) = scale * u * (gz(t, k) + 2.0_dp * gs(t, k) * z)
-        v = v + (radial_scale * u * g(t, k) * rc) * d(:, k)
-        ge(f, :) = ge(f, :) + v
+        ge(f, 3) = ge(f, 3) + u * gz(t, k)
+        along(f) = along(f) + u * (to_s * gs(t, k) + to_r * g(t, k))
+      end do
+      do m = 1, 3
+        ge(:, m) = scale * ge(:, m) + along * (d(m, k) * rc)
       end do
     end subroutine image_gradient
 
@@ -236,6 +236,7 @@ contains
           a = real(2 * l - 1, dp) / real(l - m, dp)
           b = real(l + m - 1, dp) / real(l - m, dp)
           pl(l, m) = a * z * pl(l - 1, m) - b * s * pl(l - 2, m)
+          if (.not. deriv) cycle
           pz(l, m) = a * (pl(l - 1, m) + z * pz(l - 1, m)) - b * s * pz(l - 2, m)
           ps(l, m) = a * z * ps(l - 1, m) - b * (pl(l - 2, m) + s * ps(l - 2, m))
         end do
