@@ -1,4 +1,4 @@
-"""The ``compiled`` capability of the built-in plugins: one mechanism in ``gaussian`` and ``neuralnetwork``.
+"""The ``compiled`` capability of the built-in plugins: one mechanism in ``gaussian``, ``zernike`` and ``neuralnetwork``.
 
 ``plugin.compiled()`` returns a twin (same class, name and parameters) with
 ``kernel == "fortran"``; each plugin's entry carries a probe that reports on its own
@@ -28,6 +28,8 @@ PLUGINS = {
     # name: (kind, build, library stem, capabilities a plugin of that kind may declare)
     "gaussian": ("descriptor", lambda: create_descriptor("gaussian", elements=["Cu", "Pt"]),
                  "gaussian_kernels", DESCRIPTOR_CAPABILITIES),
+    "zernike": ("descriptor", lambda: create_descriptor("zernike", elements=["Cu", "Pt"]),
+                "zernike_kernels", DESCRIPTOR_CAPABILITIES),
     "neuralnetwork": ("model", lambda: create_model("neuralnetwork", hiddenlayers=(3,)),
                       "neuralnetwork_kernels", MODEL_CAPABILITIES),
 }  # fmt: skip
