@@ -112,7 +112,7 @@ def test_untrained_model_is_written_as_amp_writes_it_and_refused_on_load(tmp_pat
     """Amp saves a calculator before training with weights None; loading it for predictions is refused."""
     potential = Potential(create_descriptor("gaussian", elements=["Cu"]), create_model("neuralnetwork"))
     text = amp_text(potential.descriptor, potential.model)
-    assert "weights=None" in text and "hiddenlayers=(5, 5)" in text
+    assert "weights=None" in text and "hiddenlayers=(20, 20)" in text
     potential.save_amp(tmp_path / "fresh.amp")
     with pytest.raises(ModelFileError, match="only trained models"):
         amp_core.load(tmp_path / "fresh.amp")
