@@ -14,7 +14,15 @@ from ase.calculators.calculator import Calculator, all_changes
 from amp_core.errors import AmpError, ModelFileError, PropertyNotImplementedError
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
-from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FORCES
+from amp_core.protocols import (
+    ATOMIC_GRADIENT,
+    COMPILED,
+    CONTRACT,
+    FINGERPRINT_DERIVATIVES,
+    FORCES,
+    NEIGHBOUR_LIST,
+    STRAIN_DERIVATIVES,
+)
 from amp_core.store import write_json
 
 FORMAT = "amp-core-potential"
@@ -35,8 +43,20 @@ class Potential(Calculator):
             ``None`` (default): when they are built here; ``False``: always numpy; ``True``:
             required (``PropertyNotImplementedError`` when not built).
 
+        skin: with a descriptor that has ``NEIGHBOUR_LIST``, keep its neighbour list (built
+            with cutoff + ``skin``, Angstrom) between calls while no atom moved more than
+            ``skin / 2`` and cell, pbc and numbers are unchanged; ``0`` or ``None``: search anew
+            every call.
+        one_pass: with a descriptor that has ``CONTRACT`` and a model that has
+            ``ATOMIC_GRADIENT``, compute forces (and the stress) in one pass that contracts
+            dE/dG with the fingerprint derivatives as they are produced (default ``True``);
+            ``False``: the derivative blocks of the whole structure, then ``model.predict``
+            (the training path; same numbers to round-off).
+
     ``implemented_properties`` lists forces only when the model predicts them and,
-    for fingerprint models, the descriptor provides derivatives.
+    for fingerprint models, the descriptor provides derivatives; ``stress`` (eV/A^3, ASE's
+    Voigt order and sign, periodic cells) when the one-pass contraction is available and
+    the descriptor has ``STRAIN_DERIVATIVES``.
 
     Attributes:
         descriptor, model, config: as given.
@@ -46,9 +66,14 @@ class Potential(Calculator):
     """
 
     def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, *,
-                 manager: PluginManager | None = None, compiled: bool | None = None, **kwargs: Any) -> None:
+                 manager: PluginManager | None = None, compiled: bool | None = None, skin: float | None = 0.5,
+                 one_pass: bool = True, **kwargs: Any) -> None:
         self.descriptor = descriptor
         self.compiled = compiled
+        self.skin = skin
+        self.one_pass = one_pass
+        self._neighbours: tuple[Any, ...] | None = None  # (list, descriptor, positions, cell, pbc, numbers)
+        self.neighbour_builds = 0
         self._fast: tuple[Any, Any] | None = None  # (descriptor, its twin used for force calls)
         self.manager = manager
         self.model = model
@@ -59,6 +84,8 @@ class Potential(Calculator):
         derivatives = model.inputs == "structures" or FINGERPRINT_DERIVATIVES in descriptor.implemented
         if FORCES in model.implemented and derivatives:
             props.append("forces")
+        if self._contracting() and STRAIN_DERIVATIVES in descriptor.implemented:
+            props.append("stress")
         self.implemented_properties = props
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
 
@@ -77,12 +104,66 @@ class Potential(Calculator):
             check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}",
                            trained=trained)
         check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}", trained=trained)
-        fingerprints = self._descriptor().compute(atoms, derivatives=forces) if uses_fingerprints else None
+        stress = "stress" in properties and "stress" in self.implemented_properties
+        if stress and not np.all(atoms.pbc):
+            raise PropertyNotImplementedError(
+                f"stress needs a cell periodic in all three directions; this structure has pbc {atoms.pbc.tolist()}")
+        if uses_fingerprints and (forces or stress) and self.one_pass and self._contracting():
+            self._contract(atoms, stress)
+            return
+        if uses_fingerprints:
+            descriptor = self._descriptor()
+            fingerprints = descriptor.compute(atoms, derivatives=forces, **self._reuse(descriptor, atoms))
+        else:
+            fingerprints = None
         energy, force_values = self.model.predict(atoms, fingerprints, forces)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
             self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    def _contracting(self) -> bool:
+        """Whether descriptor and model offer the one-pass force contraction."""
+        return (self.model.inputs == "fingerprints" and CONTRACT in self.descriptor.implemented
+                and ATOMIC_GRADIENT in self.model.implemented and FORCES in self.model.implemented)
+
+    def _contract(self, atoms: Atoms, stress: bool) -> None:
+        """Energy, forces and (when asked) stress in one pass: the model answers dE/dG batch by batch."""
+        descriptor = self._descriptor()
+        energies = np.zeros(len(atoms))
+        numbers = np.asarray(atoms.numbers)
+
+        def gradient(rows: Any, values: Any) -> Any:
+            atomic, de_dg = self.model.atomic_gradient(numbers[rows], values)
+            energies[rows] = atomic
+            return de_dg
+
+        result = descriptor.contract(atoms, gradient, virial=stress, **self._reuse(descriptor, atoms))
+        energy = float(energies.sum())
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["forces"] = np.asarray(result.forces, dtype=np.float64)
+        if stress:
+            virial = np.asarray(result.virial, dtype=np.float64)
+            sigma = 0.5 * (virial + virial.T) / atoms.get_volume()
+            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+    def _reuse(self, descriptor: Any, atoms: Atoms) -> dict[str, Any]:
+        """``{"neighbours": list}`` for the descriptor: the kept list while valid, else a new one; or ``{}``."""
+        if not self.skin or NEIGHBOUR_LIST not in descriptor.implemented:
+            return {}
+        kept = self._neighbours
+        positions = np.asarray(atoms.positions)
+        if (kept is None or kept[1] is not descriptor or len(kept[2]) != len(positions)
+                or not np.array_equal(kept[3], atoms.cell.array) or not np.array_equal(kept[4], atoms.pbc)
+                or not np.array_equal(kept[5], atoms.numbers)
+                or np.max(np.einsum("ij,ij->i", positions - kept[2], positions - kept[2]), initial=0.0)
+                >= (0.5 * self.skin) ** 2):
+            kept = (descriptor.neighbours(atoms, float(self.skin)), descriptor, positions.copy(),
+                    atoms.cell.array.copy(), np.array(atoms.pbc), np.array(atoms.numbers))
+            self._neighbours = kept
+            self.neighbour_builds += 1
+        return {"neighbours": kept[0]}
 
     def _descriptor(self) -> Any:
         """The descriptor the force calls use: its compiled twin when asked for or available."""

@@ -204,3 +204,59 @@ def derivative_blocks(neighbours: Neighbours) -> DerivativeBlocks:
     slots = slots.reshape(-1).astype(np.int64)
     starts = np.searchsorted(pairs[:, 0], np.arange(n + 1)).astype(np.int64)
     return DerivativeBlocks(pairs, slots[: len(neighbours.centre)], slots[len(neighbours.centre) :], starts)
+
+
+@dataclass(frozen=True)
+class SkinList:
+    """A neighbour list built with cutoff + skin, reused while atoms stay within skin / 2 of ``positions``.
+
+    Attributes:
+        cutoff: the descriptor's cutoff Rc, Angstrom; ``skin``: the extra radius, Angstrom.
+        half_search: the search it was built with (the entry order of :func:`neighbour_list`).
+        centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre.
+        n_atoms: the atom count it was built for.
+    """
+
+    cutoff: float
+    skin: float
+    half_search: bool
+    centre: NDArray[np.int64]
+    neighbour: NDArray[np.int64]
+    shift: NDArray[np.int64]
+    n_atoms: int
+
+
+def skin_list(atoms: Atoms, cutoff: float, skin: float, *, half_search: bool) -> SkinList:
+    """Return the images within ``cutoff + skin`` (Angstrom) of every atom, for :func:`from_skin_list`."""
+    found = neighbour_list(atoms, cutoff + skin, half_search=half_search)
+    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift, len(atoms))
+
+
+def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
+    """Return the images of ``skin`` within its cutoff, with vectors from the current positions and cell.
+
+    The entries are those of a fresh :func:`neighbour_list` while no atom has moved more
+    than ``skin.skin / 2`` since the list was built (and cell, pbc and numbers are the same);
+    their order within a centre may differ (round-off only).
+
+    Raises:
+        DataError: non-finite positions, a different atom count, or overlapping atoms.
+    """
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    _check_structure(positions, cell, np.asarray(atoms.pbc, dtype=bool))
+    if len(positions) != skin.n_atoms:
+        raise DataError(f"the neighbour list was built for {skin.n_atoms} atoms, the structure has "
+                        f"{len(positions)}; build a new one")
+    vectors = positions[skin.neighbour] - positions[skin.centre] + skin.shift @ cell
+    distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+    keep = distances < skin.cutoff
+    if len(distances) and distances.min() < OVERLAP:
+        k = int(np.argmin(distances))
+        raise DataError(f"atoms {skin.centre[k]} and {skin.neighbour[k]} overlap (distance {distances[k]:.2e} "
+                        "Angstrom); fingerprints need distinct positions: remove duplicate atoms")
+    centre = skin.centre[keep]
+    starts = np.zeros(skin.n_atoms + 1, np.int64)
+    np.cumsum(np.bincount(centre, minlength=skin.n_atoms), out=starts[1:])
+    return Neighbours(centre, skin.neighbour[keep], skin.shift[keep], np.ascontiguousarray(vectors[keep]),
+                      distances[keep], starts)
