@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from amp_core.errors import AmpError, ModelFileError, PropertyNotImplementedError
+from amp_core.errors import AmpError, ExtrapolationWarning, ModelFileError, PropertyNotImplementedError
+from amp_core.extrapolation import TrainingRange
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
 from amp_core.protocols import (
@@ -53,6 +57,17 @@ class Potential(Calculator):
             ``False``: the derivative blocks of the whole structure, then ``model.predict``
             (the training path; same numbers to round-off).
 
+        warn_interval: seconds between two :class:`~amp_core.ExtrapolationWarning` (the first
+            extrapolating call always warns; later ones at most once per interval, counting
+            the calls in between).
+
+    Extrapolation: with a :attr:`training_range` (recorded by :func:`amp_core.train` and
+    saved with the potential), every call flags the atoms whose fingerprint leaves the
+    training range or whose nearest neighbour is closer than any in the training data:
+    ``results["extrapolating_atoms"]`` (int64 indices, empty when none) and a warning
+    naming atoms and features. A file without the record loads and runs unchecked (said
+    once, in the ``amp_core`` log).
+
     ``implemented_properties`` lists forces only when the model predicts them and,
     for fingerprint models, the descriptor provides derivatives; ``stress`` (eV/A^3, ASE's
     Voigt order and sign, periodic cells) when the one-pass contraction is available and
@@ -67,7 +82,11 @@ class Potential(Calculator):
 
     def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, *,
                  manager: PluginManager | None = None, compiled: bool | None = None, skin: float | None = 0.5,
-                 one_pass: bool = True, **kwargs: Any) -> None:
+                 one_pass: bool = True, warn_interval: float = 10.0, **kwargs: Any) -> None:
+        self.training_range: TrainingRange | None = None
+        self.warn_interval = warn_interval
+        self._warned: tuple[float, int] | None = None  # (time of the last warning, calls flagged since)
+        self._said_unchecked = False
         self.descriptor = descriptor
         self.compiled = compiled
         self.skin = skin
@@ -117,6 +136,7 @@ class Potential(Calculator):
         else:
             fingerprints = None
         energy, force_values = self.model.predict(atoms, fingerprints, forces)
+        self._check_range(atoms, None if fingerprints is None else fingerprints.values)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
@@ -140,6 +160,7 @@ class Potential(Calculator):
 
         result = descriptor.contract(atoms, gradient, virial=stress, **self._reuse(descriptor, atoms))
         energy = float(energies.sum())
+        self._check_range(atoms, result.values)
         self.results["energy"] = energy
         self.results["free_energy"] = energy
         self.results["forces"] = np.asarray(result.forces, dtype=np.float64)
@@ -147,6 +168,31 @@ class Potential(Calculator):
             virial = np.asarray(result.virial, dtype=np.float64)
             sigma = 0.5 * (virial + virial.T) / atoms.get_volume()
             self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+    def _check_range(self, atoms: Atoms, values: Any) -> None:
+        """Flag extrapolating atoms in ``results`` and warn (rate-limited); say once when there is no record."""
+        if self.training_range is None:
+            if self.loaded_from is not None and not self._said_unchecked:
+                self._said_unchecked = True
+                logging.getLogger("amp_core").warning(
+                    "%s has no training range (written before amp-core recorded one): extrapolation is not "
+                    "checked; retrain to record it", self.loaded_from)
+            return
+        found = self.training_range.check(atoms, values)
+        self.results["extrapolating_atoms"] = found.atoms
+        if len(found.atoms) == 0:
+            return
+        now = time.monotonic()
+        last, skipped = self._warned if self._warned is not None else (-np.inf, 0)
+        if now - last < self.warn_interval:
+            self._warned = (last, skipped + 1)
+            return
+        since = f" ({skipped} more extrapolating call(s) since the last warning)" if skipped else ""
+        warnings.warn(ExtrapolationWarning(
+            f"the potential extrapolates at {len(found.atoms)} of {len(atoms)} atoms{since}: "
+            f"{found.describe(atoms.get_chemical_symbols())}. Its numbers there are not backed by training "
+            f"data; add such structures to the training set"), stacklevel=4)
+        self._warned = (now, 0)
 
     def _reuse(self, descriptor: Any, atoms: Atoms) -> dict[str, Any]:
         """``{"neighbours": list}`` for the descriptor: the kept list while valid, else a new one; or ``{}``."""
@@ -210,6 +256,7 @@ class Potential(Calculator):
                       "provider": m_dist, "version": m_version},
             "config": self.config,
             "training": self.training,
+            "training_range": None if self.training_range is None else self.training_range.todict(),
         }
 
     @classmethod
@@ -259,6 +306,14 @@ def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) 
     potential.loaded_from = path
     training = document.get("training")
     potential.training = training if isinstance(training, dict) else None
+    record = document.get("training_range")
+    if record is not None:
+        if not isinstance(record, dict):
+            raise ModelFileError(f"{path}: field 'training_range' must be an object or null")
+        try:
+            potential.training_range = TrainingRange.fromdict(record)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}; remove the field to load the potential without it") from exc
     return potential
 
 
