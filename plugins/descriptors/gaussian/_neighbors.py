@@ -215,6 +215,8 @@ class SkinList:
         half_search: the search it was built with (the entry order of :func:`neighbour_list`).
         centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre.
         n_atoms: the atom count it was built for.
+        cell: (3, 3) float64 the cell it was built for; ``offsets`` (n, 3) float64 ``shift @ cell``
+            for that cell (Angstrom), reused while the cell is the same.
     """
 
     cutoff: float
@@ -224,12 +226,16 @@ class SkinList:
     neighbour: NDArray[np.int64]
     shift: NDArray[np.int64]
     n_atoms: int
+    cell: NDArray[np.float64]
+    offsets: NDArray[np.float64]
 
 
 def skin_list(atoms: Atoms, cutoff: float, skin: float, *, half_search: bool) -> SkinList:
     """Return the images within ``cutoff + skin`` (Angstrom) of every atom, for :func:`from_skin_list`."""
     found = neighbour_list(atoms, cutoff + skin, half_search=half_search)
-    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift, len(atoms))
+    cell = np.array(atoms.cell.array, dtype=np.float64)
+    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift, len(atoms),
+                    cell, found.shift @ cell)
 
 
 def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
@@ -248,15 +254,19 @@ def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
     if len(positions) != skin.n_atoms:
         raise DataError(f"the neighbour list was built for {skin.n_atoms} atoms, the structure has "
                         f"{len(positions)}; build a new one")
-    vectors = positions[skin.neighbour] - positions[skin.centre] + skin.shift @ cell
-    distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    keep = distances < skin.cutoff
+    vectors = skin.offsets + positions[skin.neighbour] if np.array_equal(cell, skin.cell) else (
+        skin.shift @ cell + positions[skin.neighbour])
+    vectors -= positions[skin.centre]
+    squares = np.einsum("ij,ij->i", vectors, vectors)
+    keep = np.flatnonzero(squares < skin.cutoff * skin.cutoff)
+    distances = np.sqrt(squares[keep])
+    keep = keep[distances < skin.cutoff]  # the test a fresh search applies, on the same rounded distance
+    distances = np.sqrt(squares[keep])
     if len(distances) and distances.min() < OVERLAP:
         k = int(np.argmin(distances))
-        raise DataError(f"atoms {skin.centre[k]} and {skin.neighbour[k]} overlap (distance {distances[k]:.2e} "
-                        "Angstrom); fingerprints need distinct positions: remove duplicate atoms")
+        raise DataError(f"atoms {skin.centre[keep[k]]} and {skin.neighbour[keep[k]]} overlap (distance "
+                        f"{distances[k]:.2e} Angstrom); fingerprints need distinct positions: remove duplicate atoms")
     centre = skin.centre[keep]
     starts = np.zeros(skin.n_atoms + 1, np.int64)
     np.cumsum(np.bincount(centre, minlength=skin.n_atoms), out=starts[1:])
-    return Neighbours(centre, skin.neighbour[keep], skin.shift[keep], np.ascontiguousarray(vectors[keep]),
-                      distances[keep], starts)
+    return Neighbours(centre, skin.neighbour[keep], skin.shift[keep], vectors[keep], distances, starts)
