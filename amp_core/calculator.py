@@ -55,7 +55,8 @@ class Potential(Calculator):
             ``ATOMIC_GRADIENT``, compute forces (and the stress) in one pass that contracts
             dE/dG with the fingerprint derivatives as they are produced (default ``True``);
             ``False``: the derivative blocks of the whole structure, then ``model.predict``
-            (the training path; same numbers to round-off).
+            (the training path; same numbers to round-off); the stress always comes from
+            the one-pass contraction.
 
         warn_interval: seconds between two :class:`~amp_core.ExtrapolationWarning` (the first
             extrapolating call always warns; later ones at most once per interval, counting
@@ -127,7 +128,7 @@ class Potential(Calculator):
         if stress and not np.all(atoms.pbc):
             raise PropertyNotImplementedError(
                 f"stress needs a cell periodic in all three directions; this structure has pbc {atoms.pbc.tolist()}")
-        if uses_fingerprints and (forces or stress) and self.one_pass and self._contracting():
+        if uses_fingerprints and (stress or forces and self.one_pass) and self._contracting():  # stress: one pass
             self._contract(atoms, stress)
             return
         if uses_fingerprints:

@@ -171,22 +171,26 @@ class TrainingRange:
                 for r in np.flatnonzero(outside.any(axis=1)).tolist():
                     features[int(rows[r])] = np.flatnonzero(outside[r]).astype(np.int64)
             flagged.update(features)
-        close = self._close(atoms, symbols)
+        close = self._close(atoms)
         flagged.update(close)
         return Extrapolation(np.array(sorted(flagged), dtype=np.int64), features, close, unknown)
 
-    def _close(self, atoms: Any, symbols: Sequence[str]) -> dict[int, tuple[int, float, float]]:
+    def _close(self, atoms: Any) -> dict[int, tuple[int, float, float]]:
         """Atoms with a neighbour closer than the training minimum of their element pair."""
         known = [d for d in self.min_distance.values() if d > 0]
         if not known or len(atoms) < 2 and not np.any(atoms.pbc):
             return {}
         i, j, d = _pairs(np.asarray(atoms.positions), np.asarray(atoms.cell.array), np.asarray(atoms.pbc),
                          max(known))
-        limit = np.array([self.min_distance.get(_pair(symbols[a], symbols[b]), 0.0) for a, b in zip(i, j)])
+        numbers = np.asarray(atoms.numbers)
+        present = np.unique(numbers)
+        table = np.zeros((int(present.max()) + 1,) * 2)  # shortest training distance by atomic numbers
+        for za in present.tolist():
+            for zb in present.tolist():
+                table[za, zb] = self.min_distance.get(_pair(chemical_symbols[za], chemical_symbols[zb]), 0.0)
+        limit = table[numbers[i], numbers[j]]
         close: dict[int, tuple[int, float, float]] = {}
-        for k in np.argsort(d).tolist():
-            if d[k] >= limit[k]:
-                continue
+        for k in np.flatnonzero(d < limit)[np.argsort(d[d < limit])].tolist():
             for a, b in ((int(i[k]), int(j[k])), (int(j[k]), int(i[k]))):
                 close.setdefault(a, (b, float(d[k]), float(limit[k])))
         return close

@@ -193,3 +193,14 @@ def test_a_skin_list_for_another_atom_count_is_refused(model):
         descriptor.compute(atoms[:-1], neighbours=kept)
     with pytest.raises(ValueError, match="skin must be >= 0"):
         descriptor.neighbours(atoms, -1.0)
+
+
+def test_stress_with_one_pass_off_still_comes_from_the_contraction(model):
+    atoms = _cell("triclinic", 10)
+    atoms.calc = _potential(model, False)
+    expected = atoms.get_stress()
+    again = atoms.copy()
+    again.calc = _potential(model, False, one_pass=False)
+    np.testing.assert_allclose(again.get_stress(), expected, rtol=1e-12, atol=1e-15)
+    forces = atoms.get_forces()
+    np.testing.assert_allclose(again.get_forces(), forces, rtol=0, atol=1e-12 * np.abs(forces).max())
