@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -198,10 +199,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = args.potential or trained_potential(Path(folder), args.images, args.maxiter)
         saved = load(path)
-    calculators = {
+    calculators = {  # each its own model object: the split times the model's calls per calculator
         "EMT": EMT(),
-        "amp-core compiled": Potential(saved.descriptor, saved.model, compiled=True, skin=args.skin),
-        "amp-core numpy": Potential(saved.descriptor, saved.model, compiled=False, skin=args.skin),
+        "amp-core compiled": Potential(saved.descriptor, copy.deepcopy(saved.model), compiled=True, skin=args.skin),
+        "amp-core numpy": Potential(saved.descriptor, copy.deepcopy(saved.model), compiled=False, skin=args.skin),
     }
     for calc in list(calculators.values())[1:]:
         calc.training_range = saved.training_range
