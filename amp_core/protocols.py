@@ -68,10 +68,11 @@ class Descriptor(Protocol):
     Attributes:
         name: the registered name.
         params: the frozen parameter dataclass it was built from.
-        implemented: capabilities, a subset of ``{"fingerprints",
-            "fingerprint_derivatives", "compiled"}``. Without ``"fingerprints"``
-            (the ``none`` descriptor) the pipeline skips fingerprinting and models
-            receive raw structures.
+        implemented: capabilities, a subset of :data:`DESCRIPTOR_CAPABILITIES`
+            (``"fingerprints"``, ``"fingerprint_derivatives"``, ``"compiled"``, and for MD
+            ``"contract"``, ``"strain_derivatives"``, ``"neighbour_list"``: see
+            :class:`Contracting`). Without ``"fingerprints"`` (the ``none`` descriptor) the
+            pipeline skips fingerprinting and models receive raw structures.
         elements: chemical symbols it can fingerprint, or ``None`` for any.
     """
 
@@ -81,7 +82,8 @@ class Descriptor(Protocol):
     elements: tuple[str, ...] | None
 
     def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
-        """Fingerprint one structure (positions in Angstrom)."""
+        """Fingerprint one structure (positions in Angstrom); with ``"neighbour_list"`` it also takes
+        ``neighbours=`` (a list from :meth:`Contracting.neighbours`)."""
         ...
 
     def cost(self, atoms: Atoms) -> float:
