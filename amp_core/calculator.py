@@ -176,8 +176,8 @@ class Potential(Calculator):
             if self.loaded_from is not None and not self._said_unchecked:
                 self._said_unchecked = True
                 logging.getLogger("amp_core").warning(
-                    "%s has no training range (written before amp-core recorded one): extrapolation is not "
-                    "checked; retrain to record it", self.loaded_from)
+                    "%s has no training range (an Amp file, or written before amp-core recorded one): "
+                    "extrapolation is not checked; retrain with amp-core to record it", self.loaded_from)
             return
         found = self.training_range.check(atoms, values)
         self.results["extrapolating_atoms"] = found.atoms
