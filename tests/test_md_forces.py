@@ -12,6 +12,8 @@ import pytest
 from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from amp_core import Potential, PropertyNotImplementedError, create_descriptor, create_model, evaluate_loss
 from amp_core.errors import DataError
@@ -204,3 +206,38 @@ def test_stress_with_one_pass_off_still_comes_from_the_contraction(model):
     np.testing.assert_allclose(again.get_stress(), expected, rtol=1e-12, atol=1e-15)
     forces = atoms.get_forces()
     np.testing.assert_allclose(again.get_forces(), forces, rtol=0, atol=1e-12 * np.abs(forces).max())
+
+
+@pytest.mark.parametrize("compiled", KERNELS)
+def test_one_pass_builds_no_derivative_blocks(model, compiled, monkeypatch):
+    """The force call never asks for derivative blocks: neither compute(derivatives=True) nor their numbering."""
+    import amp_plugins.descriptors.gaussian._neighbors as neighbours_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("derivative blocks were built")
+
+    monkeypatch.setattr(neighbours_module, "derivative_blocks", refuse)
+    atoms = _cell("triclinic", 11)
+    atoms.calc = _potential(model, compiled)
+    assert np.isfinite(atoms.get_forces()).all() and np.isfinite(atoms.get_stress()).all()
+    atoms.calc = _potential(model, compiled, one_pass=False)
+    with pytest.raises(AssertionError, match="derivative blocks were built"):
+        atoms.get_forces()  # the fallback path does build them: the spy works
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(angles=st.tuples(*[st.floats(0.0, 2 * np.pi)] * 3), seed=st.integers(0, 100))
+def test_forces_and_stress_rotate_with_the_structure(model, angles, seed):
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.from_euler("xyz", angles).as_matrix()
+    atoms = _cell("triclinic", seed)
+    atoms.calc = _potential(model, False)
+    turned = atoms.copy()
+    turned.set_cell(atoms.cell.array @ rotation.T, scale_atoms=True)  # r -> R r
+    turned.calc = _potential(model, False)
+    forces, stress = atoms.get_forces(), atoms.get_stress(voigt=False)
+    assert turned.get_potential_energy() == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    np.testing.assert_allclose(turned.get_forces(), forces @ rotation.T, rtol=0, atol=1e-9 * np.abs(forces).max())
+    np.testing.assert_allclose(turned.get_stress(voigt=False), rotation @ stress @ rotation.T, rtol=0,
+                               atol=1e-9 * np.abs(stress).max())
