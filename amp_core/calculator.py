@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +14,19 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from amp_core.errors import AmpError, ModelFileError, PropertyNotImplementedError
+from amp_core.errors import AmpError, ExtrapolationWarning, ModelFileError, PropertyNotImplementedError
+from amp_core.extrapolation import TrainingRange
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
-from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FORCES
+from amp_core.protocols import (
+    ATOMIC_GRADIENT,
+    COMPILED,
+    CONTRACT,
+    FINGERPRINT_DERIVATIVES,
+    FORCES,
+    NEIGHBOUR_LIST,
+    STRAIN_DERIVATIVES,
+)
 from amp_core.store import write_json
 
 FORMAT = "amp-core-potential"
@@ -35,8 +47,32 @@ class Potential(Calculator):
             ``None`` (default): when they are built here; ``False``: always numpy; ``True``:
             required (``PropertyNotImplementedError`` when not built).
 
+        skin: with a descriptor that has ``NEIGHBOUR_LIST``, keep its neighbour list (built
+            with cutoff + ``skin``, Angstrom) between calls while no atom moved more than
+            ``skin / 2`` and cell, pbc and numbers are unchanged; ``0`` or ``None``: search anew
+            every call.
+        one_pass: with a descriptor that has ``CONTRACT`` and a model that has
+            ``ATOMIC_GRADIENT``, compute forces (and the stress) in one pass that contracts
+            dE/dG with the fingerprint derivatives as they are produced (default ``True``);
+            ``False``: the derivative blocks of the whole structure, then ``model.predict``
+            (the training path; same numbers to round-off); the stress always comes from
+            the one-pass contraction.
+
+        warn_interval: seconds between two :class:`~amp_core.ExtrapolationWarning` (the first
+            extrapolating call always warns; later ones at most once per interval, counting
+            the calls in between).
+
+    Extrapolation: with a :attr:`training_range` (recorded by :func:`amp_core.train` and
+    saved with the potential), every call flags the atoms whose fingerprint leaves the
+    training range or whose nearest neighbour is closer than any in the training data:
+    ``results["extrapolating_atoms"]`` (int64 indices, empty when none) and a warning
+    naming atoms and features. A file without the record loads and runs unchecked (said
+    once, in the ``amp_core`` log).
+
     ``implemented_properties`` lists forces only when the model predicts them and,
-    for fingerprint models, the descriptor provides derivatives.
+    for fingerprint models, the descriptor provides derivatives; ``stress`` (eV/A^3, ASE's
+    Voigt order and sign, periodic cells) when the one-pass contraction is available and
+    the descriptor has ``STRAIN_DERIVATIVES``.
 
     Attributes:
         descriptor, model, config: as given.
@@ -46,9 +82,18 @@ class Potential(Calculator):
     """
 
     def __init__(self, descriptor: Any, model: Any, config: dict[str, Any] | None = None, *,
-                 manager: PluginManager | None = None, compiled: bool | None = None, **kwargs: Any) -> None:
+                 manager: PluginManager | None = None, compiled: bool | None = None, skin: float | None = 0.5,
+                 one_pass: bool = True, warn_interval: float = 10.0, **kwargs: Any) -> None:
+        self.training_range: TrainingRange | None = None
+        self.warn_interval = warn_interval
+        self._warned: tuple[float, int] | None = None  # (time of the last warning, calls flagged since)
+        self._said_unchecked = False
         self.descriptor = descriptor
         self.compiled = compiled
+        self.skin = skin
+        self.one_pass = one_pass
+        self._neighbours: tuple[Any, ...] | None = None  # (list, descriptor, positions, cell, pbc, numbers)
+        self.neighbour_builds = 0
         self._fast: tuple[Any, Any] | None = None  # (descriptor, its twin used for force calls)
         self.manager = manager
         self.model = model
@@ -59,6 +104,8 @@ class Potential(Calculator):
         derivatives = model.inputs == "structures" or FINGERPRINT_DERIVATIVES in descriptor.implemented
         if FORCES in model.implemented and derivatives:
             props.append("forces")
+        if self._contracting() and STRAIN_DERIVATIVES in descriptor.implemented:
+            props.append("stress")
         self.implemented_properties = props
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
 
@@ -77,12 +124,93 @@ class Potential(Calculator):
             check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}",
                            trained=trained)
         check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}", trained=trained)
-        fingerprints = self._descriptor().compute(atoms, derivatives=forces) if uses_fingerprints else None
+        stress = "stress" in properties and "stress" in self.implemented_properties
+        if stress and not np.all(atoms.pbc):
+            raise PropertyNotImplementedError(
+                f"stress needs a cell periodic in all three directions; this structure has pbc {atoms.pbc.tolist()}")
+        if uses_fingerprints and (stress or forces and self.one_pass) and self._contracting():  # stress: one pass
+            self._contract(atoms, stress)
+            return
+        if uses_fingerprints:
+            descriptor = self._descriptor()
+            fingerprints = descriptor.compute(atoms, derivatives=forces, **self._reuse(descriptor, atoms))
+        else:
+            fingerprints = None
         energy, force_values = self.model.predict(atoms, fingerprints, forces)
+        self._check_range(atoms, None if fingerprints is None else fingerprints.values)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
             self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    def _contracting(self) -> bool:
+        """Whether descriptor and model offer the one-pass force contraction."""
+        return (self.model.inputs == "fingerprints" and CONTRACT in self.descriptor.implemented
+                and ATOMIC_GRADIENT in self.model.implemented and FORCES in self.model.implemented)
+
+    def _contract(self, atoms: Atoms, stress: bool) -> None:
+        """Energy, forces and (when asked) stress in one pass: the model answers dE/dG batch by batch."""
+        descriptor = self._descriptor()
+        energies = np.zeros(len(atoms))
+        numbers = np.asarray(atoms.numbers)
+
+        def gradient(rows: Any, values: Any) -> Any:
+            atomic, de_dg = self.model.atomic_gradient(numbers[rows], values)
+            energies[rows] = atomic
+            return de_dg
+
+        result = descriptor.contract(atoms, gradient, virial=stress, **self._reuse(descriptor, atoms))
+        energy = float(energies.sum())
+        self._check_range(atoms, result.values)
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["forces"] = np.asarray(result.forces, dtype=np.float64)
+        if stress:
+            virial = np.asarray(result.virial, dtype=np.float64)
+            sigma = 0.5 * (virial + virial.T) / atoms.get_volume()
+            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+    def _check_range(self, atoms: Atoms, values: Any) -> None:
+        """Flag extrapolating atoms in ``results`` and warn (rate-limited); say once when there is no record."""
+        if self.training_range is None:
+            if self.loaded_from is not None and not self._said_unchecked:
+                self._said_unchecked = True
+                logging.getLogger("amp_core").warning(
+                    "%s has no training range (an Amp file, or written before amp-core recorded one): "
+                    "extrapolation is not checked; retrain with amp-core to record it", self.loaded_from)
+            return
+        found = self.training_range.check(atoms, values)
+        self.results["extrapolating_atoms"] = found.atoms
+        if len(found.atoms) == 0:
+            return
+        now = time.monotonic()
+        last, skipped = self._warned if self._warned is not None else (-np.inf, 0)
+        if now - last < self.warn_interval:
+            self._warned = (last, skipped + 1)
+            return
+        since = f" ({skipped} more extrapolating call(s) since the last warning)" if skipped else ""
+        warnings.warn(ExtrapolationWarning(
+            f"the potential extrapolates at {len(found.atoms)} of {len(atoms)} atoms{since}: "
+            f"{found.describe(atoms.get_chemical_symbols())}. Its numbers there are not backed by training "
+            f"data; add such structures to the training set"), stacklevel=4)
+        self._warned = (now, 0)
+
+    def _reuse(self, descriptor: Any, atoms: Atoms) -> dict[str, Any]:
+        """``{"neighbours": list}`` for the descriptor: the kept list while valid, else a new one; or ``{}``."""
+        if not self.skin or NEIGHBOUR_LIST not in descriptor.implemented:
+            return {}
+        kept = self._neighbours
+        positions = np.asarray(atoms.positions)
+        if (kept is None or kept[1] is not descriptor or len(kept[2]) != len(positions)
+                or not np.array_equal(kept[3], atoms.cell.array) or not np.array_equal(kept[4], atoms.pbc)
+                or not np.array_equal(kept[5], atoms.numbers)
+                or np.max(np.einsum("ij,ij->i", positions - kept[2], positions - kept[2]), initial=0.0)
+                >= (0.5 * self.skin) ** 2):
+            kept = (descriptor.neighbours(atoms, float(self.skin)), descriptor, positions.copy(),
+                    atoms.cell.array.copy(), np.array(atoms.pbc), np.array(atoms.numbers))
+            self._neighbours = kept
+            self.neighbour_builds += 1
+        return {"neighbours": kept[0]}
 
     def _descriptor(self) -> Any:
         """The descriptor the force calls use: its compiled twin when asked for or available."""
@@ -129,6 +257,7 @@ class Potential(Calculator):
                       "provider": m_dist, "version": m_version},
             "config": self.config,
             "training": self.training,
+            "training_range": None if self.training_range is None else self.training_range.todict(),
         }
 
     @classmethod
@@ -192,6 +321,14 @@ def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) 
     potential.loaded_from = path
     training = document.get("training")
     potential.training = training if isinstance(training, dict) else None
+    record = document.get("training_range")
+    if record is not None:
+        if not isinstance(record, dict):
+            raise ModelFileError(f"{path}: field 'training_range' must be an object or null")
+        try:
+            potential.training_range = TrainingRange.fromdict(record)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}; remove the field to load the potential without it") from exc
     return potential
 
 

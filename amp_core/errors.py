@@ -79,3 +79,7 @@ class ModelFileError(AmpError, ValueError):
 
 class AmpPluginWarning(UserWarning):
     """Warned when a third-party plugin fails to load and the run goes on without it."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """Warned (rate-limited) when a potential evaluates atoms outside the range of its training data."""

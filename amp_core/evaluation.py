@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from amp_core.errors import ExtrapolationWarning
 from amp_core.images import load_dataset
 
 
@@ -16,7 +18,8 @@ class FileErrors:
 
     Energies are compared per atom (eV/atom); forces per Cartesian component (eV/A). The
     force RMSE is Amp's: the root of the mean over images of each image's mean squared
-    component error, as in the training log.
+    component error, as in the training log. ``extrapolating`` is the fraction of atoms the
+    potential flags as outside its training range (``None`` when it has no training range).
     """
 
     name: str
@@ -28,16 +31,25 @@ class FileErrors:
     force_mae: float | None = None
     force_rmse: float | None = None
     force_max: float | None = None
+    extrapolating: float | None = None
 
 
 def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
     """Predict every image of ``source`` (a file, ``file@slice`` allowed) with ``potential``; return the errors."""
     data = load_dataset(source, forces=forces)
     energy, force_sq, force_abs, force_max, components = [], [], 0.0, 0.0, 0
+    flagged: int | None = None
     for atoms, (reference, reference_forces) in zip(data.images, data.targets):
         atoms = atoms.copy()
         atoms.calc = potential
-        energy.append((atoms.get_potential_energy() - reference) / len(atoms))
+        with warnings.catch_warnings():  # the fraction is reported in the table instead
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            energy.append((atoms.get_potential_energy() - reference) / len(atoms))
+            if forces and reference_forces is not None:
+                atoms.get_forces()
+        found = potential.results.get("extrapolating_atoms")
+        if found is not None:
+            flagged = (flagged or 0) + len(found)
         if forces and reference_forces is not None:
             error = atoms.get_forces() - reference_forces
             force_sq.append(float(np.mean(error**2)))
@@ -50,7 +62,9 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
     if forces:
         values.update(force_mae=force_abs / max(components, 1), force_rmse=float(np.sqrt(np.mean(force_sq))),
                       force_max=force_max)
-    return FileErrors(source, len(data), sum(len(a) for a in data.images), **values)
+    n_atoms = sum(len(a) for a in data.images)
+    values["extrapolating"] = None if flagged is None else flagged / max(n_atoms, 1)
+    return FileErrors(source, len(data), n_atoms, **values)
 
 
 def table(rows: list[FileErrors]) -> list[str]:
@@ -58,12 +72,17 @@ def table(rows: list[FileErrors]) -> list[str]:
     forces = any(r.force_rmse is not None for r in rows)
     header = f"{'file':<32} {'images':>6} {'atoms':>7} {'E MAE':>8} {'E RMSE':>8} {'E max':>8}"
     header += f" {'F MAE':>7} {'F RMSE':>7} {'F max':>7}" if forces else ""
-    lines = [header + "   (E: meV/atom, F: eV/A)"]
+    extrapolation = any(r.extrapolating is not None for r in rows)
+    header += f" {'extrap.':>7}" if extrapolation else ""
+    lines = [header + "   (E: meV/atom, F: eV/A" + (", extrap.: fraction of atoms outside the training range)"
+                                                         if extrapolation else ")")]
     for r in rows:
         name = r.name if len(r.name) <= 32 else "..." + r.name[-29:]
         line = (f"{name:<32} {r.images:>6} {r.atoms:>7} {1e3 * r.energy_mae:8.3f} {1e3 * r.energy_rmse:8.3f} "
                 f"{1e3 * r.energy_max:8.3f}")
         if forces and r.force_rmse is not None:
             line += f" {r.force_mae:7.4f} {r.force_rmse:7.4f} {r.force_max:7.4f}"
+        if extrapolation:
+            line += f" {r.extrapolating:7.4f}" if r.extrapolating is not None else f" {'-':>7}"
         lines.append(line)
     return lines

@@ -17,6 +17,7 @@ from amp_core.chunks import ChunkHandle, make_chunks
 from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
 from amp_core.errors import ConfigError, PropertyNotImplementedError, UsageError
+from amp_core.extrapolation import TrainingRange
 from amp_core.images import ImageSource, check_elements, duplicate_warning, load_dataset
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import (
@@ -92,6 +93,7 @@ class LossFunction:
             self._tmp = share(self.backend, tempfile.mkdtemp(prefix="amp-run-") if self.drives else None)
         self.run_dir = Path(run_dir if run_dir is not None else self._tmp)  # type: ignore[arg-type]
         self.session: Any = None
+        self.training_range: TrainingRange | None = None
         self.chunks: list[ChunkHandle] = []
         self.last: LossResult | None = None
         self._last_vector: NDArray[np.float64] | None = None
@@ -137,7 +139,10 @@ class LossFunction:
         log(f"chunks: {len(self.chunks)} (about {sum(c.n_atoms for c in self.chunks) // len(self.chunks)} atoms "
             f"each; the sum over them is in chunk order, the same for any number of workers)")
         if self.drives:  # under MPI only rank 0 reads every chunk: start hands its model to the other ranks
-            model.initialize([chunk.load() for chunk in self.chunks])
+            arrays = [chunk.load() for chunk in self.chunks]
+            model.initialize(arrays)
+            if fingerprinting:  # the data's range, stored with a trained potential (extrapolation warnings)
+                self.training_range = TrainingRange.from_arrays(arrays)
         worker_model = use_compiled(model, self.backend, log)
         if getattr(self.backend, "compiled", False) and loaded_libraries():
             log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))

@@ -8,6 +8,7 @@ is a descriptor, model or backend. Capabilities are declared in ``implemented``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -33,8 +34,25 @@ FORCES = "forces"
 """Model: predicts forces (and trains on them)."""
 COMPILED = "compiled"
 """Descriptor or model: has compiled kernels, returned by its :meth:`Compilable.compiled`."""
-DESCRIPTOR_CAPABILITIES = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED})
-MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED})
+CONTRACT = "contract"
+"""Descriptor: :meth:`Contracting.contract` computes forces in one pass, contracting per-atom
+dE/dG (asked of the model batch by batch) with the derivatives as they are produced."""
+STRAIN_DERIVATIVES = "strain_derivatives"
+"""Descriptor: :meth:`Contracting.contract` with ``virial=True`` also contracts dE/dG with the
+derivatives of the fingerprints under a homogeneous strain of the cell (gives the stress)."""
+NEIGHBOUR_LIST = "neighbour_list"
+"""Descriptor: :meth:`Contracting.neighbours` builds a list (cutoff + skin) that ``compute`` and
+``contract`` accept as ``neighbours=`` while no atom moved more than half the skin."""
+ATOMIC_GRADIENT = "atomic_gradient"
+"""Model: the energy is a sum of atomic energies, each a function of its own atom's fingerprint;
+:meth:`AtomicModel.atomic_gradient` returns them and dE/dG per atom."""
+DESCRIPTOR_CAPABILITIES = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED, CONTRACT,
+                                     STRAIN_DERIVATIVES, NEIGHBOUR_LIST})
+MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT})
+
+GradientCallback = Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
+"""``gradient(rows, values) -> dE/dG``: rows (B,) int64 atom indices, values (B, F) float64
+their fingerprints; returns (B, F) float64 dE/dG (eV per fingerprint unit)."""
 
 LossEvaluator = Callable[[NDArray[np.float64]], "LossParts"]
 """``evaluator(vector) -> LossParts`` for one chunk, built once by the worker that owns it."""
@@ -50,10 +68,11 @@ class Descriptor(Protocol):
     Attributes:
         name: the registered name.
         params: the frozen parameter dataclass it was built from.
-        implemented: capabilities, a subset of ``{"fingerprints",
-            "fingerprint_derivatives", "compiled"}``. Without ``"fingerprints"``
-            (the ``none`` descriptor) the pipeline skips fingerprinting and models
-            receive raw structures.
+        implemented: capabilities, a subset of :data:`DESCRIPTOR_CAPABILITIES`
+            (``"fingerprints"``, ``"fingerprint_derivatives"``, ``"compiled"``, and for MD
+            ``"contract"``, ``"strain_derivatives"``, ``"neighbour_list"``: see
+            :class:`Contracting`). Without ``"fingerprints"`` (the ``none`` descriptor) the
+            pipeline skips fingerprinting and models receive raw structures.
         elements: chemical symbols it can fingerprint, or ``None`` for any.
     """
 
@@ -63,7 +82,8 @@ class Descriptor(Protocol):
     elements: tuple[str, ...] | None
 
     def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
-        """Fingerprint one structure (positions in Angstrom)."""
+        """Fingerprint one structure (positions in Angstrom); with ``"neighbour_list"`` it also takes
+        ``neighbours=`` (a list from :meth:`Contracting.neighbours`)."""
         ...
 
     def cost(self, atoms: Atoms) -> float:
@@ -124,6 +144,57 @@ class Model(Protocol):
 
     def todict(self) -> dict[str, Any]:
         """Return a JSON document (hyper-parameters and trained parameters)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """What :meth:`Contracting.contract` returns for one structure.
+
+    Attributes:
+        values: (n_atoms, n_features) float64 fingerprints (as ``compute`` gives them).
+        forces: (n_atoms, 3) float64 -dE/dR, eV/Angstrom.
+        virial: (3, 3) float64 dE/d(strain) = sum over neighbour images of
+            (dE/d r_ij) outer r_ij, eV (``stress = virial / volume``, ASE's sign), or ``None``.
+    """
+
+    values: NDArray[np.float64]
+    forces: NDArray[np.float64]
+    virial: NDArray[np.float64] | None
+
+
+@runtime_checkable
+class Contracting(Protocol):
+    """A descriptor with ``CONTRACT`` (and optionally ``STRAIN_DERIVATIVES``, ``NEIGHBOUR_LIST``)."""
+
+    def contract(self, atoms: Atoms, gradient: GradientCallback, *, virial: bool = False,
+                 neighbours: Any = None) -> Contraction:
+        """Fingerprint ``atoms`` and contract dE/dG with the derivatives, centre batch by centre batch.
+
+        ``gradient(rows, values)`` is called once for every atom (in batches, each atom in
+        exactly one) as soon as its fingerprint is known; the derivatives of a batch are
+        contracted with its answer and dropped. No derivative blocks of the whole
+        structure are stored. An exception raised by ``gradient`` propagates.
+        """
+        ...
+
+    def neighbours(self, atoms: Atoms, skin: float) -> Any:
+        """Return a neighbour list of ``atoms`` with cutoff + ``skin`` (Angstrom), for ``neighbours=``.
+
+        It stays valid for positions within ``skin / 2`` of those given, with the same
+        cell, pbc and numbers (the caller checks; the descriptor gives the same numbers
+        with it as with a fresh list, to round-off).
+        """
+        ...
+
+
+@runtime_checkable
+class AtomicModel(Protocol):
+    """A model with ``ATOMIC_GRADIENT``: E = sum over atoms of E_i(G_i)."""
+
+    def atomic_gradient(self, numbers: NDArray[np.int64],
+                        values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Return atomic energies (B,) eV and dE/dG (B, F) for atoms ``numbers`` (B,) with fingerprints (B, F)."""
         ...
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 from amp_core._check_backend import check_backend, labelled_structures
+from amp_core._check_md import check_md
 from amp_core._check_model import check_model
 
 __all__ = ["check_backend", "check_descriptor", "check_model", "default_structures", "labelled_structures"]
@@ -53,7 +54,11 @@ def check_descriptor(
     under translation and atom permutation; pickling; the ``todict()`` round trip
     through the descriptor's class and parameter class; ``cost``; and, when
     ``"fingerprint_derivatives"`` is implemented, the sparse derivative layout and
-    central finite differences of every position.
+    central finite differences of every position. With the MD capabilities:
+    ``"contract"`` (values, each atom asked once, forces for a fixed dE/dG against the
+    derivative blocks or finite differences), ``"strain_derivatives"`` (the virial of
+    periodic cells against finite differences under strain) and ``"neighbour_list"`` (a
+    list built 0.2 A away gives the fresh-search values).
 
     Args:
         descriptor: the built descriptor.
@@ -96,6 +101,7 @@ def check_descriptor(
         _descriptor_invariances(descriptor, atoms, fp, where, atol, rtol, seed=k)
         if FINGERPRINT_DERIVATIVES in descriptor.implemented:
             _descriptor_derivatives(descriptor, atoms, fp, where, fd_step, atol, rtol)
+        check_md(descriptor, atoms, fp.values, where, fd_step, atol, rtol, _close)
 
 
 def default_structures(elements: Sequence[str] | None) -> list[Atoms]:

@@ -279,6 +279,7 @@ def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir
         log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
     with contextlib.ExitStack() as stack:
         loss, validation = _losses(stack, potential, backend, cfg, run_dir, manager, log, progress)
+        potential.training_range = loss.training_range  # saved with the potential: extrapolation checks
         monitor = None
         if validation is not None:
             interval = cfg.training.validation_interval or default_interval(len(loss.dataset),

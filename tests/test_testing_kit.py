@@ -48,8 +48,8 @@ class Broken(Gaussian):
     def alter(self, fp: ImageFingerprints, atoms: Atoms) -> ImageFingerprints:
         return fp
 
-    def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
-        return self.alter(super().compute(atoms, derivatives), atoms)
+    def compute(self, atoms: Atoms, derivatives: bool = False, neighbours: Any = None) -> ImageFingerprints:
+        return self.alter(super().compute(atoms, derivatives, neighbours), atoms)
 
 
 class WrongDerivativeSign(Broken):
@@ -119,7 +119,37 @@ class LossyTodict(Gaussian):
         return document
 
 
+class WrongContractSign(Gaussian):
+    def contract(self, atoms, gradient, *, virial=False, neighbours=None):
+        result = super().contract(atoms, gradient, virial=virial, neighbours=neighbours)
+        return dataclasses.replace(result, forces=-result.forces)
+
+
+class AsksTwice(Gaussian):
+    def contract(self, atoms, gradient, *, virial=False, neighbours=None):
+        gradient(np.array([0]), np.zeros((1, self.plan.n_features)))
+        return super().contract(atoms, gradient, virial=virial, neighbours=neighbours)
+
+
+class WrongVirial(Gaussian):
+    def contract(self, atoms, gradient, *, virial=False, neighbours=None):
+        result = super().contract(atoms, gradient, virial=virial, neighbours=neighbours)
+        return result if result.virial is None else dataclasses.replace(result, virial=result.virial.T * 1.01)
+
+
+class StaleNeighbours(Gaussian):
+    def compute(self, atoms, derivatives=False, neighbours=None):
+        if neighbours is not None:  # a descriptor whose kept list disturbs the result
+            atoms = atoms.copy()
+            atoms.positions[0] += 0.05
+        return super().compute(atoms, derivatives, neighbours)
+
+
 BROKEN = {
+    WrongContractSign: "contract\\(\\) forces",
+    AsksTwice: "more than once",
+    WrongVirial: "contract\\(\\) virial",
+    StaleNeighbours: "positions 0.2 A away",
     WrongDerivativeSign: "finite differences",
     MissingPair: "finite differences",
     UnsortedPairs: "sorted by i then m",

@@ -31,13 +31,23 @@ import numpy as np
 from amp_core import DescriptorEntry, hookimpl
 from amp_core.compiled import compiled_twin
 from amp_core.data import ImageFingerprints
-from amp_core.protocols import COMPILED, FINGERPRINT_DERIVATIVES, FINGERPRINTS
+from amp_core.protocols import (
+    COMPILED,
+    CONTRACT,
+    FINGERPRINT_DERIVATIVES,
+    FINGERPRINTS,
+    NEIGHBOUR_LIST,
+    STRAIN_DERIVATIVES,
+    Contraction,
+    GradientCallback,
+)
 from amp_plugins.descriptors.gaussian._fortran import probe  # the library loads only when called
 from amp_plugins.descriptors.gaussian._params import Cutoff, gs_todict, parse_gs
 
 if TYPE_CHECKING:
     from ase import Atoms
 
+    from amp_plugins.descriptors.gaussian._neighbors import Neighbours, SkinList
     from amp_plugins.descriptors.gaussian._plan import Plan
 
 AMP_IMPORTNAME = ".descriptor.gaussian.Gaussian"
@@ -204,7 +214,9 @@ class Gaussian:
     """
 
     name = "gaussian"
-    implemented: frozenset[str] = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED})
+    implemented: frozenset[str] = frozenset(
+        {FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED, CONTRACT, STRAIN_DERIVATIVES, NEIGHBOUR_LIST}
+    )
     kernel = "numpy"
 
     def __init__(self, params: GaussianParams) -> None:
@@ -232,12 +244,14 @@ class Gaussian:
         """Return the fingerprint length of atoms of element ``symbol``."""
         return int(self.plan.lengths[self.plan.species.index(symbol)])
 
-    def compute(self, atoms: Atoms, derivatives: bool = False) -> ImageFingerprints:
+    def compute(self, atoms: Atoms, derivatives: bool = False, neighbours: SkinList | None = None) -> ImageFingerprints:
         """Fingerprint one structure.
 
         Args:
             atoms: the structure (positions in Angstrom; ``pbc`` per axis).
             derivatives: also return d G_i / d R_m for every (i, m) within the cutoff.
+            neighbours: a list from :meth:`neighbours` still valid for ``atoms`` (the
+                caller checks), used instead of a new search.
 
         Returns:
             per-atom fingerprints (n_atoms, n_features) float64 and, with derivatives,
@@ -246,20 +260,72 @@ class Gaussian:
         Raises:
             DataError: an element without ``Gs`` entry, overlapping atoms or a bad cell.
         """
-        from amp_plugins.descriptors.gaussian._neighbors import derivative_blocks, neighbour_list
+        from amp_plugins.descriptors.gaussian._neighbors import derivative_blocks
 
-        compiled = self.kernel == "fortran"
         species = self.plan.species_of(atoms)
-        neighbours = neighbour_list(atoms, self.params.cutoff.Rc, half_search=compiled)
-        blocks = derivative_blocks(neighbours) if derivatives else None
-        if compiled:
+        found = self._neighbour_images(atoms, neighbours)
+        blocks = derivative_blocks(found) if derivatives else None
+        if self.kernel == "fortran":
             from amp_plugins.descriptors.gaussian._fortran import fingerprint
         else:
             from amp_plugins.descriptors.gaussian._kernel import fingerprint
-        values, blocks_d = fingerprint(self.plan, species, neighbours, blocks)
+        values, blocks_d = fingerprint(self.plan, species, found, blocks)
         numbers = np.asarray(atoms.numbers, dtype=np.int64).copy()
         pairs = None if blocks is None else blocks.pairs
         return ImageFingerprints(numbers, values, self.plan.lengths[species], pairs, blocks_d)
+
+    def contract(self, atoms: Atoms, gradient: GradientCallback, *, virial: bool = False,
+                 neighbours: SkinList | None = None) -> Contraction:
+        """Fingerprint ``atoms`` and contract dE/dG with the derivatives in one pass (no derivative blocks stored).
+
+        Args:
+            atoms: the structure.
+            gradient: ``gradient(rows, values) -> dE/dG`` (B, F), called once per batch of
+                centres (each atom in one batch) as soon as their fingerprints are known.
+            virial: also return sum over neighbour images of (dE/d r_ij) outer r_ij (eV):
+                the fingerprints' strain derivatives contracted with dE/dG.
+            neighbours: a list from :meth:`neighbours` still valid for ``atoms``.
+
+        Returns:
+            fingerprints (n_atoms, F), forces -dE/dR (n_atoms, 3) eV/Angstrom, virial or ``None``.
+
+        Raises:
+            DataError: as :meth:`compute`. Whatever ``gradient`` raises propagates.
+        """
+        species = self.plan.species_of(atoms)
+        found = self._neighbour_images(atoms, neighbours)
+        if self.kernel == "fortran":
+            from amp_plugins.descriptors.gaussian._fortran import contract
+
+            values, de_dr, w = contract(self.plan, species, found, gradient, virial)
+        else:
+            from amp_plugins.descriptors.gaussian._kernel import Sink, fingerprint
+
+            sink = Sink(gradient, np.zeros((len(species), 3)), np.zeros((3, 3)) if virial else None)
+            values, _ = fingerprint(self.plan, species, found, None, sink)
+            de_dr, w = sink.de_dr, sink.virial
+        return Contraction(values, -de_dr, w)
+
+    def neighbours(self, atoms: Atoms, skin: float) -> SkinList:
+        """Return the neighbour images within Rc + ``skin`` (Angstrom), for ``neighbours=`` of :meth:`compute`.
+
+        Valid while no atom moved more than ``skin / 2`` and cell, pbc and numbers are
+        unchanged (the caller checks). The entries then are those of a fresh search.
+        """
+        from amp_plugins.descriptors.gaussian._neighbors import skin_list
+
+        if not skin >= 0:
+            raise ValueError(f"skin must be >= 0 Angstrom, got {skin!r}")
+        return skin_list(atoms, self.params.cutoff.Rc, skin, half_search=self.kernel == "fortran")
+
+    def _neighbour_images(self, atoms: Atoms, neighbours: SkinList | None) -> Neighbours:
+        """The neighbour images within Rc: from ``neighbours`` when given, else a new search."""
+        from amp_plugins.descriptors.gaussian._neighbors import from_skin_list, neighbour_list
+
+        compiled = self.kernel == "fortran"
+        if neighbours is None or neighbours.half_search != compiled or neighbours.cutoff != self.params.cutoff.Rc:
+            return neighbour_list(atoms, self.params.cutoff.Rc, half_search=compiled)
+        return from_skin_list(atoms, neighbours)
 
     def compiled(self) -> Gaussian:
         """Return a twin of this descriptor (same parameters) that runs the compiled Fortran kernel.

@@ -22,12 +22,13 @@ from amp_core.compiled import load_library, probe_kernels
 from amp_core.errors import DataError, PropertyNotImplementedError
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
+    from amp_core.protocols import GradientCallback
     from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
     from amp_plugins.descriptors.gaussian._plan import Plan
 
 PACKAGE = "amp_plugins.descriptors.gaussian"
 STEM = "gaussian_kernels"
-ABI_VERSION = 2
+ABI_VERSION = 3
 ERRORS = {
     1: "a size argument is negative or inconsistent",
     2: "an atom's element code is out of range (entry {index})",
@@ -38,6 +39,9 @@ ERRORS = {
     7: "a derivative block index is out of range (entry {index})",
     8: "two atoms overlap: neighbour entry {index} is at zero distance from its centre",
     9: "the kernel could not allocate its scratch memory",
+    10: "a zeta < 1 function has no finite derivative at a collinear triplet (pair code {index}); rattle the "
+        "structure, use zeta >= 1, or train energies only",
+    11: "the gradient callback failed (batch starting at atom {index})",
 }
 SINGULAR = 10
 """Status of a zeta < 1 function without finite derivative at a collinear triplet (see ``_angular.singular_error``)."""
@@ -50,6 +54,17 @@ ARGTYPES = [
     *(_i64, _f64, _f64),  # cutoff
     *(_i64, _int, _int, _int, _int, _real, _real, _real, _real),  # feature table
     *(_i64, _i64, _int, _int, _real, _real, ctypes.POINTER(_i64)),  # derivatives, outputs
+]
+BATCH = 64
+"""Centres per batch of the one-pass contraction: dE/dG is asked once per batch (fewer, larger
+batches cost less Python per call; a batch's derivatives take ~0.5 MB per 10 centres at Rc 6.5)."""
+CALLBACK = ctypes.CFUNCTYPE(_i64, _i64, ctypes.POINTER(_i64), _i64,
+                            ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))
+CONTRACT_ARGTYPES = [
+    *(_i64, _i64, _int, _i64, _int, _int, _real),  # atoms and neighbour list
+    *(_i64, _f64, _f64),  # cutoff
+    *(_i64, _int, _int, _int, _int, _real, _real, _real, _real),  # feature table
+    *(_i64, CALLBACK, _i64, _real, _real, _real, ctypes.POINTER(_i64)),  # batches, callback, outputs
 ]
 
 
@@ -72,7 +87,59 @@ def _kernel() -> Any:
             )
         function.argtypes = ARGTYPES
         function.restype = _i64
+        library.amp_gaussian_contract.argtypes = CONTRACT_ARGTYPES
+        library.amp_gaussian_contract.restype = _i64
     return function
+
+
+def contract(
+    plan: Plan, species_of_atom: NDArray[np.int64], neighbours: Neighbours, gradient: GradientCallback,
+    virial: bool,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
+    """Fingerprints, dE/dR and the virial in one pass (``amp_gaussian_contract``), asking ``gradient`` per batch.
+
+    Returns:
+        values (n_atoms, F), dE/dR (n_atoms, 3) eV/Angstrom, virial (3, 3) eV or ``None``.
+
+    Raises:
+        DataError: the kernel refused its input. Whatever ``gradient`` raised propagates.
+    """
+    _kernel()
+    library = load_library(PACKAGE, STEM)
+    table = plan.table
+    n_atoms, f_max = len(species_of_atom), table.n_features
+    codes = table.code[species_of_atom]
+    failure: list[BaseException] = []
+
+    def answer(n: int, rows: Any, nf: int, vals: Any, grad: Any) -> int:
+        try:
+            index = np.ctypeslib.as_array(rows, shape=(n,)).copy()
+            given = np.ctypeslib.as_array(vals, shape=(n, nf))
+            result = np.asarray(gradient(index, given), dtype=np.float64)
+            if result.shape != (n, nf):
+                raise ValueError(f"the gradient callback returned shape {result.shape}, expected {(n, nf)}")
+            np.ctypeslib.as_array(grad, shape=(n, nf))[...] = result
+            return 0
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the kernel returns
+            failure.append(exc)
+            return 1
+
+    callback = CALLBACK(answer)
+    values, de_dr, w = np.empty((n_atoms, f_max)), np.empty((n_atoms, 3)), np.empty((3, 3))
+    bad = _i64(-1)
+    status = library.amp_gaussian_contract(
+        *(n_atoms, len(table.counts), codes, len(neighbours.centre), neighbours.starts),
+        *(neighbours.neighbour, neighbours.vectors, *table.cutoff),
+        *(f_max, table.counts, table.types, table.el1, table.el2),
+        *(table.eta, table.zeta, table.gamma, table.offset),
+        *(BATCH, callback, int(virial), values, de_dr, w, ctypes.byref(bad)),
+    )
+    if failure:
+        raise failure[0]
+    if status != 0:
+        message = ERRORS.get(status, f"unknown error code {status}").format(index=bad.value)
+        raise DataError(f"Gaussian kernel ({STEM}) refused its input: {message}")
+    return values, de_dr, w if virial else None
 
 
 def probe() -> str | None:

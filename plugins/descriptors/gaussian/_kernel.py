@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from amp_core.protocols import GradientCallback
 from amp_plugins.descriptors.gaussian._angular import (
     Block,
     PairOperators,
@@ -43,11 +44,44 @@ class _Target:
     own: NDArray[np.int64]
 
 
+@dataclass
+class Sink:
+    """A one-pass contraction being accumulated (instead of derivative blocks).
+
+    Attributes:
+        gradient: ``gradient(rows, values) -> dE/dG`` (see ``amp_core.protocols.GradientCallback``).
+        de_dr: (n_atoms, 3) float64 dE/dR being summed, eV/Angstrom.
+        virial: (3, 3) float64 sum of (dE/d r_ij) outer r_ij, eV, or ``None`` when not wanted.
+    """
+
+    gradient: GradientCallback
+    de_dr: NDArray[np.float64]
+    virial: NDArray[np.float64] | None
+
+    def add(self, centres: NDArray[np.int64], values: NDArray[np.float64], ge: NDArray[np.float64],
+            neighbour: NDArray[np.int64], block: Block) -> None:
+        """Contract a block's entry gradients ``ge`` (n_e, 3, F) with dE/dG of its ``centres``."""
+        de_dg = np.asarray(self.gradient(centres, values), dtype=np.float64)
+        if de_dg.shape != values.shape:
+            raise ValueError(f"the gradient callback returned shape {de_dg.shape}, expected {values.shape}")
+        if block.n_entries == 0:
+            return
+        owner = np.repeat(np.arange(len(centres)), np.diff(block.starts))
+        v = np.einsum("elf,ef->el", ge, de_dg[owner])  # dE/d r_ij of every entry
+        n = len(self.de_dr)
+        for axis in range(3):
+            self.de_dr[:, axis] += np.bincount(neighbour, v[:, axis], minlength=n)
+            self.de_dr[:, axis] -= np.bincount(centres[owner], v[:, axis], minlength=n)
+        if self.virial is not None:
+            self.virial += v.T @ block.vectors
+
+
 def fingerprint(
     plan: Plan,
     species_of_atom: NDArray[np.int64],
     neighbours: Neighbours,
     blocks: DerivativeBlocks | None,
+    sink: Sink | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
     """Compute every atom's fingerprint and, given the block numbering, its derivative blocks.
 
@@ -56,6 +90,8 @@ def fingerprint(
         species_of_atom: (n_atoms,) int64 species number of each atom (all centre elements).
         neighbours: the structure's neighbour images within the cutoff.
         blocks: the numbering of the derivative blocks, or ``None`` for values only.
+        sink: contract the derivatives of each block of centres into it as they are produced
+            (with ``blocks`` ``None``: no derivative blocks are stored).
 
     Returns:
         values (n_atoms, F) float64, zero-padded, and derivatives (n_pairs, 3, F) float64 in
@@ -67,12 +103,13 @@ def fingerprint(
     """
     n = len(species_of_atom)
     values = np.zeros((n, plan.n_features))
-    derivatives = blocks is not None
+    derivatives = blocks is not None or sink is not None
     entry_species = species_of_atom[neighbours.neighbour]
     # Within each centre, entries sorted by species: the pair sums then split by species cheaply.
     order = np.lexsort((entry_species, neighbours.centre))
     entry_species = entry_species[order]
     vectors, distances = neighbours.vectors[order], neighbours.distances[order]
+    neighbour = neighbours.neighbour[order]
     target = None
     if blocks is not None:
         zeros = np.zeros((len(blocks.pairs), 3, plan.n_features))
@@ -96,6 +133,8 @@ def fingerprint(
             values[chunk, : element.n_features] = chunk_values
             if target is not None:
                 _scatter(target, chunk, idx, block, ge, element.n_features)  # type: ignore[arg-type]
+            if sink is not None:
+                sink.add(chunk, chunk_values, ge, neighbour[idx], block)  # type: ignore[arg-type]
     return values, None if target is None else target.derivatives
 
 

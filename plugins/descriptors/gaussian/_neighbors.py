@@ -204,3 +204,69 @@ def derivative_blocks(neighbours: Neighbours) -> DerivativeBlocks:
     slots = slots.reshape(-1).astype(np.int64)
     starts = np.searchsorted(pairs[:, 0], np.arange(n + 1)).astype(np.int64)
     return DerivativeBlocks(pairs, slots[: len(neighbours.centre)], slots[len(neighbours.centre) :], starts)
+
+
+@dataclass(frozen=True)
+class SkinList:
+    """A neighbour list built with cutoff + skin, reused while atoms stay within skin / 2 of ``positions``.
+
+    Attributes:
+        cutoff: the descriptor's cutoff Rc, Angstrom; ``skin``: the extra radius, Angstrom.
+        half_search: the search it was built with (the entry order of :func:`neighbour_list`).
+        centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre.
+        n_atoms: the atom count it was built for.
+        cell: (3, 3) float64 the cell it was built for; ``offsets`` (n, 3) float64 ``shift @ cell``
+            for that cell (Angstrom), reused while the cell is the same.
+    """
+
+    cutoff: float
+    skin: float
+    half_search: bool
+    centre: NDArray[np.int64]
+    neighbour: NDArray[np.int64]
+    shift: NDArray[np.int64]
+    n_atoms: int
+    cell: NDArray[np.float64]
+    offsets: NDArray[np.float64]
+
+
+def skin_list(atoms: Atoms, cutoff: float, skin: float, *, half_search: bool) -> SkinList:
+    """Return the images within ``cutoff + skin`` (Angstrom) of every atom, for :func:`from_skin_list`."""
+    found = neighbour_list(atoms, cutoff + skin, half_search=half_search)
+    cell = np.array(atoms.cell.array, dtype=np.float64)
+    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift, len(atoms),
+                    cell, found.shift @ cell)
+
+
+def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
+    """Return the images of ``skin`` within its cutoff, with vectors from the current positions and cell.
+
+    The entries are those of a fresh :func:`neighbour_list` while no atom has moved more
+    than ``skin.skin / 2`` since the list was built (and cell, pbc and numbers are the same);
+    their order within a centre may differ (round-off only).
+
+    Raises:
+        DataError: non-finite positions, a different atom count, or overlapping atoms.
+    """
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    _check_structure(positions, cell, np.asarray(atoms.pbc, dtype=bool))
+    if len(positions) != skin.n_atoms:
+        raise DataError(f"the neighbour list was built for {skin.n_atoms} atoms, the structure has "
+                        f"{len(positions)}; build a new one")
+    vectors = skin.offsets + positions[skin.neighbour] if np.array_equal(cell, skin.cell) else (
+        skin.shift @ cell + positions[skin.neighbour])
+    vectors -= positions[skin.centre]
+    squares = np.einsum("ij,ij->i", vectors, vectors)
+    keep = np.flatnonzero(squares < skin.cutoff * skin.cutoff)
+    distances = np.sqrt(squares[keep])
+    keep = keep[distances < skin.cutoff]  # the test a fresh search applies, on the same rounded distance
+    distances = np.sqrt(squares[keep])
+    if len(distances) and distances.min() < OVERLAP:
+        k = int(np.argmin(distances))
+        raise DataError(f"atoms {skin.centre[keep[k]]} and {skin.neighbour[keep[k]]} overlap (distance "
+                        f"{distances[k]:.2e} Angstrom); fingerprints need distinct positions: remove duplicate atoms")
+    centre = skin.centre[keep]
+    starts = np.zeros(skin.n_atoms + 1, np.int64)
+    np.cumsum(np.bincount(centre, minlength=skin.n_atoms), out=starts[1:])
+    return Neighbours(centre, skin.neighbour[keep], skin.shift[keep], vectors[keep], distances, starts)

@@ -21,7 +21,7 @@ from amp_core.compiled import compiled_twin
 from amp_core.data import LossSettings
 from amp_core.entries import FileReader
 from amp_core.errors import DataError, ModelFileError, UsageError
-from amp_core.protocols import COMPILED, ENERGY, FORCES
+from amp_core.protocols import ATOMIC_GRADIENT, COMPILED, ENERGY, FORCES
 
 from . import _ampfile
 from . import _core as core
@@ -51,7 +51,7 @@ class NeuralNetwork:
     """
 
     name = "neuralnetwork"
-    implemented: frozenset[str] = frozenset({ENERGY, FORCES, COMPILED})
+    implemented: frozenset[str] = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT})
     inputs = "fingerprints"
     kernel = "numpy"
 
@@ -252,6 +252,34 @@ class NeuralNetwork:
         result = np.zeros((len(numbers), 3))
         np.add.at(result, moved, -per_pair)
         return energy, result
+
+    def atomic_gradient(self, numbers: NDArray[np.int64], values: Array) -> tuple[Array, Array]:
+        """Return the atomic energies (B,) eV and dE/dG (B, F) of atoms with fingerprints ``values`` (B, F).
+
+        The energy of a structure is the sum of its atoms' energies, each a function of the
+        atom's own fingerprint only (columns past an element's feature count get zero gradient).
+
+        Raises:
+            DataError: an element without a network, or fingerprints narrower than its network.
+        """
+        weights, scalings, fprange = self._require()
+        numbers = np.asarray(numbers)
+        known = tuple(sorted(weights))
+        energies = np.empty(len(numbers))
+        gradient = np.zeros_like(values, dtype=np.float64)
+        for z in np.unique(numbers):
+            el = symbol_of(int(z), known, "prediction")
+            rows = np.flatnonzero(numbers == z)
+            width = len(fprange[el])
+            if values.shape[1] < width:
+                check_width(el, int(values.shape[1]), width, "prediction")
+            scale, shift = input_scaling(fprange[el])
+            outputs = core.forward(values[rows, :width] * scale + shift, weights[el], self.activation)
+            intercept, slope = scalings[el]
+            energies[rows] = slope * outputs[-1][:, 0] + intercept
+            fprimes = core.derivatives(outputs, self.activation)
+            gradient[rows, :width] = core.input_gradient(weights[el], fprimes, slope) * scale
+        return energies, gradient
 
     # -- saving --------------------------------------------------------------------
 
