@@ -12,7 +12,10 @@ Results are small (file names, chunk handles): fingerprints travel through the s
 file system (the content-addressed store), never through MPI. :meth:`Mpi.start` keeps
 each chunk's evaluator on its rank for the whole run; per optimiser step rank 0 sends
 the parameter vector and receives one ``LossParts`` per chunk, which the core adds in
-chunk order, so any rank count gives the numbers of ``serial`` bit for bit.
+chunk order, so any rank count gives the numbers of ``serial`` bit for bit. Both travel
+as raw float64 buffers (uppercase mpi4py calls, no pickling): the vector as
+``[session, vector]``, each rank's records as :func:`pack` lays them out; every other
+message is a small pickled tuple whose first item is its kind.
 
 Faults: an exception on any rank comes back to rank 0 as an error record and is raised
 there as :class:`~amp_core.BackendError` naming rank, stage and chunk; the other ranks
@@ -58,7 +61,13 @@ INSTALL = 'mpi4py is not installed: pip install mpi4py mpich (or, in amp-core\'s
 """The probe's answer without mpi4py. amp-core is installed from its source folder (it is not on a
 package index), so the hint names the extra as ``".[mpi]"``, like the ``plot`` hint."""
 TAG = 17
-"""The one message tag of the backend's traffic (messages are tuples whose first item is the kind)."""
+"""The tag of the backend's pickled messages (tuples whose first item is the kind)."""
+VECTOR_TAG = 18
+"""The tag of a parameter vector, a raw float64 buffer ``[session, vector...]``."""
+LOSS_TAG = 19
+"""The tag of a rank's loss records, a raw float64 buffer laid out by :func:`pack`."""
+RAW_KINDS = {VECTOR_TAG: "vector", LOSS_TAG: "loss"}
+"""The kind a raw message stands for, by tag (:meth:`Mpi._receive` returns ``(kind, buffer)``)."""
 EXIT_RUN = 3
 """``MPI_Abort`` code after a failure (``amp``'s exit code for run-time failures)."""
 LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
@@ -162,14 +171,29 @@ class Mpi:
     def _send(self, message: Any, dest: int) -> None:
         self.comm.send(message, dest=dest, tag=TAG)
 
+    def _send_raw(self, buffer: NDArray[np.float64], dests: Sequence[int], tag: int) -> None:
+        """Send one float64 buffer to every rank in ``dests`` at once (no pickling), and wait until sent."""
+        requests = [self.comm.Isend([buffer, self._mpi.DOUBLE], dest=dest, tag=tag) for dest in dests]
+        self._mpi.Request.Waitall(requests)
+
     def _receive(self, source: int) -> tuple[int, Any]:
-        """Wait (polling, sleeping between polls) for a message; return (sender, message)."""
+        """Wait (polling, sleeping between polls) for a message; return (sender, message).
+
+        A raw message (:data:`RAW_KINDS`) comes back as ``(kind, float64 buffer)``."""
         status = self._mpi.Status()
         t0 = time.perf_counter()
-        while not self.comm.Iprobe(source=source, tag=TAG, status=status):
+        while not self.comm.Iprobe(source=source, tag=self._mpi.ANY_TAG, status=status):
             time.sleep(0.0 if time.perf_counter() - t0 < 2e-3 else 5e-4)
-        sender = status.Get_source()
-        return sender, self.comm.recv(source=sender, tag=TAG)
+        return self._take(status)
+
+    def _take(self, status: Any) -> tuple[int, Any]:
+        """Receive the message ``status`` describes (found by ``Iprobe``); return (sender, message)."""
+        sender, tag = status.Get_source(), status.Get_tag()
+        if tag not in RAW_KINDS:
+            return sender, self.comm.recv(source=sender, tag=tag)
+        buffer = np.empty(status.Get_count(self._mpi.DOUBLE), dtype=np.float64)
+        self.comm.Recv([buffer, self._mpi.DOUBLE], source=sender, tag=tag)
+        return sender, (RAW_KINDS[tag], buffer)
 
     def _from_root(self, expected: str) -> Any:
         """On a serving rank: the next message of kind ``expected`` from rank 0."""
@@ -321,12 +345,12 @@ class Mpi:
                 self._pending[session] = evaluators
                 if not self.serve_later:
                     self.serve()
-            return MpiSession(self, [], len(chunks), session, closed=True)
+            return MpiSession(self, [], placement, session, closed=True)
         if failure is not None:
             self._fail()
             failure.raise_()
         self._gather("started", "start")
-        return MpiSession(self, evaluators, len(chunks), session)
+        return MpiSession(self, evaluators, placement, session)
 
     def serve(self) -> None:
         """On a serving rank: evaluate every open session's chunks as rank 0 asks, until it closes them all.
@@ -359,16 +383,16 @@ class Mpi:
                 self._pending.pop(message[1], None)
                 continue
             self._check_root(message, "vector")
-            session, vector = message[1]
-            parts: list[tuple[int, LossParts]] = []
+            session, vector = int(message[1][0]), message[1][1:]
+            parts: list[LossParts] = []
             for k, evaluator in self._pending.get(session, []):
                 try:
-                    parts.append((k, evaluator(vector)))
+                    parts.append(evaluator(vector))
                 except Exception as exc:  # noqa: BLE001 - reported to rank 0
                     self._send(("failed", self._failure("loss", k, exc)), 0)
                     break
             else:
-                self._send(("loss", parts), 0)
+                self._send_raw(pack(parts, len(vector)), [0], LOSS_TAG)
 
     def describe(self) -> list[str]:
         """Lines for the top of ``train-log.txt``: ranks, hosts, ranks per host."""
@@ -419,11 +443,12 @@ class MpiSession:
     """Rank 0's handle on the chunk evaluators held by every rank (a ``TrainingSession``)."""
 
     def __init__(self, backend: Mpi, evaluators: list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]],
-                 n_chunks: int, session: int, *, closed: bool = False) -> None:
+                 placement: list[list[int]], session: int, *, closed: bool = False) -> None:
         self._backend = backend
         self._session = session
         self._evaluators = evaluators
-        self._n_chunks = n_chunks
+        self._placement = placement  # chunk indices per rank, in the order each rank packs its records
+        self._n_chunks = sum(len(own) for own in placement)
         self._closed = closed
 
     def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
@@ -438,8 +463,8 @@ class MpiSession:
                 "" if backend.drives else f" (rank {backend.rank} serves rank 0, which evaluates the loss)"),
                 stage="loss")
         vector = np.asarray(vector, dtype=np.float64)
-        for dest in range(1, backend.size):
-            backend._send(("vector", (self._session, vector)), dest)
+        if backend.size > 1:
+            backend._send_raw(np.concatenate(([float(self._session)], vector)), range(1, backend.size), VECTOR_TAG)
         parts: list[Any] = [None] * self._n_chunks
         for k, evaluator in self._evaluators:
             try:
@@ -447,8 +472,15 @@ class MpiSession:
             except Exception as exc:  # noqa: BLE001 - becomes a BackendError naming rank 0 and the chunk
                 backend._fail()
                 backend._failure("loss", k, exc).raise_()
-        for pairs in backend._gather("loss", "loss").values():
-            for k, part in pairs:
+        for rank, buffer in backend._gather("loss", "loss").items():
+            own = self._placement[rank]
+            records = unpack(buffer, len(vector), len(own))
+            if records is None:
+                backend._fail()
+                raise BackendError(f"rank {rank} ({backend.hosts[rank]}) sent {buffer.size} numbers instead of "
+                                   f"{len(own)} loss record(s) of {len(vector)} parameters; the ranks do not run "
+                                   "the same program", stage="loss")
+            for k, part in zip(own, records):
                 parts[k] = part
         return parts
 
@@ -464,6 +496,40 @@ class MpiSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SCALARS = 6
+"""Numbers of a loss record before its gradient (:func:`pack`)."""
+
+
+def pack(parts: Sequence[LossParts], n_parameters: int) -> NDArray[np.float64]:
+    """Lay out one rank's loss records for a raw send: one row per record, in the rank's chunk order.
+
+    Returns:
+        (len(parts) * (6 + n_parameters),) float64: per record ``loss, energy_loss, force_loss,
+        energy_maxresid, force_maxresid, n_images``, then its gradient (n_parameters,). Every
+        number is a float64 already (``n_images`` is exact), so :func:`unpack` gives them back bit
+        for bit.
+    """
+    rows = np.empty((len(parts), SCALARS + n_parameters), dtype=np.float64)
+    for row, part in zip(rows, parts):
+        row[:SCALARS] = (part.loss, part.energy_loss, part.force_loss, part.energy_maxresid,
+                         part.force_maxresid, part.n_images)
+        row[SCALARS:] = part.gradient
+    return rows.reshape(-1)
+
+
+def unpack(buffer: NDArray[np.float64], n_parameters: int, count: int) -> list[LossParts] | None:
+    """Return the ``count`` records :func:`pack` laid out (gradients are views of ``buffer``).
+
+    Returns ``None`` when the buffer does not hold exactly that (a rank whose model has another
+    parameter count, or which holds other chunks: the ranks do not run the same program).
+    """
+    width = SCALARS + n_parameters
+    if buffer.size != count * width:
+        return None
+    return [LossParts(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]),
+                      row[SCALARS:]) for row in buffer.reshape(-1, width)]
 
 
 def _affinity() -> list[int]:
@@ -513,9 +579,9 @@ def _check_at_exit() -> None:
             waiting, deadline = set(backend._left), time.monotonic() + GRACE
             while waiting and time.monotonic() < deadline:
                 status = backend._mpi.Status()
-                if backend.comm.Iprobe(source=backend._mpi.ANY_SOURCE, tag=TAG, status=status):
-                    sender = status.Get_source()
-                    if backend.comm.recv(source=sender, tag=TAG)[0] == "exited":
+                if backend.comm.Iprobe(source=backend._mpi.ANY_SOURCE, tag=backend._mpi.ANY_TAG, status=status):
+                    sender, message = backend._take(status)
+                    if message[0] == "exited":
                         waiting.discard(sender)
                 else:
                     time.sleep(0.01)
