@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import write
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amp_core import train
 
@@ -316,6 +318,40 @@ def test_without_mpiexec_it_runs_as_one_rank_and_says_so(tmp_path, slab_images):
     head = (tmp_path / "run" / "train-log.txt").read_text().splitlines()[:3]
     assert head[0].startswith("mpi: 1 rank(s) on 1 host(s)")
     assert "not launched by mpiexec or srun: running as one rank" in head[1]
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(st.lists(st.tuples(st.lists(finite, min_size=5, max_size=5), st.integers(0, 2**40)), max_size=4),
+       st.integers(0, 7), st.data())
+@settings(max_examples=60, deadline=None)
+def test_loss_records_pack_and_unpack_bit_for_bit(records, n, data):
+    from amp_core.data import LossParts
+    from amp_plugins.backends.mpi import pack, unpack
+
+    parts = [LossParts(*scalars, count, np.array(data.draw(st.lists(finite, min_size=n, max_size=n))))
+             for scalars, count in records]
+    buffer = pack(parts, n)
+    assert buffer.dtype == np.float64 and buffer.shape == (len(parts) * (6 + n),)
+    back = unpack(buffer.copy(), n, len(parts))
+    assert back is not None and len(back) == len(parts)
+    for got, sent in zip(back, parts):
+        assert [got.loss, got.energy_loss, got.force_loss, got.energy_maxresid, got.force_maxresid] == \
+            [sent.loss, sent.energy_loss, sent.force_loss, sent.energy_maxresid, sent.force_maxresid]
+        assert got.n_images == sent.n_images and isinstance(got.n_images, int)
+        assert got.gradient.tobytes() == sent.gradient.tobytes()
+
+
+def test_unpack_refuses_a_buffer_of_another_size():
+    from amp_core.data import LossParts
+    from amp_plugins.backends.mpi import pack, unpack
+
+    buffer = pack([LossParts(1.0, 2.0, 3.0, 4.0, 5.0, 6, np.arange(3.0))] * 2, 3)
+    assert unpack(buffer, 3, 2) is not None
+    assert unpack(buffer, 3, 1) is None  # the rank holds other chunks
+    assert unpack(buffer, 4, 2) is None  # another parameter count
+    assert unpack(buffer[:-1], 3, 2) is None
 
 
 def test_mpi_params_reject_bad_values():
