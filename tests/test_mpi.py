@@ -24,7 +24,7 @@ from ase.io import write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amp_core import train
+from amp_core import Potential, create_descriptor, create_model, evaluate_loss, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -452,3 +452,59 @@ def test_resume_under_mpi_continues_like_serial(tmp_path, slab_images):
     for rank in range(2):
         assert np.array_equal(np.load(tmp_path / f"resumed-{rank}.npy"), reference)
     assert "resumed from" in (tmp_path / "mpi" / "train-log.txt").read_text()
+
+
+BUDGET = """
+    import socket, sys
+    from mpi4py import MPI
+    import amp_core.chunks
+    import amp_core.memory
+
+    amp_core.chunks.CHUNK_ATOMS = 64  # 6 chunks of the 12 slab images
+    rank = MPI.COMM_WORLD.Get_rank()
+    if sys.argv[1] == "hosts":  # every rank on a host of its own, as on a cluster
+        socket.gethostname = lambda: f"node{rank}"
+    from ase.io import read
+    from amp_core import ConfigError, Potential, create_backend, create_descriptor, create_model, evaluate_loss
+
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=5.0),
+                          create_model("neuralnetwork", hiddenlayers=(3,)))
+    lines = []
+    with create_backend("mpi") as backend:
+        try:
+            result = evaluate_loss(read("train.xyz", ":"), potential, backend, forces=True, log=lines.append)
+            print(f"rank {rank}: loss {result.loss!r}", flush=True)
+        except ConfigError as exc:
+            print(f"rank {rank}: refused: {exc}", flush=True)
+    for line in lines:
+        if line.startswith("fingerprint data on"):
+            print(f"rank {rank}: {line}", flush=True)
+"""
+
+
+@needs_mpi
+def test_the_memory_budget_is_per_host_under_mpi(tmp_path, slab_images, monkeypatch):
+    import amp_core.memory
+
+    monkeypatch.setattr("amp_core.chunks.CHUNK_ATOMS", 64)
+    write(tmp_path / "train.xyz", slab_images[:12])
+    needs = []
+    monkeypatch.setattr(amp_core.memory, "check", lambda need, *args: needs.append(need))
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=5.0),
+                          create_model("neuralnetwork", hiddenlayers=(3,)))
+    evaluate_loss(slab_images[:12], potential, forces=True)
+    (whole,) = needs  # serial: the whole data set on one machine
+    monkeypatch.setenv("AMP_MAX_MEMORY", str(int(0.75 * whole)))  # each of two hosts holds about half
+
+    done = _run(BUDGET, 2, tmp_path, 180, "hosts")
+    assert done.returncode == 0, done.stdout + done.stderr
+    losses = {line.split(": loss ")[1] for line in done.stdout.splitlines() if ": loss " in line}
+    assert len(losses) == 1, done.stdout
+    assert "rank 0: fingerprint data on host node0 (rank 0):" in done.stdout
+    assert "rank 0: fingerprint data on host node1 (rank 1):" in done.stdout and "3 of 6 chunks" in done.stdout
+
+    done = _run(BUDGET, 2, tmp_path, 180, "one")  # both ranks on this host: the whole data set on one node
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in (0, 1):
+        assert (f"rank {rank}: refused: force training on 12 images (6 of 6 chunks) needs about" in done.stdout
+                and "ranks 0-1), more than that node's budget" in done.stdout), done.stdout

@@ -48,10 +48,10 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core import BackendEntry, ChunkHandle, hookimpl
+from amp_core import BackendEntry, ChunkHandle, hookimpl, memory
 from amp_core.chunks import assign, detect_cores
 from amp_core.data import LossParts, LossSettings
-from amp_core.errors import AmpError, BackendError
+from amp_core.errors import AmpError, BackendError, ConfigError
 from amp_core.reshape import verify_arrays
 
 T = TypeVar("T")
@@ -303,6 +303,47 @@ class Mpi:
             self._send(("results", results), dest)
         return results
 
+    def gather(self, value: Any, stage: str) -> list[Any]:
+        """Return every rank's ``value`` (small, picklable), in rank order, on every rank (collective).
+
+        Raises:
+            BackendError: on rank 0, when a rank sent something else (it failed outside the backend).
+        """
+        self._open = True
+        if not self.drives:
+            self._send(("gathered", value), 0)
+            return self._serving(lambda: self._from_root("gathered"))  # type: ignore[no-any-return]
+        values = [value] + [None] * (self.size - 1)
+        for sender, other in self._gather("gathered", stage).items():
+            values[sender] = other
+        for dest in range(1, self.size):
+            self._send(("gathered", values), dest)
+        return values
+
+    def memory_nodes(self, chunk_costs: Sequence[float]) -> list[tuple[str, list[int], int]]:
+        """Per host: its name and ranks, the chunks its ranks hold (placed as :meth:`start` places them)
+        and its memory budget (the smallest its ranks report); the same list on every rank (collective).
+
+        Raises:
+            ConfigError: a rank's budget setting (``AMP_MAX_MEMORY``) is not a size; every rank raises it.
+        """
+        try:
+            mine: int | str = memory.budget()
+        except ConfigError as exc:
+            mine = f"rank {self.rank} ({self.hosts[self.rank]}): {exc}"
+        budgets = self.gather(mine, "memory")
+        for value in budgets:
+            if isinstance(value, str):
+                raise ConfigError(value)
+        placement = assign(list(chunk_costs), self.size)
+        nodes = []
+        for host in dict.fromkeys(self.hosts):  # hosts in the order of their first rank
+            ranks = [r for r, h in enumerate(self.hosts) if h == host]
+            held = sorted(k for r in ranks for k in placement[r])
+            nodes.append((f"host {host} (rank{'s' if len(ranks) > 1 else ''} {_spans(ranks)})", held,
+                          min(int(budgets[r]) for r in ranks)))
+        return nodes
+
     def share(self, value: Any) -> Any:
         """Return rank 0's ``value`` on every rank (collective; small, picklable values)."""
         if self.drives:
@@ -530,6 +571,17 @@ def unpack(buffer: NDArray[np.float64], n_parameters: int, count: int) -> list[L
         return None
     return [LossParts(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]),
                       row[SCALARS:]) for row in buffer.reshape(-1, width)]
+
+
+def _spans(ranks: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for r in ranks:
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def _affinity() -> list[int]:
