@@ -39,7 +39,7 @@ import socket
 import sys
 import time
 import traceback
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +161,6 @@ class Mpi:
         self._sessions = 0  # sessions started so far (the same count on every rank: start is collective)
         self._pending: dict[int, list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]]] = {}
         self.serve_later = False  # on serving ranks: start returns at once; serve() serves every open session
-        self._queue: deque[int] = deque()  # on rank 0, during map: the tasks not handed out yet
-        self._stash: list[tuple[int, Any]] = []  # on rank 0: messages received while handing out tasks
         host = socket.gethostname()
         self.hosts: list[str] = self.comm.allgather(host)
         self._affinity: list[list[int]] = self.comm.allgather(_affinity())
@@ -197,11 +195,9 @@ class Mpi:
         self.comm.Recv([buffer, self._mpi.DOUBLE], source=sender, tag=tag)
         return sender, (RAW_KINDS[tag], buffer)
 
-    def _from_root(self, expected: str, skip: tuple[str, ...] = ()) -> Any:
-        """On a serving rank: the next message of kind ``expected`` from rank 0 (kinds in ``skip`` dropped)."""
+    def _from_root(self, expected: str) -> Any:
+        """On a serving rank: the next message of kind ``expected`` from rank 0."""
         _, message = self._receive(0)
-        while message[0] in skip:
-            _, message = self._receive(0)
         self._check_root(message, expected)
         if message[0] != expected:
             raise BackendError(f"rank {self.rank}: rank 0 sent {message[0]!r} while this rank expected "
@@ -215,20 +211,15 @@ class Mpi:
         if message[0] in ("abort", "close"):
             raise _Stopped
 
-    def _gather(self, kind: str, stage: str, stale: tuple[str, ...] = (),
-                serve: Callable[[int], None] | None = None) -> dict[int, Any]:
+    def _gather(self, kind: str, stage: str, stale: tuple[str, ...] = ()) -> dict[int, Any]:
         """On rank 0: one ``kind`` reply from every other rank; raise on an error record.
 
         Replies of a kind in ``stale`` are dropped (answers to an evaluation rank 0 left, e.g.
-        interrupted by Ctrl-C or SIGTERM, which reach every rank); requests for tasks (``more``)
-        go to ``serve``. Messages :meth:`_serve_requests` kept come first."""
+        interrupted by Ctrl-C or SIGTERM, which reach every rank)."""
         replies: dict[int, Any] = {}
         while len(replies) < self.size - 1:
-            sender, message = self._stash.pop(0) if self._stash else self._receive(self._mpi.ANY_SOURCE)
+            sender, message = self._receive(self._mpi.ANY_SOURCE)
             if message[0] in stale:
-                continue
-            if message[0] == "more" and serve is not None:
-                serve(sender)
                 continue
             if message[0] == "failed":
                 self._fail()
@@ -273,10 +264,7 @@ class Mpi:
             progress: Callable[[int], None] | None = None) -> list[R]:
         """Run the tasks across the ranks (collective); return every result, in task order, on every rank.
 
-        Tasks with a ``cost`` (chunk tasks) are placed like :meth:`start` places chunks (a chunk's
-        arrays are built on the rank that keeps them). Other tasks (fingerprints, cost estimates)
-        are handed out as ranks get through them (:meth:`_run_shared`), so a rank slowed down by
-        other work on its cores, or given slower images, does not hold the others up.
+        Tasks with a ``cost`` (chunk tasks) are placed like :meth:`start` places chunks.
 
         Raises:
             BackendError: a task raised on some rank (rank 0 raises; the others stop).
@@ -284,20 +272,29 @@ class Mpi:
         self._open = True
         costs = [getattr(t, "cost", None) for t in tasks]
         if tasks and all(isinstance(c, float) for c in costs):
-            own = assign([float(c) for c in costs], self.size)[self.rank]  # type: ignore[arg-type]
-            mine, failure = self._run_placed(function, tasks, own, stage, progress)
+            placement = assign([float(c) for c in costs], self.size)  # type: ignore[arg-type]
         else:
-            mine, failure = self._run_shared(function, tasks, stage, progress)
+            placement = [list(range(r, len(tasks), self.size)) for r in range(self.size)]
+        mine: dict[int, Any] = {}
+        failure: _Failure | None = None
+        for k in placement[self.rank]:
+            try:
+                mine[k] = function(tasks[k])
+            except Exception as exc:  # noqa: BLE001 - reported to rank 0
+                failure = self._failure(stage, k, exc)
+                break
+            if progress is not None and self.drives:
+                progress(len(mine))
         if not self.drives:
             self._send(("failed", failure) if failure else ("map", mine), 0)
-            return self._serving(lambda: self._from_root("results", skip=("tasks",)))  # type: ignore[no-any-return]
+            return self._serving(lambda: self._from_root("results"))  # type: ignore[no-any-return]
         if failure is not None:
             self._fail()
             failure.raise_()
         results: list[Any] = [None] * len(tasks)
         for k, value in mine.items():
             results[k] = value
-        for part in self._gather("map", stage, serve=self._hand_out).values():
+        for part in self._gather("map", stage).values():
             for k, value in part.items():
                 results[k] = value
         if progress is not None:
@@ -305,77 +302,6 @@ class Mpi:
         for dest in range(1, self.size):
             self._send(("results", results), dest)
         return results
-
-    def _run_placed(self, function: Callable[[T], R], tasks: Sequence[T], own: list[int], stage: str,
-                    progress: Callable[[int], None] | None) -> tuple[dict[int, Any], _Failure | None]:
-        """Run the tasks ``own`` here; return their results by index, or the first failure."""
-        mine: dict[int, Any] = {}
-        for k in own:
-            try:
-                mine[k] = function(tasks[k])
-            except Exception as exc:  # noqa: BLE001 - reported to rank 0
-                return mine, self._failure(stage, k, exc)
-            if progress is not None and self.drives:
-                progress(len(mine))
-        return mine, None
-
-    def _run_shared(self, function: Callable[[T], R], tasks: Sequence[T], stage: str,
-                    progress: Callable[[int], None] | None) -> tuple[dict[int, Any], _Failure | None]:
-        """Run tasks as rank 0 hands them out; return their results by index, or the first failure.
-
-        Every rank starts with tasks ``rank`` and ``rank + size``; rank 0 keeps the rest in a
-        queue and, between its own tasks, answers each ``("more", None)`` with one task (an empty
-        list when none is left). A serving rank asks when it starts the last task it holds, so the
-        answer (at most one of rank 0's tasks later) usually arrives before it runs dry.
-        """
-        held = deque(k for k in (self.rank, self.rank + self.size) if k < len(tasks))
-        mine: dict[int, Any] = {}
-        if self.drives:
-            self._queue = deque(range(min(2 * self.size, len(tasks)), len(tasks)))
-        asked = exhausted = False
-        while True:
-            if self.drives:
-                if not self._serve_requests():  # a rank failed or left: its error is raised after this map
-                    return mine, None
-                if not held and self._queue:
-                    held.append(self._queue.popleft())
-                if not held:
-                    return mine, None
-            elif not held:
-                if exhausted or not asked:
-                    return mine, None
-                more = self._serving(lambda: self._from_root("tasks"))
-                held.extend(more)
-                asked, exhausted = False, not more
-                continue
-            if not self.drives and len(held) == 1 and not asked and not exhausted:
-                self._send(("more", None), 0)
-                asked = True
-            k = held.popleft()
-            try:
-                mine[k] = function(tasks[k])
-            except Exception as exc:  # noqa: BLE001 - reported to rank 0
-                return mine, self._failure(stage, k, exc)
-            if progress is not None and self.drives:
-                progress(len(mine))
-
-    def _hand_out(self, sender: int) -> None:
-        """On rank 0: answer a rank's ``("more", None)`` with the next queued task, or ``[]`` when none is left."""
-        self._send(("tasks", [self._queue.popleft()] if self._queue else []), sender)
-
-    def _serve_requests(self) -> bool:
-        """On rank 0, between tasks: answer the requests that arrived; keep any other message for
-        :meth:`_gather`. Return ``False`` when a rank failed or left (rank 0 then stops running tasks)."""
-        status = self._mpi.Status()
-        while self.size > 1 and self.comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=self._mpi.ANY_TAG, status=status):
-            sender, message = self._take(status)
-            if message[0] == "more":
-                self._hand_out(sender)
-                continue
-            self._stash.append((sender, message))
-            if message[0] in ("failed", "closed"):
-                return False
-        return True
 
     def gather(self, value: Any, stage: str) -> list[Any]:
         """Return every rank's ``value`` (small, picklable), in rank order, on every rank (collective).
