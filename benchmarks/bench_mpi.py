@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import resource
 import shutil
 import statistics
@@ -35,6 +36,7 @@ from amp_core.data import LossParts  # noqa: E402
 from amp_core.images import load_dataset  # noqa: E402
 from amp_core.pipeline import compute_fingerprints, use_compiled  # noqa: E402
 from amp_core.store import FingerprintStore  # noqa: E402
+from amp_plugins.backends.mpi._wire import pack, unpack  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 CHUNKS = 12
@@ -125,6 +127,23 @@ def job(args: argparse.Namespace) -> None:
             print(json.dumps(results), flush=True)
 
 
+def serialisation(n: int, records: int = CHUNKS // 2, seconds: float = 0.5) -> tuple[float, float]:
+    """CPU seconds to turn one rank's records into a message and back: pickled (as mpi4py's
+    lowercase calls do, what the backend did before) and raw (:func:`pack`/:func:`unpack`), without
+    the transfer (one copy either way). In one process, so a busy machine disturbs it less than
+    the timed steps."""
+    parts = [LossParts(0.5, 0.25, 0.125, 0.1, 0.2, 3, np.random.default_rng(k).random(n)) for k in range(records)]
+    out = []
+    for encode in (lambda: pickle.loads(pickle.dumps(("loss", list(enumerate(parts))), pickle.HIGHEST_PROTOCOL)),
+                   lambda: unpack(pack(parts, n), n, records)):
+        count, start = 0, time.process_time()
+        while time.process_time() - start < seconds:
+            encode()
+            count += 1
+        out.append((time.process_time() - start) / count)
+    return out[0], out[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -155,6 +174,10 @@ def main() -> None:
     for size in SIZES:
         print(f"one step, {CHUNKS} chunks, evaluators doing nothing, {size:>7,} parameters: 1 rank "
               f"{1e6 * med[1][f'step{size}']:8.0f} us, 2 ranks {1e6 * med[2][f'step{size}']:8.0f} us")
+    for size in SIZES:
+        pickled, raw = serialisation(size)
+        print(f"rank 1's {CHUNKS // 2} records of {size:>7,} parameters into a message and back, CPU time: pickled "
+              f"{1e6 * pickled:6.0f} us, raw {1e6 * raw:6.0f} us")
 
 
 def report(args: argparse.Namespace, med: dict[int, dict[str, float]]) -> None:

@@ -30,13 +30,11 @@ mpi4py is imported inside the factory: this module imports without it, and
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import importlib.util
 import os
 import shutil
 import socket
-import sys
 import time
 import traceback
 from collections import Counter
@@ -53,6 +51,8 @@ from amp_core.chunks import assign, detect_cores
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import AmpError, BackendError, ConfigError
 from amp_core.reshape import verify_arrays
+from amp_plugins.backends.mpi._exit import watch_exit
+from amp_plugins.backends.mpi._wire import LOSS_TAG, RAW_KINDS, TAG, VECTOR_TAG, pack, unpack
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,16 +60,6 @@ R = TypeVar("R")
 INSTALL = 'mpi4py is not installed: pip install mpi4py mpich (or, in amp-core\'s source folder, pip install ".[mpi]")'
 """The probe's answer without mpi4py. amp-core is installed from its source folder (it is not on a
 package index), so the hint names the extra as ``".[mpi]"``, like the ``plot`` hint."""
-TAG = 17
-"""The tag of the backend's pickled messages (tuples whose first item is the kind)."""
-VECTOR_TAG = 18
-"""The tag of a parameter vector, a raw float64 buffer ``[session, vector...]``."""
-LOSS_TAG = 19
-"""The tag of a rank's loss records, a raw float64 buffer laid out by :func:`pack`."""
-RAW_KINDS = {VECTOR_TAG: "vector", LOSS_TAG: "loss"}
-"""The kind a raw message stands for, by tag (:meth:`Mpi._receive` returns ``(kind, buffer)``)."""
-EXIT_RUN = 3
-"""``MPI_Abort`` code after a failure (``amp``'s exit code for run-time failures)."""
 LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
 
 
@@ -164,7 +154,7 @@ class Mpi:
         host = socket.gethostname()
         self.hosts: list[str] = self.comm.allgather(host)
         self._affinity: list[list[int]] = self.comm.allgather(_affinity())
-        _watch_exit(self)
+        watch_exit(self)
 
     # ------------------------------------------------------------------ messages
 
@@ -539,40 +529,6 @@ class MpiSession:
         self.close()
 
 
-SCALARS = 6
-"""Numbers of a loss record before its gradient (:func:`pack`)."""
-
-
-def pack(parts: Sequence[LossParts], n_parameters: int) -> NDArray[np.float64]:
-    """Lay out one rank's loss records for a raw send: one row per record, in the rank's chunk order.
-
-    Returns:
-        (len(parts) * (6 + n_parameters),) float64: per record ``loss, energy_loss, force_loss,
-        energy_maxresid, force_maxresid, n_images``, then its gradient (n_parameters,). Every
-        number is a float64 already (``n_images`` is exact), so :func:`unpack` gives them back bit
-        for bit.
-    """
-    rows = np.empty((len(parts), SCALARS + n_parameters), dtype=np.float64)
-    for row, part in zip(rows, parts):
-        row[:SCALARS] = (part.loss, part.energy_loss, part.force_loss, part.energy_maxresid,
-                         part.force_maxresid, part.n_images)
-        row[SCALARS:] = part.gradient
-    return rows.reshape(-1)
-
-
-def unpack(buffer: NDArray[np.float64], n_parameters: int, count: int) -> list[LossParts] | None:
-    """Return the ``count`` records :func:`pack` laid out (gradients are views of ``buffer``).
-
-    Returns ``None`` when the buffer does not hold exactly that (a rank whose model has another
-    parameter count, or which holds other chunks: the ranks do not run the same program).
-    """
-    width = SCALARS + n_parameters
-    if buffer.size != count * width:
-        return None
-    return [LossParts(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]),
-                      row[SCALARS:]) for row in buffer.reshape(-1, width)]
-
-
 def _spans(ranks: Sequence[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
     runs: list[list[int]] = []
@@ -600,47 +556,6 @@ def _pickles(value: Any) -> bool:
     except Exception:  # noqa: BLE001 - anything that does not round-trip stays text
         return False
     return True
-
-
-_WATCHED: list[Mpi] = []
-OUTPUT_DELAY = 1.0
-"""Seconds rank 0 waits before ``MPI_Abort``, for ``mpiexec`` to forward the error it printed."""
-GRACE = 10.0
-"""Seconds rank 0 waits, before aborting, for ranks that failed on their own to finish reporting."""
-
-
-def _watch_exit(backend: Mpi) -> None:
-    """Check the backend when the process ends (see :func:`_check_at_exit`)."""
-    if not _WATCHED:
-        atexit.register(_check_at_exit)
-    _WATCHED.append(backend)
-
-
-def _check_at_exit() -> None:
-    """Rank 0: after a failure, or without a clean close, abort the job (other ranks may wait for it),
-    once the ranks that failed on their own have printed their errors. Other ranks: tell rank 0
-    that this process, which failed, has reported and is ending."""
-    for backend in _WATCHED:
-        if backend.size == 1:
-            continue
-        if not backend.drives:
-            if backend._exit_notice:
-                backend._send(("exited", None), 0)
-            continue
-        if backend._failed or backend._open:
-            waiting, deadline = set(backend._left), time.monotonic() + GRACE
-            while waiting and time.monotonic() < deadline:
-                status = backend._mpi.Status()
-                if backend.comm.Iprobe(source=backend._mpi.ANY_SOURCE, tag=backend._mpi.ANY_TAG, status=status):
-                    sender, message = backend._take(status)
-                    if message[0] == "exited":
-                        waiting.discard(sender)
-                else:
-                    time.sleep(0.01)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            time.sleep(OUTPUT_DELAY)  # let mpiexec forward this rank's last output: the abort drops what it holds
-            backend.comm.Abort(EXIT_RUN)
 
 
 @hookimpl
