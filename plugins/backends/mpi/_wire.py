@@ -3,6 +3,15 @@
 Pickled messages (tag :data:`TAG`) are small tuples whose first item is their kind. The two
 that are sent every optimiser step are raw float64 buffers instead (uppercase mpi4py calls,
 no pickling): the parameter vector and each rank's loss records.
+
+They go point to point (``Isend`` to every rank, ``Recv`` after ``Iprobe``), not through
+``Bcast``/``Gatherv``: a collective cannot be left once entered, so a rank that fails, or
+rank 0 interrupted in the middle of a step (Ctrl-C, SIGTERM), would leave the others
+waiting in it, while polled point-to-point messages let every wait notice a failure. The
+gather to rank 0 is one message per rank either way (rank 0 adds every chunk's record in
+chunk order, so nothing can be summed on the way); the broadcast costs rank 0 one send per
+rank instead of a tree's log2(ranks) steps, which matters only for many ranks and large
+parameter vectors.
 """
 
 from __future__ import annotations
