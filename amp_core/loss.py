@@ -130,7 +130,8 @@ class LossFunction:
     def _check_memory(self, descriptor: Any, costs: list[float], chunks: list[list[int]], forces: bool,
                       log: Log) -> None:
         """Estimate the fingerprint data from one image (of median cost) and check each node's share of it
-        (the chunks whose evaluators it holds; one node but under MPI) against that node's budget."""
+        (the chunks whose evaluators it will hold: all of them on one machine, unless the backend's
+        ``memory_nodes`` spreads them over several) against that node's budget."""
         data = self.dataset
         sample = sorted(range(len(costs)), key=lambda k: (costs[k], k))[len(costs) // 2]
         fingerprints = descriptor.compute(data.images[sample], derivatives=forces)
