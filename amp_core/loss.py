@@ -129,7 +129,7 @@ class LossFunction:
             store = FingerprintStore(self.run_dir / "fingerprints",
                                      descriptor_key(descriptor.name, version, descriptor.todict()))
             worker_descriptor = use_compiled(descriptor, self.backend, log)
-            self._check_memory(worker_descriptor, costs, forces, log)
+            self._check_memory(worker_descriptor, costs, chunks, forces, log)
             done = compute_fingerprints(data, worker_descriptor, self.backend, store, forces, chunks,
                                         Progress("fingerprinting", len(data), enabled=progress))
             log(f"fingerprints: {done} computed, {len(data) - done} reused from {store.folder}")
@@ -148,8 +148,11 @@ class LossFunction:
             log("compiled kernels loaded in this process: " + ", ".join(map(str, loaded_libraries())))
         return self.backend.start(worker_model, self.chunks, self.settings)
 
-    def _check_memory(self, descriptor: Any, costs: list[float], forces: bool, log: Log) -> None:
-        """Estimate the fingerprint data from one image (of median cost) and check it against the budget."""
+    def _check_memory(self, descriptor: Any, costs: list[float], chunks: list[list[int]], forces: bool,
+                      log: Log) -> None:
+        """Estimate the fingerprint data from one image (of median cost) and check each node's share of it
+        (the chunks whose evaluators it will hold: all of them on one machine, unless the backend's
+        ``memory_nodes`` spreads them over several) against that node's budget."""
         data = self.dataset
         sample = sorted(range(len(costs)), key=lambda k: (costs[k], k))[len(costs) // 2]
         try:
@@ -164,7 +167,15 @@ class LossFunction:
         total = size * sum(costs) / max(costs[sample], 1e-300)
         log(f"fingerprint data (estimated from {data.origins[sample]}): {memory.human(total)} in all, "
             f"{memory.human(total / len(data))} per image on average")
-        memory.check(EVALUATOR_FACTOR * total, f"{'force' if forces else 'energy'} training on {len(data)} images")
+        what = f"{'force' if forces else 'energy'} training on {len(data)} images"
+        chunk_costs = [float(sum(costs[i] for i in chunk)) for chunk in chunks]  # as ChunkHandle.cost
+        nodes = memory.nodes(self.backend, chunk_costs)
+        for name, held, limit in nodes:
+            share = total * sum(chunk_costs[k] for k in held) / max(sum(chunk_costs), 1e-300)
+            if name is not None and len(nodes) > 1:
+                log(f"fingerprint data on {name}: {memory.human(share)} ({len(held)} of {len(chunks)} chunks)")
+            memory.check(EVALUATOR_FACTOR * share, what if name is None else f"{what} ({len(held)} of "
+                         f"{len(chunks)} chunks)", limit, name)
 
     def evaluate(self, vector: NDArray[np.float64] | None = None) -> LossResult:
         """Return the loss, its parts and gradient at ``vector`` (default: the model's)."""

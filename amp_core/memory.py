@@ -1,13 +1,17 @@
 """The memory budget: estimates checked before the work that would need the memory.
 
 The budget is ``AMP_MAX_MEMORY`` (bytes, or with a unit: ``"8G"``, ``"512M"``; ``amp
---max-memory`` sets it), by default half of this machine's physical memory.
+--max-memory`` sets it), by default half of this machine's physical memory. It applies per
+node: a backend whose workers span several nodes (``mpi``) reports, through its optional
+``memory_nodes``, which chunks each node holds and that node's budget (:func:`nodes`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from amp_core.errors import ConfigError
 
@@ -51,13 +55,41 @@ def human(size: float) -> str:
     return f"{size:.1f} GB"  # pragma: no cover
 
 
-def check(need: float, what: str) -> None:
-    """Raise :class:`ConfigError` when ``need`` bytes exceed the budget, saying what needs them."""
-    limit = budget()
-    if need > limit:
+def check(need: float, what: str, limit: int | None = None, where: str | None = None) -> None:
+    """Raise :class:`ConfigError` when ``need`` bytes exceed the budget, saying what needs them.
+
+    Args:
+        need: bytes needed.
+        what: what needs them, for the message.
+        limit: the budget (default :func:`budget`, this machine's).
+        where: the node whose budget it is (``None``: this machine).
+    """
+    limit = budget() if limit is None else limit
+    if need <= limit:
+        return
+    if where is None:
         raise ConfigError(
             f"{what} needs about {human(need)} of memory, more than the budget of {human(limit)} "
             f"(half of this machine's {human(physical_memory())} unless AMP_MAX_MEMORY or amp --max-memory "
             "says otherwise). Use fewer or smaller images, fewer workers, or raise the budget if the "
             "machine really has the memory."
         )
+    raise ConfigError(
+        f"{what} needs about {human(need)} of memory on {where}, more than that node's budget of "
+        f"{human(limit)} (half of its physical memory unless AMP_MAX_MEMORY or amp --max-memory says "
+        "otherwise). Spread the ranks over more nodes, use fewer or smaller images, or raise the budget "
+        "if the node really has the memory."
+    )
+
+
+def nodes(backend: Any, chunk_costs: Sequence[float]) -> list[tuple[str | None, list[int], int]]:
+    """Return, per node that holds chunks during training: its name, its chunks' indices and its budget.
+
+    The backend's optional ``memory_nodes(chunk_costs)`` answers (collective under MPI: every
+    process gets the same list); without it every chunk lives on this machine, whose name is
+    ``None`` and whose budget is :func:`budget`.
+    """
+    method = getattr(backend, "memory_nodes", None)
+    if method is None:
+        return [(None, list(range(len(chunk_costs))), budget())]
+    return [(str(name), [int(k) for k in held], int(limit)) for name, held, limit in method(list(chunk_costs))]

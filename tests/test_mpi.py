@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import write
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from amp_core import train
+from amp_core import Potential, create_descriptor, create_model, evaluate_loss, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -318,6 +320,40 @@ def test_without_mpiexec_it_runs_as_one_rank_and_says_so(tmp_path, slab_images):
     assert "not launched by mpiexec or srun: running as one rank" in head[1]
 
 
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(st.lists(st.tuples(st.lists(finite, min_size=5, max_size=5), st.integers(0, 2**40)), max_size=4),
+       st.integers(0, 7), st.data())
+@settings(max_examples=60, deadline=None)
+def test_loss_records_pack_and_unpack_bit_for_bit(records, n, data):
+    from amp_core.data import LossParts
+    from amp_plugins.backends.mpi import pack, unpack
+
+    parts = [LossParts(*scalars, count, np.array(data.draw(st.lists(finite, min_size=n, max_size=n))))
+             for scalars, count in records]
+    buffer = pack(parts, n)
+    assert buffer.dtype == np.float64 and buffer.shape == (len(parts) * (6 + n),)
+    back = unpack(buffer.copy(), n, len(parts))
+    assert back is not None and len(back) == len(parts)
+    for got, sent in zip(back, parts):
+        assert [got.loss, got.energy_loss, got.force_loss, got.energy_maxresid, got.force_maxresid] == \
+            [sent.loss, sent.energy_loss, sent.force_loss, sent.energy_maxresid, sent.force_maxresid]
+        assert got.n_images == sent.n_images and isinstance(got.n_images, int)
+        assert got.gradient.tobytes() == sent.gradient.tobytes()
+
+
+def test_unpack_refuses_a_buffer_of_another_size():
+    from amp_core.data import LossParts
+    from amp_plugins.backends.mpi import pack, unpack
+
+    buffer = pack([LossParts(1.0, 2.0, 3.0, 4.0, 5.0, 6, np.arange(3.0))] * 2, 3)
+    assert unpack(buffer, 3, 2) is not None
+    assert unpack(buffer, 3, 1) is None  # the rank holds other chunks
+    assert unpack(buffer, 4, 2) is None  # another parameter count
+    assert unpack(buffer[:-1], 3, 2) is None
+
+
 def test_mpi_params_reject_bad_values():
     from amp_plugins.backends.mpi import MpiParams
 
@@ -416,3 +452,92 @@ def test_resume_under_mpi_continues_like_serial(tmp_path, slab_images):
     for rank in range(2):
         assert np.array_equal(np.load(tmp_path / f"resumed-{rank}.npy"), reference)
     assert "resumed from" in (tmp_path / "mpi" / "train-log.txt").read_text()
+
+
+BUDGET = """
+    import socket, sys
+    from mpi4py import MPI
+    import amp_core.chunks
+    import amp_core.memory
+
+    amp_core.chunks.CHUNK_ATOMS = 64  # 6 chunks of the 12 slab images
+    rank = MPI.COMM_WORLD.Get_rank()
+    if sys.argv[1] == "hosts":  # every rank on a host of its own, as on a cluster
+        socket.gethostname = lambda: f"node{rank}"
+    from ase.io import read
+    from amp_core import ConfigError, Potential, create_backend, create_descriptor, create_model, evaluate_loss
+
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=5.0),
+                          create_model("neuralnetwork", hiddenlayers=(3,)))
+    lines = []
+    with create_backend("mpi") as backend:
+        try:
+            result = evaluate_loss(read("train.xyz", ":"), potential, backend, forces=True, log=lines.append)
+            print(f"rank {rank}: loss {result.loss!r}", flush=True)
+        except ConfigError as exc:
+            print(f"rank {rank}: refused: {exc}", flush=True)
+    for line in lines:
+        if line.startswith("fingerprint data on"):
+            print(f"rank {rank}: {line}", flush=True)
+"""
+
+
+@needs_mpi
+def test_the_memory_budget_is_per_host_under_mpi(tmp_path, slab_images, monkeypatch):
+    import amp_core.memory
+
+    monkeypatch.setattr("amp_core.chunks.CHUNK_ATOMS", 64)
+    write(tmp_path / "train.xyz", slab_images[:12])
+    needs = []
+    monkeypatch.setattr(amp_core.memory, "check", lambda need, *args: needs.append(need))
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=5.0),
+                          create_model("neuralnetwork", hiddenlayers=(3,)))
+    evaluate_loss(slab_images[:12], potential, forces=True)
+    (whole,) = needs  # serial: the whole data set on one machine
+    monkeypatch.setenv("AMP_MAX_MEMORY", str(int(0.75 * whole)))  # each of two hosts holds about half
+
+    done = _run(BUDGET, 2, tmp_path, 180, "hosts")
+    assert done.returncode == 0, done.stdout + done.stderr
+    losses = {line.split(": loss ")[1] for line in done.stdout.splitlines() if ": loss " in line}
+    assert len(losses) == 1, done.stdout
+    assert "rank 0: fingerprint data on host node0 (rank 0):" in done.stdout
+    assert "rank 0: fingerprint data on host node1 (rank 1):" in done.stdout and "3 of 6 chunks" in done.stdout
+
+    done = _run(BUDGET, 2, tmp_path, 180, "one")  # both ranks on this host: the whole data set on one node
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in (0, 1):
+        assert (f"rank {rank}: refused: force training on 12 images (6 of 6 chunks) needs about" in done.stdout
+                and "ranks 0-1), more than that node's budget" in done.stdout), done.stdout
+
+
+MAP_FAILS = """
+    import sys
+    from amp_core import BackendError, create_backend
+
+    def task(k):
+        if k == int(sys.argv[1]):
+            raise ZeroDivisionError(f"injected in task {k}")
+        return k
+
+    with create_backend("mpi") as backend:
+        try:
+            results = backend.map(task, list(range(30)), stage="fingerprint")
+        except BackendError as exc:
+            print(f"rank {backend.rank}: failed: {exc}", flush=True)
+            raise SystemExit(3)
+        assert results == list(range(30)), results
+        print(f"rank {backend.rank}: results in task order", flush=True)
+"""
+
+
+@needs_mpi
+def test_a_task_that_raises_names_rank_and_task_and_ends_the_job(tmp_path):
+    done = _run(MAP_FAILS, 3, tmp_path, 120, "-1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("results in task order") == 3
+    t0 = time.monotonic()
+    done = _run(MAP_FAILS, 2, tmp_path, 120, "7")  # task 7 runs on rank 1 (tasks go round in turn)
+    assert done.returncode != 0
+    assert time.monotonic() - t0 < 60
+    assert "rank 0: failed: rank 1 (" in done.stdout and "stage 'fingerprint', task 7" in done.stdout, done.stdout
+    assert "injected in task 7" in done.stdout

@@ -12,7 +12,10 @@ Results are small (file names, chunk handles): fingerprints travel through the s
 file system (the content-addressed store), never through MPI. :meth:`Mpi.start` keeps
 each chunk's evaluator on its rank for the whole run; per optimiser step rank 0 sends
 the parameter vector and receives one ``LossParts`` per chunk, which the core adds in
-chunk order, so any rank count gives the numbers of ``serial`` bit for bit.
+chunk order, so any rank count gives the numbers of ``serial`` bit for bit. Both travel
+as raw float64 buffers (uppercase mpi4py calls, no pickling): the vector as
+``[session, vector]``, each rank's records as :func:`pack` lays them out; every other
+message is a small pickled tuple whose first item is its kind.
 
 Faults: an exception on any rank comes back to rank 0 as an error record and is raised
 there as :class:`~amp_core.BackendError` naming rank, stage and chunk; the other ranks
@@ -27,13 +30,11 @@ mpi4py is imported inside the factory: this module imports without it, and
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import importlib.util
 import os
 import shutil
 import socket
-import sys
 import time
 import traceback
 from collections import Counter
@@ -45,11 +46,13 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core import BackendEntry, ChunkHandle, hookimpl
+from amp_core import BackendEntry, ChunkHandle, hookimpl, memory
 from amp_core.chunks import assign, detect_cores
 from amp_core.data import LossParts, LossSettings
-from amp_core.errors import AmpError, BackendError
+from amp_core.errors import AmpError, BackendError, ConfigError
 from amp_core.reshape import verify_arrays
+from amp_plugins.backends.mpi._exit import watch_exit
+from amp_plugins.backends.mpi._wire import LOSS_TAG, RAW_KINDS, TAG, VECTOR_TAG, pack, unpack
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,10 +60,6 @@ R = TypeVar("R")
 INSTALL = 'mpi4py is not installed: pip install mpi4py mpich (or, in amp-core\'s source folder, pip install ".[mpi]")'
 """The probe's answer without mpi4py. amp-core is installed from its source folder (it is not on a
 package index), so the hint names the extra as ``".[mpi]"``, like the ``plot`` hint."""
-TAG = 17
-"""The one message tag of the backend's traffic (messages are tuples whose first item is the kind)."""
-EXIT_RUN = 3
-"""``MPI_Abort`` code after a failure (``amp``'s exit code for run-time failures)."""
 LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
 
 
@@ -155,21 +154,36 @@ class Mpi:
         host = socket.gethostname()
         self.hosts: list[str] = self.comm.allgather(host)
         self._affinity: list[list[int]] = self.comm.allgather(_affinity())
-        _watch_exit(self)
+        watch_exit(self)
 
     # ------------------------------------------------------------------ messages
 
     def _send(self, message: Any, dest: int) -> None:
         self.comm.send(message, dest=dest, tag=TAG)
 
+    def _send_raw(self, buffer: NDArray[np.float64], dests: Sequence[int], tag: int) -> None:
+        """Send one float64 buffer to every rank in ``dests`` at once (no pickling), and wait until sent."""
+        requests = [self.comm.Isend([buffer, self._mpi.DOUBLE], dest=dest, tag=tag) for dest in dests]
+        self._mpi.Request.Waitall(requests)
+
     def _receive(self, source: int) -> tuple[int, Any]:
-        """Wait (polling, sleeping between polls) for a message; return (sender, message)."""
+        """Wait (polling, sleeping between polls) for a message; return (sender, message).
+
+        A raw message (:data:`RAW_KINDS`) comes back as ``(kind, float64 buffer)``."""
         status = self._mpi.Status()
         t0 = time.perf_counter()
-        while not self.comm.Iprobe(source=source, tag=TAG, status=status):
+        while not self.comm.Iprobe(source=source, tag=self._mpi.ANY_TAG, status=status):
             time.sleep(0.0 if time.perf_counter() - t0 < 2e-3 else 5e-4)
-        sender = status.Get_source()
-        return sender, self.comm.recv(source=sender, tag=TAG)
+        return self._take(status)
+
+    def _take(self, status: Any) -> tuple[int, Any]:
+        """Receive the message ``status`` describes (found by ``Iprobe``); return (sender, message)."""
+        sender, tag = status.Get_source(), status.Get_tag()
+        if tag not in RAW_KINDS:
+            return sender, self.comm.recv(source=sender, tag=tag)
+        buffer = np.empty(status.Get_count(self._mpi.DOUBLE), dtype=np.float64)
+        self.comm.Recv([buffer, self._mpi.DOUBLE], source=sender, tag=tag)
+        return sender, (RAW_KINDS[tag], buffer)
 
     def _from_root(self, expected: str) -> Any:
         """On a serving rank: the next message of kind ``expected`` from rank 0."""
@@ -279,6 +293,47 @@ class Mpi:
             self._send(("results", results), dest)
         return results
 
+    def gather(self, value: Any, stage: str) -> list[Any]:
+        """Return every rank's ``value`` (small, picklable), in rank order, on every rank (collective).
+
+        Raises:
+            BackendError: on rank 0, when a rank sent something else (it failed outside the backend).
+        """
+        self._open = True
+        if not self.drives:
+            self._send(("gathered", value), 0)
+            return self._serving(lambda: self._from_root("gathered"))  # type: ignore[no-any-return]
+        values = [value] + [None] * (self.size - 1)
+        for sender, other in self._gather("gathered", stage).items():
+            values[sender] = other
+        for dest in range(1, self.size):
+            self._send(("gathered", values), dest)
+        return values
+
+    def memory_nodes(self, chunk_costs: Sequence[float]) -> list[tuple[str, list[int], int]]:
+        """Per host: its name and ranks, the chunks its ranks hold (placed as :meth:`start` places them)
+        and its memory budget (the smallest its ranks report); the same list on every rank (collective).
+
+        Raises:
+            ConfigError: a rank's budget setting (``AMP_MAX_MEMORY``) is not a size; every rank raises it.
+        """
+        try:
+            mine: int | str = memory.budget()
+        except ConfigError as exc:
+            mine = f"rank {self.rank} ({self.hosts[self.rank]}): {exc}"
+        budgets = self.gather(mine, "memory")
+        for value in budgets:
+            if isinstance(value, str):
+                raise ConfigError(value)
+        placement = assign(list(chunk_costs), self.size)
+        nodes = []
+        for host in dict.fromkeys(self.hosts):  # hosts in the order of their first rank
+            ranks = [r for r, h in enumerate(self.hosts) if h == host]
+            held = sorted(k for r in ranks for k in placement[r])
+            nodes.append((f"host {host} (rank{'s' if len(ranks) > 1 else ''} {_spans(ranks)})", held,
+                          min(int(budgets[r]) for r in ranks)))
+        return nodes
+
     def share(self, value: Any) -> Any:
         """Return rank 0's ``value`` on every rank (collective; small, picklable values)."""
         if self.drives:
@@ -321,12 +376,12 @@ class Mpi:
                 self._pending[session] = evaluators
                 if not self.serve_later:
                     self.serve()
-            return MpiSession(self, [], len(chunks), session, closed=True)
+            return MpiSession(self, [], placement, session, closed=True)
         if failure is not None:
             self._fail()
             failure.raise_()
         self._gather("started", "start")
-        return MpiSession(self, evaluators, len(chunks), session)
+        return MpiSession(self, evaluators, placement, session)
 
     def serve(self) -> None:
         """On a serving rank: evaluate every open session's chunks as rank 0 asks, until it closes them all.
@@ -359,16 +414,16 @@ class Mpi:
                 self._pending.pop(message[1], None)
                 continue
             self._check_root(message, "vector")
-            session, vector = message[1]
-            parts: list[tuple[int, LossParts]] = []
+            session, vector = int(message[1][0]), message[1][1:]
+            parts: list[LossParts] = []
             for k, evaluator in self._pending.get(session, []):
                 try:
-                    parts.append((k, evaluator(vector)))
+                    parts.append(evaluator(vector))
                 except Exception as exc:  # noqa: BLE001 - reported to rank 0
                     self._send(("failed", self._failure("loss", k, exc)), 0)
                     break
             else:
-                self._send(("loss", parts), 0)
+                self._send_raw(pack(parts, len(vector)), [0], LOSS_TAG)
 
     def describe(self) -> list[str]:
         """Lines for the top of ``train-log.txt``: ranks, hosts, ranks per host."""
@@ -419,11 +474,12 @@ class MpiSession:
     """Rank 0's handle on the chunk evaluators held by every rank (a ``TrainingSession``)."""
 
     def __init__(self, backend: Mpi, evaluators: list[tuple[int, Callable[[NDArray[np.float64]], LossParts]]],
-                 n_chunks: int, session: int, *, closed: bool = False) -> None:
+                 placement: list[list[int]], session: int, *, closed: bool = False) -> None:
         self._backend = backend
         self._session = session
         self._evaluators = evaluators
-        self._n_chunks = n_chunks
+        self._placement = placement  # chunk indices per rank, in the order each rank packs its records
+        self._n_chunks = sum(len(own) for own in placement)
         self._closed = closed
 
     def evaluate(self, vector: NDArray[np.float64]) -> list[LossParts]:
@@ -438,8 +494,8 @@ class MpiSession:
                 "" if backend.drives else f" (rank {backend.rank} serves rank 0, which evaluates the loss)"),
                 stage="loss")
         vector = np.asarray(vector, dtype=np.float64)
-        for dest in range(1, backend.size):
-            backend._send(("vector", (self._session, vector)), dest)
+        if backend.size > 1:
+            backend._send_raw(np.concatenate(([float(self._session)], vector)), range(1, backend.size), VECTOR_TAG)
         parts: list[Any] = [None] * self._n_chunks
         for k, evaluator in self._evaluators:
             try:
@@ -447,8 +503,15 @@ class MpiSession:
             except Exception as exc:  # noqa: BLE001 - becomes a BackendError naming rank 0 and the chunk
                 backend._fail()
                 backend._failure("loss", k, exc).raise_()
-        for pairs in backend._gather("loss", "loss").values():
-            for k, part in pairs:
+        for rank, buffer in backend._gather("loss", "loss").items():
+            own = self._placement[rank]
+            records = unpack(buffer, len(vector), len(own))
+            if records is None:
+                backend._fail()
+                raise BackendError(f"rank {rank} ({backend.hosts[rank]}) sent {buffer.size} numbers instead of "
+                                   f"{len(own)} loss record(s) of {len(vector)} parameters; the ranks do not run "
+                                   "the same program", stage="loss")
+            for k, part in zip(own, records):
                 parts[k] = part
         return parts
 
@@ -464,6 +527,17 @@ class MpiSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _spans(ranks: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for r in ranks:
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def _affinity() -> list[int]:
@@ -482,47 +556,6 @@ def _pickles(value: Any) -> bool:
     except Exception:  # noqa: BLE001 - anything that does not round-trip stays text
         return False
     return True
-
-
-_WATCHED: list[Mpi] = []
-OUTPUT_DELAY = 1.0
-"""Seconds rank 0 waits before ``MPI_Abort``, for ``mpiexec`` to forward the error it printed."""
-GRACE = 10.0
-"""Seconds rank 0 waits, before aborting, for ranks that failed on their own to finish reporting."""
-
-
-def _watch_exit(backend: Mpi) -> None:
-    """Check the backend when the process ends (see :func:`_check_at_exit`)."""
-    if not _WATCHED:
-        atexit.register(_check_at_exit)
-    _WATCHED.append(backend)
-
-
-def _check_at_exit() -> None:
-    """Rank 0: after a failure, or without a clean close, abort the job (other ranks may wait for it),
-    once the ranks that failed on their own have printed their errors. Other ranks: tell rank 0
-    that this process, which failed, has reported and is ending."""
-    for backend in _WATCHED:
-        if backend.size == 1:
-            continue
-        if not backend.drives:
-            if backend._exit_notice:
-                backend._send(("exited", None), 0)
-            continue
-        if backend._failed or backend._open:
-            waiting, deadline = set(backend._left), time.monotonic() + GRACE
-            while waiting and time.monotonic() < deadline:
-                status = backend._mpi.Status()
-                if backend.comm.Iprobe(source=backend._mpi.ANY_SOURCE, tag=TAG, status=status):
-                    sender = status.Get_source()
-                    if backend.comm.recv(source=sender, tag=TAG)[0] == "exited":
-                        waiting.discard(sender)
-                else:
-                    time.sleep(0.01)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            time.sleep(OUTPUT_DELAY)  # let mpiexec forward this rank's last output: the abort drops what it holds
-            backend.comm.Abort(EXIT_RUN)
 
 
 @hookimpl
