@@ -81,8 +81,8 @@ def evaluate(potential: Path, test: Path) -> dict[str, float]:
                           capture_output=True, text=True, check=True)
     for line in done.stdout.splitlines():
         words = line.split()
-        if len(words) == 9 and words[1].isdigit():
-            keys = ("E_MAE", "E_RMSE", "E_max", "F_MAE", "F_RMSE", "F_max")
+        if len(words) >= 9 and words[1].isdigit() and words[2].isdigit():  # file, images, atoms, errors...
+            keys = ("E_MAE", "E_RMSE", "E_max", "F_MAE", "F_RMSE", "F_max", "extrapolating")
             return dict(zip(keys, map(float, words[3:])))
     raise RuntimeError(f"no result row in amp evaluate's output:\n{done.stdout}")
 

@@ -22,6 +22,7 @@ OPTIONS = 'elements = ["Cu", "Pt"]\nnmax = 4\n[descriptor.cutoff]\nname = "Polyn
         ),
     ],
 )
+@pytest.mark.filterwarnings("ignore::amp_core.ExtrapolationWarning")  # unseen slabs, 6 training images
 def test_zernike_network_trains_saves_loads_and_predicts(tmp_path, slab_images, backend):
     path = setup_run(tmp_path, slab_images[:6], descriptor="zernike", descriptor_options=OPTIONS,
                      backend=backend, maxiter=25, energy_rmse=1e-9)  # fmt: skip
