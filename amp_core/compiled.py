@@ -90,6 +90,36 @@ def load_library(package: str, stem: str) -> ctypes.CDLL:
     return library
 
 
+def bind(package: str, stem: str, abi_symbol: str, abi_version: int,
+         routines: dict[str, list[Any]]) -> ctypes.CDLL:
+    """Load a plugin's compiled library once, check its ABI version, declare its routines' arguments.
+
+    Args:
+        package, stem: as :func:`load_library`.
+        abi_symbol: the library's function returning its ABI version (int64).
+        abi_version: the version the calling module expects.
+        routines: routine name -> ctypes argument types (each returns an int64 status).
+
+    Raises:
+        PropertyNotImplementedError: the library was not built, or for another ABI version.
+    """
+    library = load_library(package, stem)
+    first = getattr(library, next(iter(routines)))
+    if first.argtypes is None:
+        version = getattr(library, abi_symbol)
+        version.restype = ctypes.c_int64
+        if version() != abi_version:
+            raise PropertyNotImplementedError(
+                f"the compiled kernels {library._name} have ABI version {version()}, the module using them "
+                f"expects {abi_version}: reinstall amp-core so they are rebuilt"
+            )
+        for name, argtypes in routines.items():
+            routine = getattr(library, name)
+            routine.argtypes = argtypes
+            routine.restype = ctypes.c_int64
+    return library
+
+
 def probe_kernels(load: Callable[[], object], package: str, stem: str) -> str | None:
     """Return why ``load()`` (a plugin's kernel loader) fails here and how to fix it, or ``None``.
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.compiled import load_library, probe_kernels
-from amp_core.errors import DataError, PropertyNotImplementedError
+from amp_core.compiled import bind, load_library, probe_kernels
+from amp_core.errors import DataError
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
     from amp_core.protocols import GradientCallback
@@ -75,20 +75,9 @@ def _kernel() -> Any:
         PropertyNotImplementedError: the library was not built, or was built for another
             version of this module.
     """
-    library = load_library(PACKAGE, STEM)
+    library = bind(PACKAGE, STEM, "amp_gaussian_abi_version", ABI_VERSION,
+                   {"amp_gaussian_fingerprints": ARGTYPES, "amp_gaussian_contract": CONTRACT_ARGTYPES})
     function = library.amp_gaussian_fingerprints
-    if function.argtypes is None:
-        version = library.amp_gaussian_abi_version
-        version.restype = _i64
-        if version() != ABI_VERSION:
-            raise PropertyNotImplementedError(
-                f"the compiled kernels {library._name} have ABI version {version()}, this module "
-                f"expects {ABI_VERSION}: reinstall amp-core so they are rebuilt"
-            )
-        function.argtypes = ARGTYPES
-        function.restype = _i64
-        library.amp_gaussian_contract.argtypes = CONTRACT_ARGTYPES
-        library.amp_gaussian_contract.restype = _i64
     return function
 
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.compiled import load_library, probe_kernels
-from amp_core.errors import DataError, PropertyNotImplementedError
+from amp_core.compiled import bind, probe_kernels
+from amp_core.errors import DataError
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
     from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
@@ -59,18 +59,8 @@ def _kernel() -> Any:
         PropertyNotImplementedError: the library was not built, or was built for another
             version of this module.
     """
-    library = load_library(PACKAGE, STEM)
-    function = library.amp_zernike_fingerprints
-    if function.argtypes is None:
-        version = library.amp_zernike_abi_version
-        version.restype = _i64
-        if version() != ABI_VERSION:
-            raise PropertyNotImplementedError(
-                f"the compiled kernels {library._name} have ABI version {version()}, this module "
-                f"expects {ABI_VERSION}: reinstall amp-core so they are rebuilt"
-            )
-        function.argtypes = ARGTYPES
-        function.restype = _i64
+    function = bind(PACKAGE, STEM, "amp_zernike_abi_version", ABI_VERSION,
+                    {"amp_zernike_fingerprints": ARGTYPES}).amp_zernike_fingerprints
     return function
 
 
