@@ -12,6 +12,7 @@ from ase import Atoms
 import amp_core
 from amp_core.data import ImageFingerprints
 from amp_core.errors import ModelFileError
+from amp_plugins.descriptors.gaussian import make_default_symmetry_functions
 from amp_plugins.models.neuralnetwork._ampfile import parse_text, read_amp_file
 
 FIXTURE = Path(__file__).parent / "data" / "amp_cupt.amp"
@@ -95,9 +96,9 @@ def test_parses_numpy_reprs_without_evaluating():
         ("[1, 2, 3]", "not a dict"),
         ("dict(model='dict()')", "no 'descriptor'"),
         (
-            "dict(descriptor=\"dict(importname='.descriptor.zernike.Zernike')\", "
+            "dict(descriptor=\"dict(importname='.descriptor.fingerprintprime.Other')\", "
             "model=\"dict(importname='.model.neuralnetwork.NeuralNetwork')\")",
-            "Zernike",
+            "fingerprintprime.Other'; only Amp's Gaussian, Zernike and Bispectrum",
         ),
         (
             "dict(descriptor=\"dict(importname='.descriptor.gaussian.Gaussian', Gs={'Cu': []})\", "
@@ -136,9 +137,9 @@ def test_file_saved_before_first_use_gets_amps_default_set(tmp_path):
     path = tmp_path / "fresh.amp"
     path.write_text(fresh)
     kwargs, _ = read_amp_file(path)
-    assert "Gs" not in kwargs and kwargs["elements"] == ["Cu", "Pt"]
+    assert "Gs" not in kwargs and kwargs["elements"] == ["Cu", "Pt"] and kwargs["preset"] == "amp"
     built = amp_core.create_descriptor("gaussian", **kwargs)
-    default = amp_core.create_descriptor("gaussian", elements=["Cu", "Pt"])
+    default = amp_core.create_descriptor("gaussian", Gs=make_default_symmetry_functions(["Cu", "Pt"]))
     assert built.todict()["Gs"] == default.todict()["Gs"]
     path.write_text(fresh.replace("elements=['Pt', 'Cu'],", ""))
     with pytest.raises(ModelFileError, match="neither 'Gs'"):

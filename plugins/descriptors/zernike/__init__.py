@@ -156,6 +156,20 @@ class Zernike:
         """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``nmax``, ``Gs``, ``elements``."""
         return self.params.todict()
 
+    def amp_parameters(self) -> dict[str, Any]:
+        """Return the parameters of Amp's ``Zernike`` giving these fingerprints (for ``.amp`` files)."""
+        cutoff = self.params.cutoff
+        kwargs = {"Rc": cutoff.Rc} if cutoff.gamma is None else {"Rc": cutoff.Rc, "gamma": cutoff.gamma}
+        return {
+            "importname": ".descriptor.zernike.Zernike",
+            "version": "2016.02",
+            "mode": "atom-centered",
+            "cutoff": {"name": cutoff.name, "kwargs": kwargs},
+            "Gs": {centre: dict(row) for centre, row in self.params.Gs},
+            "nmax": self.params.nmax,
+            "elements": sorted(self.elements),
+        }
+
 
 @hookimpl
 def amp_descriptors() -> list[DescriptorEntry[ZernikeParams]]:

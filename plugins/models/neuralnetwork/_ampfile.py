@@ -23,7 +23,14 @@ from amp_core.errors import ModelFileError
 
 DESCRIPTOR_IMPORTNAME = ".descriptor.gaussian.Gaussian"
 MODEL_IMPORTNAME = ".model.neuralnetwork.NeuralNetwork"
-_VERSIONS = ("2015.12",)
+DESCRIPTORS = {
+    DESCRIPTOR_IMPORTNAME: "gaussian",
+    ".descriptor.zernike.Zernike": "zernike",
+    ".descriptor.bispectrum.Bispectrum": "bispectrum",
+}
+"""Amp's descriptor classes -> the amp-core descriptor plugins that compute the same fingerprints."""
+_ORDER_KEYS = {"zernike": "nmax", "bispectrum": "jmax"}
+_VERSIONS = ("2015.12", "2016.02")
 _NAMES = {"nan": float("nan"), "inf": float("inf"), "True": True, "False": False, "None": None}
 
 
@@ -132,12 +139,12 @@ def _section(document: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _check_kind(section: dict[str, Any], key: str, importname: str, path: str) -> None:
+def _check_kind(section: dict[str, Any], key: str, importnames: tuple[str, ...], path: str) -> None:
     found = section.get("importname")
-    if found != importname:
+    if found not in importnames:
         raise ModelFileError(
-            f"{path}: {key} is {found!r}; only Amp's Gaussian descriptor with its NeuralNetwork model "
-            f"({DESCRIPTOR_IMPORTNAME!r}, {MODEL_IMPORTNAME!r}) can be imported"
+            f"{path}: {key} is {found!r}; only Amp's Gaussian, Zernike and Bispectrum descriptors with its "
+            f"NeuralNetwork model ({', '.join(map(repr, DESCRIPTORS))}, {MODEL_IMPORTNAME!r}) can be imported"
         )
     version = section.get("version")
     if version is not None and version not in _VERSIONS:
@@ -149,14 +156,22 @@ def _check_kind(section: dict[str, Any], key: str, importname: str, path: str) -
         raise ModelFileError(f"{path}: {key} mode {mode!r}; only 'atom-centered' models can be imported")
 
 
-def _descriptor_kwargs(section: dict[str, Any], path: str) -> dict[str, Any]:
+def _descriptor_kwargs(section: dict[str, Any], path: str, name: str = "gaussian") -> dict[str, Any]:
     gs = section.get("Gs")
     elements = section.get("elements")
+    if name != "gaussian":  # zernike / bispectrum: per-element weights as Amp wrote them, the order, cutoff
+        if gs is None and not elements:
+            raise ModelFileError(f"{path}: the {name} descriptor has neither 'Gs' (weights) nor 'elements'")
+        kwargs: dict[str, Any] = {"Gs": gs, "elements": sorted(elements) if elements else None}
+        for key in ("cutoff", _ORDER_KEYS[name]):
+            if key in section:
+                kwargs[key] = section[key]
+        return kwargs
     if gs is None:
         if not elements:
             raise ModelFileError(f"{path}: the descriptor has neither 'Gs' (symmetry functions) nor 'elements'")
         # Saved before first use: Amp then builds its default set for the sorted elements.
-        kwargs: dict[str, Any] = {"elements": sorted(elements)}
+        kwargs = {"elements": sorted(elements), "preset": "amp"}
         if "cutoff" in section:
             kwargs["cutoff"] = section["cutoff"]
         return kwargs
@@ -221,9 +236,10 @@ def read_amp_text(text: str, where: str) -> tuple[str, dict[str, Any], dict[str,
         )
     descriptor = _section(document, "descriptor", where)
     model = _section(document, "model", where)
-    _check_kind(descriptor, "descriptor", DESCRIPTOR_IMPORTNAME, where)
-    _check_kind(model, "model", MODEL_IMPORTNAME, where)
-    return "gaussian", _descriptor_kwargs(descriptor, where), _model_kwargs(model, where)
+    _check_kind(descriptor, "descriptor", tuple(DESCRIPTORS), where)
+    _check_kind(model, "model", (MODEL_IMPORTNAME,), where)
+    name = DESCRIPTORS[descriptor["importname"]]
+    return name, _descriptor_kwargs(descriptor, where, name), _model_kwargs(model, where)
 
 
 def read_amp_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
