@@ -1,0 +1,182 @@
+"""SU(2) algebra of the bispectrum: Wigner matrices of neighbour images, Clebsch-Gordan tables.
+
+A neighbour at r = (x, y, z), |r| < Rc, maps to a point on the 3-sphere, i.e. a rotation
+by the angle omega = arcsin(|r| / Rc) about the axis r / |r| (Amp's mapping). Its
+Cayley-Klein parameters are
+
+    a = cos(omega / 2) - i (z / r) sin(omega / 2),   b = -(y + i x) / r sin(omega / 2),
+
+and the spin-j representation matrix (Wigner's U^j, 2j + 1 square) follows from the
+recursion over half-integer steps (as in Thompson et al., J. Comput. Phys. 285, 316
+(2015)), in integer indices J = 2j, p = j + m, q = j + m':
+
+    U^J[p, q] = (a sqrt(p) U^{J-1}[p-1, q-1] + b sqrt(J-p) U^{J-1}[p, q-1]) / sqrt(q),   q >= 1,
+    U^J[p, 0] = (-conj(b) sqrt(p) U^{J-1}[p-1, 0] + conj(a) sqrt(J-p) U^{J-1}[p, 0]) / sqrt(J),
+
+with U^0 = 1 (entries outside 0..J-1 are zero). This is the representation on the
+homogeneous polynomials x^(j+m) y^(j-m) / sqrt((j+m)! (j-m)!), unitary and in the
+Condon-Shortley basis that the Clebsch-Gordan coefficients below assume.
+
+All matrices of J = 0..2 jmax are kept in one flat complex vector per neighbour ("U
+vector"): block J starts at ``offsets[J]`` and holds U^J row-major ((J+1)^2 entries).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def block_offsets(two_jmax: int) -> NDArray[np.int64]:
+    """Return (two_jmax + 2,) int64: block J of the U vector is ``offsets[J]:offsets[J + 1]``."""
+    sizes = np.arange(1, two_jmax + 2, dtype=np.int64) ** 2
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def cayley_klein(
+    vectors: NDArray[np.float64], rc: float, derivatives: bool
+) -> tuple[
+    NDArray[np.complex128],
+    NDArray[np.complex128],
+    NDArray[np.complex128] | None,
+    NDArray[np.complex128] | None,
+]:
+    """Return a, b (n,) complex and, with ``derivatives``, da/dr, db/dr (n, 3) complex (1/Angstrom).
+
+    Args:
+        vectors: (n, 3) float64 neighbour vectors r, Angstrom, 0 < |r| < rc.
+        rc: cutoff radius, Angstrom.
+    """
+    x, y, z = vectors[:, 0], vectors[:, 1], vectors[:, 2]
+    r = np.sqrt(x * x + y * y + z * z)
+    s = r / rc  # sin(omega)
+    c = np.sqrt(np.maximum(1.0 - s * s, 0.0))  # cos(omega)
+    ch = np.sqrt(0.5 * (1.0 + c))  # cos(omega / 2)
+    sh = np.sqrt(0.5 * (1.0 - c))  # sin(omega / 2)
+    a = ch - 1j * (z / r) * sh
+    b = -(y + 1j * x) / r * sh
+    if not derivatives:
+        return a, b, None, None
+    unit = vectors / r[:, None]
+    # d cos(omega)/dr = -s / (c rc); d ch = -(1/(4 ch)) ... written through omega:
+    # d omega / dr = 1 / (rc c); d ch / d omega = -sh / 2; d sh / d omega = ch / 2.
+    domega = 1.0 / (rc * c)
+    dch = (-0.5 * sh * domega)[:, None] * unit
+    dsh = (0.5 * ch * domega)[:, None] * unit
+    # d (x_k / r) / d x_l = (delta_kl - u_k u_l) / r
+    eye = np.eye(3)[None, :, :]
+    dunit = (eye - unit[:, :, None] * unit[:, None, :]) / r[:, None, None]  # [n, k, l]
+    da = dch - 1j * (dunit[:, 2, :] * sh[:, None] + unit[:, 2:3] * dsh)
+    dyx = dunit[:, 1, :] + 1j * dunit[:, 0, :]
+    b_unit = unit[:, 1] + 1j * unit[:, 0]
+    db = -(dyx * sh[:, None] + b_unit[:, None] * dsh)
+    return a, b, da, db
+
+
+def wigner_matrices(
+    a: NDArray[np.complex128],
+    b: NDArray[np.complex128],
+    two_jmax: int,
+    da: NDArray[np.complex128] | None = None,
+    db: NDArray[np.complex128] | None = None,
+) -> tuple[NDArray[np.complex128], NDArray[np.complex128] | None]:
+    """Return the U vectors (n, size) complex and, given da, db (n, 3), their derivatives (n, 3, size).
+
+    ``size = offsets[-1]`` of :func:`block_offsets`; see the module docstring for the layout.
+    """
+    offsets = block_offsets(two_jmax)
+    n = len(a)
+    u = np.zeros((n, int(offsets[-1])), dtype=np.complex128)
+    u[:, 0] = 1.0
+    deriv = da is not None and db is not None
+    du = np.zeros((n, 3, int(offsets[-1])), dtype=np.complex128) if deriv else None
+    ac, bc = np.conj(a), np.conj(b)
+    for big in range(1, two_jmax + 1):
+        prev = u[:, offsets[big - 1] : offsets[big]].reshape(n, big, big)
+        new = np.zeros((n, big + 1, big + 1), dtype=np.complex128)
+        p = np.arange(big + 1)
+        rp = np.sqrt(p[1:])[None, :, None]  # sqrt(p) for p >= 1
+        rq = np.sqrt(big - p[:-1])[None, :, None]  # sqrt(J - p) for p <= J - 1
+        inv_q = 1.0 / np.sqrt(np.arange(1, big + 1))[None, None, :]
+        # q >= 1 columns come from column q - 1 of U^{J-1}
+        new[:, 1:, 1:] += a[:, None, None] * rp * prev
+        new[:, :-1, 1:] += b[:, None, None] * rq * prev
+        new[:, :, 1:] *= inv_q
+        new[:, 1:, 0] = -bc[:, None] * rp[:, :, 0] * prev[:, :, 0]
+        new[:, :-1, 0] += ac[:, None] * rq[:, :, 0] * prev[:, :, 0]
+        new[:, :, 0] /= math.sqrt(big)
+        u[:, offsets[big] : offsets[big + 1]] = new.reshape(n, (big + 1) ** 2)
+        if du is not None:
+            assert da is not None and db is not None
+            dprev = du[:, :, offsets[big - 1] : offsets[big]].reshape(n, 3, big, big)
+            dnew = np.zeros((n, 3, big + 1, big + 1), dtype=np.complex128)
+            a4, b4 = a[:, None, None, None], b[:, None, None, None]
+            da4, db4 = da[:, :, None, None], db[:, :, None, None]
+            p4, q4 = rp[:, None], rq[:, None]
+            prev4 = prev[:, None]
+            dnew[:, :, 1:, 1:] += (a4 * dprev + da4 * prev4) * p4
+            dnew[:, :, :-1, 1:] += (b4 * dprev + db4 * prev4) * q4
+            dnew[:, :, :, 1:] *= inv_q[:, None]
+            dac, dbc = np.conj(da)[:, :, None], np.conj(db)[:, :, None]
+            dnew[:, :, 1:, 0] = (
+                -(bc[:, None, None] * dprev[:, :, :, 0] + dbc * prev4[:, :, :, 0]) * p4[:, :, :, 0]
+            )
+            dnew[:, :, :-1, 0] += (ac[:, None, None] * dprev[:, :, :, 0] + dac * prev4[:, :, :, 0]) * q4[
+                :, :, :, 0
+            ]
+            dnew[:, :, :, 0] /= math.sqrt(big)
+            du[:, :, offsets[big] : offsets[big + 1]] = dnew.reshape(n, 3, (big + 1) ** 2)
+    return u, du
+
+
+def clebsch_gordan(j1: Fraction, m1: Fraction, j2: Fraction, m2: Fraction, j: Fraction, m: Fraction) -> float:
+    """Return <j1 m1 j2 m2 | j m> (Condon-Shortley phases; Racah's formula, exact until the square root).
+
+    Arguments are integers or half-integers (as :class:`~fractions.Fraction`).
+    """
+    if m1 + m2 != m or abs(m1) > j1 or abs(m2) > j2 or abs(m) > j:
+        return 0.0
+    if j > j1 + j2 or j < abs(j1 - j2) or (j1 + j2 + j).denominator != 1:
+        return 0.0
+    f = math.factorial
+
+    def i(x: Fraction) -> int:
+        assert x.denominator == 1
+        return int(x)
+
+    prefactor = Fraction(i(2 * j) + 1) * Fraction(
+        f(i(j1 + j2 - j)) * f(i(j1 - j2 + j)) * f(i(-j1 + j2 + j)), f(i(j1 + j2 + j + 1))
+    )
+    prefactor *= f(i(j1 + m1)) * f(i(j1 - m1)) * f(i(j2 + m2)) * f(i(j2 - m2)) * f(i(j + m)) * f(i(j - m))
+    total = Fraction(0)
+    kmin = max(0, i(j2 - j - m1), i(j1 + m2 - j))
+    kmax = min(i(j1 + j2 - j), i(j1 - m1), i(j2 + m2))
+    for k in range(kmin, kmax + 1):
+        total += Fraction(
+            (-1) ** k,
+            f(k)
+            * f(i(j1 + j2 - j) - k)
+            * f(i(j1 - m1) - k)
+            * f(i(j2 + m2) - k)
+            * f(i(j - j2 + m1) + k)
+            * f(i(j - j1 - m2) + k),
+        )
+    return math.copysign(math.sqrt(float(prefactor * total * total)), float(total))
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One bispectrum component B_{j1 j1 j} (Amp keeps j2 = j1), as the two indices 2 j1 and j."""
+
+    two_j1: int
+    j: int
+
+
+def features(jmax: float) -> tuple[Feature, ...]:
+    """Return Amp's features in Amp's order: 2 j1 = 0..2 jmax, then j = 0..min(2 j1, jmax) (integers)."""
+    two = int(round(2 * jmax))
+    return tuple(Feature(t, j) for t in range(two + 1) for j in range(int(min(t, jmax)) + 1))
