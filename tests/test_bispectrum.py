@@ -111,6 +111,22 @@ def test_feature_order_and_count_follow_amp():
     assert len(features(2.5)) == 1 + 2 + 3 + 3 + 3 + 3
 
 
+def test_clebsch_gordan_known_values_and_orthonormality():
+    from amp_plugins.descriptors.bispectrum._su2 import clebsch_gordan as cg
+
+    # <1/2 1/2 1/2 -1/2 | 1 0> = 1/sqrt 2, <1 1 1 -1 | 0 0> = 1/sqrt 3, <1 0 1 0 | 1 0> = 0,
+    # <3/2 3/2 1 -1 | 5/2 1/2> = sqrt(1/10) (tables, Condon-Shortley phases)
+    assert cg(1, 1, 1, -1, 2, 0) == pytest.approx(2**-0.5, rel=1e-15)
+    assert cg(2, 2, 2, -2, 0, 0) == pytest.approx(3**-0.5, rel=1e-15)
+    assert cg(2, 0, 2, 0, 2, 0) == 0.0
+    assert cg(3, 3, 2, -2, 5, 1) == pytest.approx(0.1**0.5, rel=1e-15)
+    # the coupling of j1 = j2 = 3/2 is an orthogonal matrix
+    rows = [(t1, t2) for t1 in range(-3, 4, 2) for t2 in range(-3, 4, 2)]
+    columns = [(tj, tm) for tj in range(0, 7, 2) for tm in range(-tj, tj + 1, 2)]
+    matrix = np.array([[cg(3, t1, 3, t2, tj, tm) for tj, tm in columns] for t1, t2 in rows])
+    assert np.allclose(matrix.T @ matrix, np.eye(16), atol=1e-14)
+
+
 def test_a_lone_atom_has_zero_fingerprint_and_the_centre_does_not_count():
     d = create_descriptor("bispectrum", cutoff=RC, jmax=2)
     lone = d.compute(Atoms("Cu", positions=[[0, 0, 0]]), derivatives=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,42 +58,45 @@ def make_plan(two_jmax: int) -> Plan:
     """Build (once per process and jmax) the term table for ``jmax = two_jmax / 2``."""
     offsets = block_offsets(two_jmax)
     cg = functools.cache(clebsch_gordan)
-    rows: list[tuple[int, int, int, float, int]] = []
+    parts: list[NDArray[np.float64]] = []
     starts = [0]
     feats = features(two_jmax / 2)
     for k, f in enumerate(feats):
         big1, big = f.two_j1, 2 * f.j
-        j1, j = Fraction(big1, 2), Fraction(f.j)
         # couplings (p1, p2) -> p of the two j1 indices into one j index (all as j + m)
         couple = []
         for p1 in range(big1 + 1):
             for p2 in range(big1 + 1):
-                p2m = p1 + p2 - big1 + f.j  # index of m = m1 + m2 in block j
-                if 0 <= p2m <= big:
-                    value = cg(j1, p1 - j1, j1, p2 - j1, j, Fraction(p2m) - j)
+                p = p1 + p2 - big1 + f.j  # index of m = m1 + m2 in block j
+                if 0 <= p <= big:
+                    value = cg(big1, 2 * p1 - big1, big1, 2 * p2 - big1, big, 2 * p - big)
                     if value != 0.0:
-                        couple.append((p1, p2, p2m, value))
-        for p1, p2, p, c1 in couple:
-            for q1, q2, q, c2 in couple:
-                rows.append(
-                    (
-                        int(offsets[big]) + p * (big + 1) + q,
-                        int(offsets[big1]) + p1 * (big1 + 1) + q1,
-                        int(offsets[big1]) + p2 * (big1 + 1) + q2,
-                        c1 * c2,
-                        k,
-                    )
-                )
-        starts.append(len(rows))
-    table = np.array([r[:3] for r in rows], dtype=np.int64).reshape(-1, 3)
+                        couple.append((p1, p2, p, value))
+        c = np.array(couple, dtype=np.float64).reshape(-1, 4)
+        p1, p2, p = (c[:, n].astype(np.int64) for n in range(3))
+        # every (row coupling, column coupling) pair is one term
+        rows = np.stack(
+            [
+                offsets[big] + p[:, None] * (big + 1) + p[None, :],
+                offsets[big1] + p1[:, None] * (big1 + 1) + p1[None, :],
+                offsets[big1] + p2[:, None] * (big1 + 1) + p2[None, :],
+                c[:, 3, None] * c[None, :, 3],
+                np.full((len(c), len(c)), k),
+            ],
+            axis=-1,
+        ).reshape(-1, 5)
+        parts.append(rows)
+        starts.append(starts[-1] + len(rows))
+    table = np.concatenate(parts) if parts else np.zeros((0, 5))
+    index = table[:, :3].astype(np.int64)
     return Plan(
         two_jmax=two_jmax,
         features=feats,
         size=int(offsets[-1]),
         starts=np.array(starts, dtype=np.int64),
-        term_j=np.ascontiguousarray(table[:, 0]),
-        term_1=np.ascontiguousarray(table[:, 1]),
-        term_2=np.ascontiguousarray(table[:, 2]),
-        coef=np.array([r[3] for r in rows], dtype=np.float64),
-        feature=np.array([r[4] for r in rows], dtype=np.int64),
+        term_j=np.ascontiguousarray(index[:, 0]),
+        term_1=np.ascontiguousarray(index[:, 1]),
+        term_2=np.ascontiguousarray(index[:, 2]),
+        coef=np.ascontiguousarray(table[:, 3]),
+        feature=table[:, 4].astype(np.int64),
     )

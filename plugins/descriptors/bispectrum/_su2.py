@@ -133,39 +133,37 @@ def wigner_matrices(
     return u, du
 
 
-def clebsch_gordan(j1: Fraction, m1: Fraction, j2: Fraction, m2: Fraction, j: Fraction, m: Fraction) -> float:
+def clebsch_gordan(tj1: int, tm1: int, tj2: int, tm2: int, tj: int, tm: int) -> float:
     """Return <j1 m1 j2 m2 | j m> (Condon-Shortley phases; Racah's formula, exact until the square root).
 
-    Arguments are integers or half-integers (as :class:`~fractions.Fraction`).
+    Arguments are twice the (integer or half-integer) quantum numbers: ``tj1 = 2 j1`` etc.
     """
-    if m1 + m2 != m or abs(m1) > j1 or abs(m2) > j2 or abs(m) > j:
+    if tm1 + tm2 != tm or abs(tm1) > tj1 or abs(tm2) > tj2 or abs(tm) > tj:
         return 0.0
-    if j > j1 + j2 or j < abs(j1 - j2) or (j1 + j2 + j).denominator != 1:
+    if tj > tj1 + tj2 or tj < abs(tj1 - tj2) or (tj1 + tj2 + tj) % 2 or (tj1 + tm1) % 2 or (tj2 + tm2) % 2:
         return 0.0
     f = math.factorial
-
-    def i(x: Fraction) -> int:
-        assert x.denominator == 1
-        return int(x)
-
-    prefactor = Fraction(i(2 * j) + 1) * Fraction(
-        f(i(j1 + j2 - j)) * f(i(j1 - j2 + j)) * f(i(-j1 + j2 + j)), f(i(j1 + j2 + j + 1))
+    # integer combinations (all even sums and differences halved)
+    a, b, c = (tj1 + tj2 - tj) // 2, (tj1 - tj2 + tj) // 2, (-tj1 + tj2 + tj) // 2
+    j1p, j1m, j2p, j2m = (tj1 + tm1) // 2, (tj1 - tm1) // 2, (tj2 + tm2) // 2, (tj2 - tm2) // 2
+    jp, jm = (tj + tm) // 2, (tj - tm) // 2
+    prefactor = Fraction((tj + 1) * f(a) * f(b) * f(c), f((tj1 + tj2 + tj) // 2 + 1))
+    prefactor *= f(j1p) * f(j1m) * f(j2p) * f(j2m) * f(jp) * f(jm)
+    d1, d2 = (tj - tj2 + tm1) // 2, (tj - tj1 - tm2) // 2
+    kmin, kmax = max(0, -d1, -d2), min(a, j1m, j2p)
+    # the alternating sum over k of 1 / (product of factorials), exactly, over a common denominator
+    denominators = [
+        f(k) * f(a - k) * f(j1m - k) * f(j2p - k) * f(d1 + k) * f(d2 + k) for k in range(kmin, kmax + 1)
+    ]
+    if not denominators:
+        return 0.0
+    common = math.lcm(*denominators)
+    numerator = sum((-1) ** (kmin + n) * (common // d) for n, d in enumerate(denominators))
+    if numerator == 0:
+        return 0.0
+    return math.copysign(
+        math.sqrt(float(prefactor * Fraction(numerator * numerator, common * common))), numerator
     )
-    prefactor *= f(i(j1 + m1)) * f(i(j1 - m1)) * f(i(j2 + m2)) * f(i(j2 - m2)) * f(i(j + m)) * f(i(j - m))
-    total = Fraction(0)
-    kmin = max(0, i(j2 - j - m1), i(j1 + m2 - j))
-    kmax = min(i(j1 + j2 - j), i(j1 - m1), i(j2 + m2))
-    for k in range(kmin, kmax + 1):
-        total += Fraction(
-            (-1) ** k,
-            f(k)
-            * f(i(j1 + j2 - j) - k)
-            * f(i(j1 - m1) - k)
-            * f(i(j2 + m2) - k)
-            * f(i(j - j2 + m1) + k)
-            * f(i(j - j1 - m2) + k),
-        )
-    return math.copysign(math.sqrt(float(prefactor * total * total)), float(total))
 
 
 @dataclass(frozen=True)
