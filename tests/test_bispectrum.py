@@ -274,6 +274,7 @@ def test_defaults_are_amps():
         "Cu": {"Pt": 78.0, "Cu": 29.0},
     }
     assert create_descriptor("bispectrum", elements=["Cu"]).n_features == 51
+    assert BispectrumParams(elements={"Pt", "Cu"}).elements == ("Cu", "Pt")  # a set, as Amp may keep
 
 
 @pytest.mark.parametrize(

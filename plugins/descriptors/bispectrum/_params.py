@@ -54,6 +54,8 @@ class BispectrumParams:
         object.__setattr__(self, "cutoff", Cutoff.parse(self.cutoff))
         object.__setattr__(self, "jmax", _jmax(self.jmax))
         elements = self.elements
+        if isinstance(elements, (set, frozenset)):  # Amp keeps a set when it finds the elements itself
+            elements = sorted(elements)
         if isinstance(elements, str) or (elements is not None and not _is_sequence(elements)):
             raise ValueError(f"elements must be a list of symbols such as ['Cu', 'Pt'], got {elements!r}")
         if self.Gs is None:
