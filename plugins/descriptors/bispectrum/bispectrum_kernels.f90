@@ -51,11 +51,12 @@ contains
     real(dp), intent(out) :: values(nf, n_atoms), derivatives(nf, 3, n_pairs)
     integer(ik), intent(out) :: bad_index
     integer, allocatable :: off(:)
-    integer, allocatable :: members(:, :), n_members(:), fblock(:, :)
+    integer, allocatable :: members(:, :), n_members(:), fblock(:, :), nhalf(:)
     real(dp), allocatable :: sq(:), yc(:, :), acc(:, :), step(:, :)
     complex(dp), allocatable :: c(:), u(:), du(:, :), y(:, :), dw(:, :, :)
-    integer :: i, k, l, e, f, t, ne, ne_max, nd, stat, tj, us, first, big, m, n, mm
-    real(dp) :: dr(3), di(3)
+    integer :: i, k, l, e, f, t, ne, ne_max, nd, stat, tj, us, first, big, m, n, mm, local, partner
+    real(dp) :: dr(3), di(3), sgn
+    complex(dp) :: yv
     integer :: jt, it1, it2
     real(dp) :: x(3), r, fc, dfc, w, total
     complex(dp) :: a, b, da(3), db(3), cc
@@ -120,7 +121,7 @@ contains
     if (deriv /= 0) nd = max(ne_max, 1)
     allocate (off(0:tj + 1), sq(0:tj + 1), c(us), u(us), du(us, 3), y(us, max(nf, 1_ik)), &
               dw(us, 3, nd), step(max(nf, 1_ik), 3), fblock(2, max(nf, 1_ik)), &
-              members(max(nf, 1_ik), 0:tj), n_members(0:tj), stat=stat)
+              members(max(nf, 1_ik), 0:tj), n_members(0:tj), nhalf(0:tj), stat=stat)
     if (stat == 0) allocate (yc(max(nf, 1_ik), 2 * us), acc(max(nf, 1_ik), 3), stat=stat)
     if (stat /= 0) then
       status = err_memory
@@ -132,6 +133,16 @@ contains
       sq(k) = sqrt(real(k, dp))
     end do
     sq(tj + 1) = sqrt(real(tj + 1, dp))
+    ! U^J[J-p, J-q] = (-1)^(p-q) conj(U^J[p, q]) (also for c and its derivatives): the first
+    ! nhalf(J) entries of block J (rows p < J/2, and for even J the middle row up to q = J/2)
+    ! are one of each pair, and the contraction below runs over them only
+    do big = 0, tj
+      if (mod(big, 2) == 1) then
+        nhalf(big) = (big + 1)**2 / 2
+      else
+        nhalf(big) = big * (big + 1) / 2 + big / 2 + 1
+      end if
+    end do
     ! Y_f is zero outside the blocks of j and j1 of feature f: per block, the features that
     ! reach it (members), so the contraction below touches only those
     n_members = 0
@@ -202,13 +213,19 @@ contains
           y(it2, f) = y(it2, f) + cc * c(it1)
         end do
       end do
-      ! per block, its members' adjoints in real form: yc(i, m) = Re Y, yc(i, us + m) = -Im Y
+      ! per block, its members' adjoints folded onto one entry of each pair (Re(dU Y) over a
+      ! pair is Re(dU[e] (Y[e] + s conj(Y[partner])))), in real form: yc(i, m) = Re, yc(i, us + m) = -Im
       do big = 0, tj
         n = n_members(big)
-        do m = off(big) + 1, off(big + 1)
+        do m = off(big) + 1, off(big) + nhalf(big)
+          local = m - off(big) - 1
+          partner = off(big) + (big + 1)**2 - local
+          sgn = real(1 - 2 * mod(local / (big + 1) + mod(local, big + 1), 2), dp)
           do mm = 1, n
-            yc(mm, m) = real(y(m, members(mm, big)), dp)
-            yc(mm, us + m) = -aimag(y(m, members(mm, big)))
+            yv = y(m, members(mm, big))
+            if (partner /= m) yv = yv + sgn * conjg(y(partner, members(mm, big)))
+            yc(mm, m) = real(yv, dp)
+            yc(mm, us + m) = -aimag(yv)
           end do
         end do
       end do
@@ -219,7 +236,7 @@ contains
           n = n_members(big)
           if (n == 0) cycle
           acc(1:n, :) = 0.0_dp
-          do m = off(big) + 1, off(big + 1)
+          do m = off(big) + 1, off(big) + nhalf(big)
             dr = real(dw(m, :, k), dp)
             di = aimag(dw(m, :, k))
             do l = 1, 3
@@ -333,7 +350,7 @@ contains
     u(1) = (1.0_dp, 0.0_dp)
     if (deriv) du(1, :) = (0.0_dp, 0.0_dp)
     do big = 1, tj
-      do p = 0, big
+      do p = 0, big / 2
         do q = 0, big
           v = (0.0_dp, 0.0_dp)
           dv = (0.0_dp, 0.0_dp)
@@ -365,6 +382,15 @@ contains
           now = off(big) + p * (big + 1) + q + 1
           u(now) = v * scale
           if (deriv) du(now, :) = dv * scale
+        end do
+      end do
+      do p = big / 2 + 1, big  ! U[p, q] = (-1)^(p-q) conj(U[J-p, J-q])
+        do q = 0, big
+          now = off(big) + p * (big + 1) + q + 1
+          prev = off(big) + (big - p) * (big + 1) + (big - q) + 1
+          scale = real(1 - 2 * mod(p + q, 2), dp)
+          u(now) = scale * conjg(u(prev))
+          if (deriv) du(now, :) = scale * conjg(du(prev, :))
         end do
       end do
     end do
