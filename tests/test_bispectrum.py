@@ -129,6 +129,8 @@ def test_clebsch_gordan_known_values_and_orthonormality():
 
 def test_a_lone_atom_has_zero_fingerprint_and_the_centre_does_not_count():
     d = create_descriptor("bispectrum", cutoff=RC, jmax=2)
+    empty = d.compute(Atoms(), derivatives=True)
+    assert empty.values.shape == (0, 12) and empty.derivatives.shape == (0, 3, 12)
     lone = d.compute(Atoms("Cu", positions=[[0, 0, 0]]), derivatives=True)
     assert np.array_equal(lone.values, np.zeros((1, 12)))
     assert np.array_equal(lone.derivatives, np.zeros((1, 3, 12)))

@@ -101,6 +101,7 @@ class Bispectrum:
                     "add them to Gs or elements"
                 )
         table = np.array([[self.params.weight(c, n) for n in symbols] for c in symbols], dtype=np.float64)
+        table = table.reshape(len(symbols), len(symbols))  # (0, 0) for a structure without atoms
         index = np.searchsorted(np.array(present, dtype=np.int64), numbers)
         return table[index[centre], index[neighbour]]
 
