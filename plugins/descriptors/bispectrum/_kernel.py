@@ -136,7 +136,10 @@ def _chunk(
         s, e = int(starts[k]), int(starts[k + 1])
         if s == e:
             continue
-        d = dwu[s:e].reshape(-1, plan.size)
-        y = adjoint[k]
-        step[s:e] = (d.real @ y.real.T - d.imag @ y.imag.T).reshape(e - s, 3, plan.n_features)
+        # Re(d Y) as one real product: d as interleaved (re, im) pairs against (Re Y, -Im Y) pairs
+        d = dwu[s:e].reshape(-1, plan.size).view(np.float64)
+        y = np.empty((plan.n_features, plan.size, 2))
+        y[:, :, 0] = adjoint[k].real
+        y[:, :, 1] = -adjoint[k].imag
+        step[s:e] = (d @ y.reshape(plan.n_features, -1).T).reshape(e - s, 3, plan.n_features)
     return values, step

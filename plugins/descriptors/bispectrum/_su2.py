@@ -87,13 +87,22 @@ def wigner_matrices(
     """Return the U vectors (n, size) complex and, given da, db (n, 3), their derivatives (n, 3, size).
 
     ``size = offsets[-1]`` of :func:`block_offsets`; see the module docstring for the layout.
+    The entries of U^J are polynomials in (a, b, conj a, conj b) whose partial derivatives
+    are entries of U^{J-1}:
+
+        dU^J[p, q]/da = sqrt(p q) U^{J-1}[p-1, q-1],      dU^J[p, q]/db = sqrt((J-p) q) U^{J-1}[p, q-1],
+        dU^J[p, q]/da* = sqrt((J-p)(J-q)) U^{J-1}[p, q],  dU^J[p, q]/db* = -sqrt(p (J-q)) U^{J-1}[p-1, q],
+
+    so dU^J = da dU/da + db dU/db + conj(da) dU/da* + conj(db) dU/db*.
     """
     offsets = block_offsets(two_jmax)
     n = len(a)
     u = np.zeros((n, int(offsets[-1])), dtype=np.complex128)
     u[:, 0] = 1.0
-    deriv = da is not None and db is not None
-    du = np.zeros((n, 3, int(offsets[-1])), dtype=np.complex128) if deriv else None
+    du = None
+    if da is not None and db is not None:
+        du = np.zeros((n, 3, int(offsets[-1])), dtype=np.complex128)
+        chain = np.stack([da, db, np.conj(da), np.conj(db)], axis=2)  # (n, 3, 4)
     ac, bc = np.conj(a), np.conj(b)
     for big in range(1, two_jmax + 1):
         prev = u[:, offsets[big - 1] : offsets[big]].reshape(n, big, big)
@@ -111,25 +120,14 @@ def wigner_matrices(
         new[:, :, 0] /= math.sqrt(big)
         u[:, offsets[big] : offsets[big + 1]] = new.reshape(n, (big + 1) ** 2)
         if du is not None:
-            assert da is not None and db is not None
-            dprev = du[:, :, offsets[big - 1] : offsets[big]].reshape(n, 3, big, big)
-            dnew = np.zeros((n, 3, big + 1, big + 1), dtype=np.complex128)
-            a4, b4 = a[:, None, None, None], b[:, None, None, None]
-            da4, db4 = da[:, :, None, None], db[:, :, None, None]
-            p4, q4 = rp[:, None], rq[:, None]
-            prev4 = prev[:, None]
-            dnew[:, :, 1:, 1:] += (a4 * dprev + da4 * prev4) * p4
-            dnew[:, :, :-1, 1:] += (b4 * dprev + db4 * prev4) * q4
-            dnew[:, :, :, 1:] *= inv_q[:, None]
-            dac, dbc = np.conj(da)[:, :, None], np.conj(db)[:, :, None]
-            dnew[:, :, 1:, 0] = (
-                -(bc[:, None, None] * dprev[:, :, :, 0] + dbc * prev4[:, :, :, 0]) * p4[:, :, :, 0]
-            )
-            dnew[:, :, :-1, 0] += (ac[:, None, None] * dprev[:, :, :, 0] + dac * prev4[:, :, :, 0]) * q4[
-                :, :, :, 0
-            ]
-            dnew[:, :, :, 0] /= math.sqrt(big)
-            du[:, :, offsets[big] : offsets[big + 1]] = dnew.reshape(n, 3, (big + 1) ** 2)
+            root = np.sqrt(np.arange(big + 1))
+            back = root[::-1]  # sqrt(J - p)
+            partial = np.zeros((n, 4, big + 1, big + 1), dtype=np.complex128)
+            partial[:, 0, 1:, 1:] = np.outer(root[1:], root[1:]) * prev
+            partial[:, 1, :-1, 1:] = np.outer(back[:-1], root[1:]) * prev
+            partial[:, 2, :-1, :-1] = np.outer(back[:-1], back[:-1]) * prev
+            partial[:, 3, 1:, :-1] = -np.outer(root[1:], back[:-1]) * prev
+            du[:, :, offsets[big] : offsets[big + 1]] = chain @ partial.reshape(n, 4, (big + 1) ** 2)
     return u, du
 
 
