@@ -6,12 +6,18 @@ How the reference was made (run from the repository root with amp-core's environ
 
 This script builds a few small structures (a 5-atom Cu/Pt cluster, a rattled 4-atom
 Cu3Pt fcc cell, a rattled Cu/Pt slab periodic in x and y, a 3-atom cluster at jmax 3.5, a
-dimer at Amp's default jmax 5), passes them as JSON (full precision) to a driver in a temporary folder, which runs Amp's own
+dimer at Amp's default jmax 5), passes them as JSON (full precision) to a driver in a
+temporary folder, which runs Amp's own
 ``amp.descriptor.bispectrum.Bispectrum(...).calculate_fingerprints`` there with the
 Python of Amp's separate environment (``$AMP_VENV``, default ``~/.cache/amp-original``;
 see the peers' AMP_SETUP notes). Amp is never imported into amp-core. The JSON file holds,
 per case, the structure (symbols, positions, cell, pbc), the parameters (cutoff radius,
 jmax, Gs or None for Amp's default weights, elements) and Amp's fingerprints per atom.
+
+Amp's Python bispectrum is slow (on the shared 2-core machine the slab and the jmax 5
+dimer took about half an hour each), so the stored file was assembled from this
+script's driver run once per case in separate processes (``structures()[k]`` alone),
+then ``write_document`` over all five; running the script as above gives the same file.
 """
 
 from __future__ import annotations
