@@ -15,9 +15,10 @@ per case, the structure (symbols, positions, cell, pbc), the parameters (cutoff 
 jmax, Gs or None for Amp's default weights, elements) and Amp's fingerprints per atom.
 
 Amp's Python bispectrum is slow (on the shared 2-core machine the slab and the jmax 5
-dimer took about half an hour each), so the stored file was assembled from this
+dimer took the better part of an hour each), so the stored file was assembled from this
 script's driver run once per case in separate processes (``structures()[k]`` alone),
-then ``write_document`` over all five; running the script as above gives the same file.
+then ``write_document`` over all five; the script as above gives the same file when
+``AMP_REFERENCE_TIMEOUT`` leaves Amp the time (it keeps only the cases finished in time).
 """
 
 from __future__ import annotations
