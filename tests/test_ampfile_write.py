@@ -54,6 +54,7 @@ DESCRIPTORS = {
     "G2/G4/G5 with zeta 0.5, polynomial": (
         "gaussian", {"Gs": ZETA_HALF_GS, "cutoff": {"name": "Polynomial", "Rc": 3.9, "gamma": 5.0}}),
     "zernike nmax 3": ("zernike", {"elements": ["Cu", "Pt"], "nmax": 3, "cutoff": 4.0}),
+    "bispectrum jmax 1.5": ("bispectrum", {"elements": ["Cu", "Pt"], "jmax": 1.5, "cutoff": 4.0}),
 }
 MODELS = {
     "tanh (3, 2)": {"hiddenlayers": (3, 2)},
