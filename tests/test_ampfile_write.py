@@ -134,6 +134,9 @@ def test_original_amp_loads_the_file_and_predicts_the_same(tmp_path: Path, descr
     structures, energies, forces = amp_original.amp_predict(AMP, path, images(), tmp_path / "amp")
     ours_e, ours_f = predictions(potential, structures)
     np.testing.assert_allclose(ours_e, energies, rtol=1e-10)
+    if DESCRIPTORS[descriptor][0] == "bispectrum":  # Amp computes bispectrum values only: no forces
+        assert all(f is None for f in forces)
+        return
     forces = np.concatenate(forces)
     np.testing.assert_allclose(ours_f, forces, rtol=0, atol=1e-10 * np.abs(forces).max())
 

@@ -33,6 +33,7 @@ force_rmse = 1e-9
 
 
 @pytest.mark.parametrize("backend", ["serial", "fortran"])
+@pytest.mark.filterwarnings("ignore::amp_core.ExtrapolationWarning")  # unseen slabs, few training images
 def test_bispectrum_force_training_saves_loads_and_predicts(tmp_path, slab_images, backend):
     if backend == "fortran":
         from amp_plugins.descriptors.bispectrum._fortran import probe
