@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from amp_core.errors import PropertyNotImplementedError
+from amp_core.errors import DataError, PropertyNotImplementedError
 
 SUFFIXES = (".so", ".dylib", ".dll")
 HOW_TO_GET = (
@@ -118,6 +118,13 @@ def bind(package: str, stem: str, abi_symbol: str, abi_version: int,
             routine.argtypes = argtypes
             routine.restype = ctypes.c_int64
     return library
+
+
+def refused(kernel: str, stem: str, errors: dict[int, str], status: int, index: int) -> DataError:
+    """Return the :class:`DataError` for a compiled kernel's error ``status`` (``errors`` maps codes to
+    messages with an ``{index}`` field, filled with the kernel's reported ``index``)."""
+    message = errors.get(status, f"unknown error code {status}").format(index=index)
+    return DataError(f"{kernel} kernel ({stem}) refused its input: {message}")
 
 
 def probe_kernels(load: Callable[[], object], package: str, stem: str) -> str | None:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.compiled import bind, probe_kernels
-from amp_core.errors import DataError
+from amp_core.compiled import bind, probe_kernels, refused
+from amp_plugins.descriptors.gaussian._neighbors import kernel_slots
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
     from amp_plugins.descriptors.bispectrum._plan import Plan
@@ -81,10 +81,7 @@ def fingerprint(
     """
     n_atoms, nf = len(neighbours.starts) - 1, plan.n_features
     n_entries = len(neighbours.centre)
-    if blocks is None:
-        n_pairs, slots, own = 0, np.zeros(n_entries, np.int64), np.zeros(n_atoms, np.int64)
-    else:
-        n_pairs, slots, own = len(blocks.pairs), blocks.entry, blocks.own
+    n_pairs, slots, own = kernel_slots(blocks, len(neighbours.centre), n_atoms)
     values = np.empty((n_atoms, nf))
     derivatives = np.empty((n_pairs, 3, nf))
     gamma = 0.0 if cutoff.gamma is None else float(cutoff.gamma)
@@ -98,6 +95,5 @@ def fingerprint(
         *(int(blocks is not None), n_pairs, slots, own, values, derivatives, ctypes.byref(bad)),
     )
     if status != 0:
-        message = ERRORS.get(status, f"unknown error code {status}").format(index=bad.value)
-        raise DataError(f"Bispectrum kernel ({STEM}) refused its input: {message}")
+        raise refused("Bispectrum", STEM, ERRORS, status, bad.value)
     return values, None if blocks is None else derivatives

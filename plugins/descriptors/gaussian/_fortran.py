@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.compiled import bind, load_library, probe_kernels
-from amp_core.errors import DataError
+from amp_core.compiled import bind, load_library, probe_kernels, refused
+from amp_plugins.descriptors.gaussian._neighbors import kernel_slots
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
     from amp_core.protocols import GradientCallback
@@ -126,8 +126,7 @@ def contract(
     if failure:
         raise failure[0]
     if status != 0:
-        message = ERRORS.get(status, f"unknown error code {status}").format(index=bad.value)
-        raise DataError(f"Gaussian kernel ({STEM}) refused its input: {message}")
+        raise refused("Gaussian", STEM, ERRORS, status, bad.value)
     return values, de_dr, w if virial else None
 
 
@@ -155,10 +154,7 @@ def fingerprint(
     table = plan.table
     n_atoms, f_max = len(species_of_atom), table.n_features
     codes = table.code[species_of_atom]
-    if blocks is None:
-        n_pairs, slots, own = 0, np.zeros(len(neighbours.centre), np.int64), np.zeros(n_atoms, np.int64)
-    else:
-        n_pairs, slots, own = len(blocks.pairs), blocks.entry, blocks.own
+    n_pairs, slots, own = kernel_slots(blocks, len(neighbours.centre), n_atoms)
     values = np.empty((n_atoms, f_max))
     derivatives = np.empty((n_pairs, 3, f_max))
     bad = _i64(-1)
@@ -178,8 +174,7 @@ def fingerprint(
         zeta, gamma = _singular_parameters(plan, species, neighbours, entry_j, entry_k)
         raise singular_error(neighbours, entry_j, entry_k, zeta, gamma)
     if status != 0:
-        message = ERRORS.get(status, f"unknown error code {status}").format(index=bad.value)
-        raise DataError(f"Gaussian kernel ({STEM}) refused its input: {message}")
+        raise refused("Gaussian", STEM, ERRORS, status, bad.value)
     return values, None if blocks is None else derivatives
 
 

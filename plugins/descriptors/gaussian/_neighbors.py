@@ -190,6 +190,18 @@ class DerivativeBlocks:
     starts: NDArray[np.int64]
 
 
+def kernel_slots(
+    blocks: DerivativeBlocks | None, n_entries: int, n_atoms: int
+) -> tuple[int, NDArray[np.int64], NDArray[np.int64]]:
+    """Return (block count, block slot per neighbour entry, own slot per atom) as the compiled kernels take them.
+
+    Without ``blocks`` (values only): no blocks and zero-filled slot arrays of the right lengths.
+    """
+    if blocks is None:
+        return 0, np.zeros(n_entries, np.int64), np.zeros(n_atoms, np.int64)
+    return len(blocks.pairs), blocks.entry, blocks.own
+
+
 def derivative_blocks(neighbours: Neighbours) -> DerivativeBlocks:
     """Number the derivative blocks that ``neighbours`` contribute to.
 

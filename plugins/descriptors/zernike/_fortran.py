@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.compiled import bind, probe_kernels
-from amp_core.errors import DataError
+from amp_core.compiled import bind, probe_kernels, refused
+from amp_plugins.descriptors.gaussian._neighbors import kernel_slots
 
 if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that cheap
     from amp_plugins.descriptors.gaussian._neighbors import DerivativeBlocks, Neighbours
@@ -86,10 +86,7 @@ def fingerprint(
         DataError: the kernel refused its input (an inconsistency the checks before it missed).
     """
     n_atoms, n_f = len(species_of_atom), basis.n_features
-    if blocks is None:
-        n_pairs, slots, own = 0, np.zeros(len(neighbours.centre), np.int64), np.zeros(n_atoms, np.int64)
-    else:
-        n_pairs, slots, own = len(blocks.pairs), blocks.entry, blocks.own
+    n_pairs, slots, own = kernel_slots(blocks, len(neighbours.centre), n_atoms)
     values = np.empty((n_atoms, n_f))
     derivatives = np.empty((n_pairs, 3, n_f))
     gamma = 0.0 if cutoff.gamma is None else float(cutoff.gamma)
@@ -108,6 +105,5 @@ def fingerprint(
         *(int(blocks is not None), n_pairs, slots, own, values, derivatives, ctypes.byref(bad)),
     )
     if status != 0:
-        message = ERRORS.get(status, f"unknown error code {status}").format(index=bad.value)
-        raise DataError(f"Zernike kernel ({STEM}) refused its input: {message}")
+        raise refused("Zernike", STEM, ERRORS, status, bad.value)
     return values, None if blocks is None else derivatives
