@@ -13,6 +13,7 @@ Run: ``python benchmarks/bench_ensemble.py [--images 40] [--members 5] [--steps 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -29,22 +30,27 @@ def _model(seed: int):
     return amp_core.create_model("neuralnetwork", seed=seed)
 
 
-def step_time(images, model, backend: str, steps: int) -> float:
-    """Seconds per loss + gradient evaluation (median over ``steps``), after set-up."""
+def step_times(images, models: list, backend: str, steps: int) -> list[float]:
+    """Seconds per loss + gradient evaluation (median over ``steps``) of each model, after set-up; the
+    models' evaluations alternate, so a drift of the machine's speed affects them alike."""
     descriptor = amp_core.create_descriptor("gaussian", elements=["Mo"])
-    potential = amp_core.Potential(descriptor, model)
-    with amp_core.create_backend(backend) as back, amp_core.loss_function(
-            images, potential, back, force_coefficient=0.1, progress=False) as f:
-        vector = model.vector()
+    with contextlib.ExitStack() as stack:
+        functions = []
+        for model in models:
+            back = stack.enter_context(amp_core.create_backend(backend))
+            functions.append(stack.enter_context(amp_core.loss_function(
+                images, amp_core.Potential(descriptor, model), back, force_coefficient=0.1, progress=False)))
+        vectors = [model.vector() for model in models]
         rng = np.random.default_rng(0)
-        f(vector)
-        times = []
-        for _ in range(steps):
-            vector = vector + 1e-6 * rng.normal(size=vector.shape)
-            t0 = time.perf_counter()
-            f(vector)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        times: list[list[float]] = [[] for _ in models]
+        for step in range(steps + 1):
+            for k, f in enumerate(functions):
+                vectors[k] = vectors[k] + 1e-6 * rng.normal(size=vectors[k].shape)
+                t0 = time.perf_counter()
+                f(vectors[k])
+                if step:  # the first is a warm-up
+                    times[k].append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def main() -> None:
@@ -57,8 +63,8 @@ def main() -> None:
     print(f"mlearn Mo: {len(images)} images, {sum(len(a) for a in images)} atoms; ensemble of {args.members}")
     for backend in ("serial", "fortran"):
         try:
-            single = step_time(images, _model(0), backend, args.steps)
-            ensemble = step_time(images, Ensemble([_model(k) for k in range(args.members)]), backend, args.steps)
+            single, ensemble = step_times(images, [_model(0), Ensemble([_model(k) for k in range(args.members)])],
+                                          backend, args.steps)
         except amp_core.PropertyNotImplementedError as exc:
             print(f"{backend}: skipped ({exc})")
             continue

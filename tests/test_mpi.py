@@ -123,6 +123,8 @@ def test_twenty_iterations_under_mpi_are_bitwise_identical_to_serial(tmp_path, s
             assert np.array_equal(vector, reference.model.vector()), f"{ranks} ranks, rank {rank} differs"
         head = (tmp_path / f"mpi{ranks}" / "train-log.txt").read_text()
         assert f"mpi: {ranks} rank(s) on 1 host(s); ranks per host: " in head.splitlines()[0]
+        if not {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"} & set(os.environ) and ranks <= os.cpu_count() < ranks * 2:
+            assert "run with OMP_NUM_THREADS=1" in head  # the ranks share the cores: say how to avoid oversubscription
     chunks = sorted(p.name for p in (tmp_path / "mpi3" / "arrays").iterdir())
     assert len(chunks) == 6
     assert sorted(p.name for p in (scratch / "amp-arrays").iterdir()) == chunks  # each chunk copied once
