@@ -55,7 +55,7 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
             warnings.simplefilter("ignore", ExtrapolationWarning)
             energy.append((atoms.get_potential_energy() - reference) / len(atoms))
             if forces and reference_forces is not None:
-                atoms.get_forces()
+                atoms.get_forces(apply_constraint=False)
         if "energy_std" in potential.results:
             spreads["energy"].append(potential.results["energy_std"])
             spreads["energy_error"].append(abs(energy[-1]))
@@ -63,7 +63,7 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
         if found is not None:
             flagged = (flagged or 0) + len(found)
         if forces and reference_forces is not None:
-            error = atoms.get_forces() - reference_forces
+            error = atoms.get_forces(apply_constraint=False) - reference_forces  # fixed atoms too, as trained
             force_sq.append(float(np.mean(error**2)))
             force_abs += float(np.abs(error).sum())
             force_max = max(force_max, float(np.abs(error).max()))
