@@ -307,7 +307,8 @@ def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir
             f"own optimiser, evaluated together (one pass over each chunk per step); their logs, checkpoints "
             f"and potential files are in {run_dir / 'members'}")
     if any(starts):
-        log(f"resumed from {'the members checkpoints' if members else run_dir / CHECKPOINT} at iteration "
+        where = "the members' checkpoints" if members else run_dir / CHECKPOINT
+        log(f"resumed from {where} at iteration "
             f"{', '.join(map(str, starts))}")
     with contextlib.ExitStack() as stack:
         loss, validation = _losses(stack, potential, backend, cfg, run_dir, manager, log, progress)
