@@ -194,6 +194,18 @@ def structures() -> dict[str, tuple[Atoms, dict]]:
 CASES = sorted(structures())
 
 
+def wide_gs(elements: list[str]) -> dict:
+    """mixed_gs's G2, and G4 and G5 groups of 20 and 10 functions (integer and non-integer zeta, two etas):
+    groups wider than the kernel's fold_min (8), so the one-pass contraction folds dE/dG into the triplets."""
+    gs = mixed_gs(elements)[elements[0]][: 2 * len(elements)]
+    for a, b in itertools.combinations_with_replacement(sorted(elements), 2):
+        for eta, zeta, gamma in itertools.product((0.005, 0.3), (1.0, 2.0, 2.5, 4.0, 16.0), (1.0, -1.0)):
+            gs.append({"type": "G4", "elements": [a, b], "eta": eta, "zeta": zeta, "gamma": gamma})
+        for zeta, gamma in itertools.product((1.0, 1.5, 3.0, 4.0, 6.0), (1.0, -1.0)):
+            gs.append({"type": "G5", "elements": [b, a], "eta": 0.1, "zeta": zeta, "gamma": gamma})
+    return {e: gs[: len(gs) - 3 * k] for k, e in enumerate(elements)}  # different lengths per element
+
+
 def case(name: str) -> tuple[Atoms, dict, dict]:
     atoms, cutoff = structures()[name]
     return atoms, cutoff, mixed_gs(sorted(set(atoms.get_chemical_symbols())))
@@ -287,10 +299,14 @@ def test_matches_numpy_gaussian_descriptor(compiled, name: str) -> None:
     )
 
 
+@pytest.mark.parametrize("width", ["narrow", "wide"])
 @pytest.mark.parametrize("name", CASES)
-def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str) -> None:
-    """amp_gaussian_contract (bounds-checked): values, forces and virial for a fixed dE/dG against numpy."""
+def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str, width: str) -> None:
+    """amp_gaussian_contract (bounds-checked): values, forces and virial for a fixed dE/dG against numpy;
+    narrow groups take the per-feature derivatives, wide ones fold dE/dG into the triplet terms."""
     atoms, cutoff, gs = case(name)
+    if width == "wide":
+        gs = wide_gs(sorted(gs))
     numpy_descriptor = create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
     expected = numpy_descriptor.compute(atoms, derivatives=True)
     weights = np.random.default_rng(3).normal(size=expected.values.shape)

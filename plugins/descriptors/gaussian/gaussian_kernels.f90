@@ -58,10 +58,13 @@ module amp_gaussian_kernels
   ! Feature groups: the features of a centre element that one neighbour (radial) or one
   ! unordered neighbour pair (angular) contributes to, in CSR form (members ptr(id) ..
   ! ptr(id+1)-1), with each member's column and parameters copied in member order.
+  ! Angular groups also list their distinct (zeta, gamma): nu(id) of them, at ptr(id) ..
+  ! ptr(id)+nu(id)-1 of uzeta, ugam, uiz (integer zeta or 0); member m uses upow(m) (1-based
+  ! within its group), so one power per pair serves every eta with that (zeta, gamma).
   type :: groups_t
-    integer :: ne, base4, base5
-    integer, allocatable :: ptr(:), col(:), izeta(:)
-    real(dp), allocatable :: eta(:), offset(:), zeta(:), gam(:), pref(:)
+    integer :: ne, base4, base5, largest, largest_angular
+    integer, allocatable :: ptr(:), col(:), izeta(:), nu(:), upow(:), uiz(:)
+    real(dp), allocatable :: eta(:), offset(:), zeta(:), gam(:), pref(:), uzeta(:), ugam(:)
   end type groups_t
 
   ! One centre's neighbours (gathered from the list), neighbour index first so loops over
@@ -84,6 +87,33 @@ module amp_gaussian_kernels
     real(dp), allocatable :: ex(:), exf(:), bj(:), bjk(:), bk(:), ecj(:), eca(:), eck(:)
     real(dp), allocatable :: a(:), a_jj(:), a_jk(:)
   end type batch_t
+
+  ! The one-pass contraction's scratch. For one centre, one neighbour-element pair and one
+  ! feature group, the neighbour pairs (j, k > j) that contribute (G4: r_jk < Rc) are compacted
+  ! into entries 1 .. nq (jj, kk: shell indices), at most chunk at a time, padded to n, a
+  ! multiple of 4, with zero cutoff products at the shell's spare entry: x_j, x_k, 1/r_j,
+  ! 1/r_k, cos c, cutoff product f, sum of squared distances sr, the cutoff-derivative
+  ! factors dj, dk, gq (see pair_factors); pw(:, u) = (1 + gamma c)^(zeta - 1) and
+  ! pz(:, u) = (1 + gamma c)^zeta of each distinct (zeta, gamma) u. Per neighbour n of the
+  ! centre: dE/dx_n = dv(n, :) + sv(n) x_n. rows, grad: the batch of centres given to the
+  ! callback and its dE/dG.
+  type :: tri_t
+    integer :: n, nq, chunk
+    integer, allocatable :: jj(:), kk(:)
+    integer(ik), allocatable :: rows(:)
+    real(dp), allocatable :: c(:), f(:), sr(:), dj(:), dk(:), gq(:), xj(:, :), xk(:, :), irj(:), irk(:)
+    real(dp), allocatable :: ex(:), bb(:), pw(:, :), pz(:, :), pp(:), qq(:), uu(:), vv(:), ww(:)
+    real(dp), allocatable :: sv(:), dv(:, :), grad(:, :)
+  end type tri_t
+
+  ! amp_gaussian_contract folds dE/dG into the triplet terms (contract_folded) when some G4/G5
+  ! group has more than fold_min functions, else it contracts per-feature derivatives
+  ! (contract_members; fewer passes, cheaper for small groups). Measured, benchmarks/bench_md.py.
+  integer, parameter :: fold_min = 8
+
+  ! Neighbour pairs per chunk of the one-pass contraction (scratch of ~0.2 KB per pair and
+  ! distinct (zeta, gamma)): long enough that loop overheads vanish, short enough for the cache.
+  integer, parameter :: chunk_pairs = 2048
 
   ! The caller's dE/dG for a batch of centres (see amp_gaussian_contract); returns 0 or a failure.
   abstract interface
@@ -168,7 +198,7 @@ contains
     if (deriv) derivs = 0
     do i = 1, n_atoms
       status = gather_shell(cut, first(i) + 1, first(i + 1), nb_vec, nb_atom, atom_el, nb_slot, &
-                            deriv, shell, bad_index)
+                            deriv, deriv, shell, bad_index)
       if (status /= 0) return
       call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, deriv, values(:, i))
       call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
@@ -208,12 +238,6 @@ contains
     procedure(gradient_callback), pointer :: gradient
     type(cutoff_t) :: cut
     type(groups_t) :: groups
-    type(shell_t) :: shell
-    type(batch_t) :: batch
-    integer(ik) :: i, b0, b1, k
-    integer(ik), allocatable :: rows(:), owner(:), atom(:)
-    real(dp), allocatable :: g(:, :, :), grad(:, :), x(:, :)
-    integer :: ne, n, c, stat
 
     bad_index = -1
     status = check_sizes(n_atoms, n_el, n_entries, nf_max, 0_ik, first, bad_index)
@@ -224,8 +248,104 @@ contains
     if (status /= 0) return
     call c_f_procpointer(callback, gradient)
     status = build_groups(int(n_el), int(nf_max), nf, ftype, fel1, fel2, feta, fzeta, fgamma, foffset, groups)
-    if (status == 0) status = allocate_shell(largest_shell(n_atoms, first), int(nf_max), int(n_el), &
-                                             .true., shell, batch)
+    if (status /= 0) return
+    values = 0
+    de_dr = 0
+    virial = 0
+    if (groups%largest_angular > fold_min) then
+      status = contract_folded(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, groups, nf_max, &
+                               batch_size, gradient, want_virial /= 0, values, de_dr, virial, bad_index)
+    else
+      status = contract_members(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, groups, nf_max, &
+                                batch_size, gradient, want_virial /= 0, values, de_dr, virial, bad_index)
+    end if
+  end function amp_gaussian_contract
+
+  !> The one-pass contraction with dE/dG folded into each pair's and triplet's factors: per
+  !> batch of centres, a values pass, the callback, then a contraction pass that recomputes
+  !> the pairs' shared factors and sums the members' dE/dG-weighted terms into three scalars
+  !> per triplet (see member_sums). Its cost hardly grows with the number of functions per group.
+  integer(ik) function contract_folded(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, groups, &
+                                       nf_max, batch_size, gradient, want_virial, values, de_dr, virial, &
+                                       bad_index) result(status)
+    integer(ik), intent(in) :: n_atoms, n_entries, nf_max, batch_size
+    integer(ik), intent(in) :: atom_el(n_atoms), first(n_atoms + 1), nb_atom(n_entries)
+    real(dp), intent(in) :: nb_vec(3, n_entries)
+    type(cutoff_t), intent(in) :: cut
+    type(groups_t), intent(in) :: groups
+    procedure(gradient_callback), pointer, intent(in) :: gradient
+    logical, intent(in) :: want_virial
+    real(dp), intent(inout) :: values(nf_max, n_atoms), de_dr(3, n_atoms), virial(3, 3)
+    integer(ik), intent(inout) :: bad_index
+    type(shell_t) :: shell
+    type(batch_t) :: batch
+    type(tri_t) :: tri
+    integer(ik) :: i, b0, b1, k
+    status = allocate_shell(largest_shell(n_atoms, first), int(nf_max), groups%ne, .false., shell, batch)
+    if (status == 0) status = allocate_tri(largest_shell(n_atoms, first), groups, int(batch_size), &
+                                           int(nf_max), tri)
+    if (status /= 0) return
+    do b0 = 1, n_atoms, batch_size
+      b1 = min(b0 + batch_size - 1, n_atoms)
+      ! values (the shell's slot holds the 1-based neighbour atom: gather_shell adds 1 to nb_atom)
+      do i = b0, b1
+        status = gather_shell(cut, first(i) + 1, first(i + 1), nb_vec, nb_atom, atom_el, nb_atom, &
+                              .true., .false., shell, bad_index)
+        if (status /= 0) return
+        call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, .false., values(:, i))
+        call angular_pass(int(atom_el(i)) + 1, shell, groups, cut, .false., values(:, i), tri%grad(:, 1), tri)
+      end do
+      do k = b0, b1
+        tri%rows(k - b0 + 1) = k - 1
+      end do
+      if (gradient(b1 - b0 + 1, tri%rows, nf_max, values(:, b0:b1), tri%grad) /= 0) then
+        status = err_callback
+        bad_index = b0 - 1
+        return
+      end if
+      ! dE/dG folded into the derivatives
+      do i = b0, b1
+        status = gather_shell(cut, first(i) + 1, first(i + 1), nb_vec, nb_atom, atom_el, nb_atom, &
+                              .true., .false., shell, bad_index)
+        if (status /= 0) return
+        tri%sv(:shell%n + 3) = 0
+        tri%dv(:shell%n + 3, :) = 0
+        call radial_contract(int(atom_el(i)) + 1, shell, groups, cut%rc, tri%grad(:, i - b0 + 1), tri%sv)
+        call angular_pass(int(atom_el(i)) + 1, shell, groups, cut, .true., values(:, i), &
+                          tri%grad(:, i - b0 + 1), tri)
+        if (shell%bad_j >= 0) then
+          status = err_singular
+          bad_index = shell%bad_j * n_entries + shell%bad_k
+          return
+        end if
+        call centre_forces(shell, tri, i, want_virial, de_dr, virial)
+      end do
+    end do
+  end function contract_folded
+
+  !> The one-pass contraction through per-feature derivatives: per batch of centres, one pass
+  !> computes the values and every feature's derivative with respect to each neighbour (kept
+  !> for the batch), then the callback's dE/dG contracts them. Cheaper than contract_folded
+  !> (one pass over the triplets instead of two) when the groups have few functions.
+  integer(ik) function contract_members(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, groups, &
+                                        nf_max, batch_size, gradient, want_virial, values, de_dr, virial, &
+                                        bad_index) result(status)
+    integer(ik), intent(in) :: n_atoms, n_entries, nf_max, batch_size
+    integer(ik), intent(in) :: atom_el(n_atoms), first(n_atoms + 1), nb_atom(n_entries)
+    real(dp), intent(in) :: nb_vec(3, n_entries)
+    type(cutoff_t), intent(in) :: cut
+    type(groups_t), intent(in) :: groups
+    procedure(gradient_callback), pointer, intent(in) :: gradient
+    logical, intent(in) :: want_virial
+    real(dp), intent(inout) :: values(nf_max, n_atoms), de_dr(3, n_atoms), virial(3, 3)
+    integer(ik), intent(inout) :: bad_index
+    type(shell_t) :: shell
+    type(batch_t) :: batch
+    integer(ik) :: i, b0, b1, k
+    integer(ik), allocatable :: rows(:), owner(:), atom(:)
+    real(dp), allocatable :: g(:, :, :), grad(:, :), x(:, :)
+    integer :: ne, n, c, stat
+    status = allocate_shell(largest_shell(n_atoms, first), int(nf_max), groups%ne, .true., shell, batch)
     if (status /= 0) return
     ne = 1
     do b0 = 1, n_atoms, batch_size
@@ -237,16 +357,13 @@ contains
               x(3, ne), owner(ne), atom(ne), stat=stat)
     if (stat /= 0) return
     status = 0
-    values = 0
-    de_dr = 0
-    virial = 0
     do b0 = 1, n_atoms, batch_size
       b1 = min(b0 + batch_size - 1, n_atoms)
       ne = 0
       do i = b0, b1
         ! the shell's slot holds the 1-based neighbour atom: gather_shell adds 1 to nb_atom
         status = gather_shell(cut, first(i) + 1, first(i + 1), nb_vec, nb_atom, atom_el, nb_atom, &
-                              .true., shell, bad_index)
+                              .true., .true., shell, bad_index)
         if (status /= 0) return
         call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, .true., values(:, i))
         call angular(int(atom_el(i)) + 1, shell, groups, cut, .true., values(:, i), batch)
@@ -273,9 +390,9 @@ contains
         bad_index = b0 - 1
         return
       end if
-      call contract_batch(ne, g, x, owner, atom, b0, grad, want_virial /= 0, de_dr, virial)
+      call contract_batch(ne, g, x, owner, atom, b0, grad, want_virial, de_dr, virial)
     end do
-  end function amp_gaussian_contract
+  end function contract_members
 
   !> Add the batch's entries to dE/dR and the virial: v = sum_f g(f, :, e) dE/dG(f, owner).
   subroutine contract_batch(ne, g, x, owner, atom, b0, grad, want_virial, de_dr, virial)
@@ -299,6 +416,410 @@ contains
       end if
     end do
   end subroutine contract_batch
+
+  ! ---------------------------------------------------------------- one-pass contraction
+
+  integer(ik) function allocate_tri(n_max, g, batch_size, nf_max, t) result(status)
+    integer, intent(in) :: n_max, batch_size, nf_max
+    type(groups_t), intent(in) :: g
+    type(tri_t), intent(out) :: t
+    integer :: n, stat
+    t%chunk = max(chunk_pairs, max(1, n_max))
+    n = t%chunk + 4
+    status = err_memory
+    allocate (t%jj(n), t%kk(n), t%c(n), t%f(n), t%sr(n), t%dj(n), t%dk(n), t%gq(n), t%xj(n, 3), t%xk(n, 3), &
+              t%irj(n), t%irk(n), t%ex(n), t%bb(n), t%pw(n, max(1, g%largest)), t%pz(n, max(1, g%largest)), &
+              t%pp(n), t%qq(n), t%uu(n), t%vv(n), t%ww(n), t%sv(max(1, n_max) + 3), t%dv(max(1, n_max) + 3, 3), &
+              t%rows(batch_size), t%grad(max(1, nf_max), batch_size), stat=stat)
+    if (stat /= 0) return
+    status = 0
+    t%n = 0
+    t%nq = 0
+  end function allocate_tri
+
+  !> Add one centre's G4 and G5 values to val (deriv false) or their derivatives contracted
+  !> with w = dE/dG to the scratch's dv, sv (deriv true). For each unordered neighbour-element
+  !> pair (a, b) and feature group, the neighbour pairs (j, k > j) that contribute (G4:
+  !> r_jk < Rc) are compacted into chunks of at most t%chunk pairs, so every later loop runs
+  !> over one long contiguous range, whatever the neighbour j.
+  subroutine angular_pass(e, s, g, cut, deriv, val, w, t)
+    integer, intent(in) :: e
+    type(shell_t), intent(inout) :: s
+    type(groups_t), intent(in) :: g
+    type(cutoff_t), intent(in) :: cut
+    logical, intent(in) :: deriv
+    real(dp), intent(inout) :: val(:)
+    real(dp), intent(in) :: w(:)
+    type(tri_t), intent(inout) :: t
+    integer :: a, b, j, k, k0, k1, lo, id, m
+    real(dp) :: rc2, xj1, xj2, xj3, d2
+    logical :: g4
+    rc2 = cut%rc**2
+    do a = 1, g%ne
+      do b = a, g%ne
+        do lo = 4, 5
+          g4 = lo == 4
+          id = merge(g%base4, g%base5, g4) + ((e - 1) * g%ne + a - 1) * g%ne + b
+          if (g%ptr(id + 1) == g%ptr(id)) cycle
+          m = 0
+          do j = s%seg(a), s%seg(a + 1) - 1
+            if (s%fc(j) == 0) cycle
+            k0 = max(j + 1, s%seg(b))
+            k1 = s%seg(b + 1) - 1
+            if (k1 < k0) cycle
+            if (m + (k1 - k0 + 1) > t%chunk) then
+              call chunk_terms(g4, id, m, s, g, cut, deriv, val, w, t)
+              m = 0
+            end if
+            xj1 = s%x(j, 1)
+            xj2 = s%x(j, 2)
+            xj3 = s%x(j, 3)
+            if (g4) then
+              do k = k0, k1  ! branch-free compaction
+                d2 = (s%x(k, 1) - xj1)**2 + (s%x(k, 2) - xj2)**2 + (s%x(k, 3) - xj3)**2
+                t%jj(m + 1) = j
+                t%kk(m + 1) = k
+                t%ex(m + 1) = d2  ! r_jk^2 until the exponentials overwrite it
+                m = m + merge(1, 0, d2 < rc2)
+              end do
+            else
+              do k = k0, k1
+                m = m + 1
+                t%jj(m) = j
+                t%kk(m) = k
+                t%ex(m) = 0
+              end do
+            end if
+          end do
+          call chunk_terms(g4, id, m, s, g, cut, deriv, val, w, t)
+        end do
+      end do
+    end do
+  end subroutine angular_pass
+
+  !> The terms of the nq compacted pairs of group id: shared factors, powers, then values or
+  !> contracted derivatives.
+  subroutine chunk_terms(g4, id, nq, s, g, cut, deriv, val, w, t)
+    logical, intent(in) :: g4, deriv
+    integer, intent(in) :: id, nq
+    type(shell_t), intent(inout) :: s
+    type(groups_t), intent(in) :: g
+    type(cutoff_t), intent(in) :: cut
+    real(dp), intent(inout) :: val(:)
+    real(dp), intent(in) :: w(:)
+    type(tri_t), intent(inout) :: t
+    if (nq == 0) return
+    call pair_factors(g4, nq, s, cut, deriv, t)
+    call live_powers(id, g, s, deriv, t)
+    if (deriv) then
+      call member_sums(id, g, cut%rc**2, w, t)
+      call pair_gradients(g4, t)
+    else
+      call member_values(id, g, cut%rc**2, val, t)
+    end if
+  end subroutine chunk_terms
+
+
+  !> Shared factors of the compacted pairs 1 .. nq (padded to n, a multiple of 4, with zero
+  !> cutoff products at the shell's spare entry): cos(theta_ijk) (clamped to [-1, 1]),
+  !> cutoff product f = fc(r_ij) fc(r_ik) [fc(r_jk)], sum of squared distances sr; with deriv
+  !> also dj = fc'(r_ij) fc(r_ik) [fc(r_jk)] / r_ij, dk likewise, gq = fc(r_ij) fc(r_ik) fc'(r_jk) / r_jk.
+  subroutine pair_factors(g4, nq, s, cut, deriv, t)
+    logical, intent(in) :: g4, deriv
+    integer, intent(in) :: nq
+    type(shell_t), intent(in) :: s
+    type(cutoff_t), intent(in) :: cut
+    type(tri_t), intent(inout) :: t
+    integer :: j, k, q, n4
+    real(dp) :: fjk, dfjk, keep, cq, fcut, djk, v, v2, sin_v, cos_v
+    t%nq = nq
+    n4 = 4 * ((nq + 3) / 4)
+    t%n = n4
+    do q = nq + 1, n4
+      t%jj(q) = s%n + 1  ! the shell's spare entry: zero cutoff, zero vector
+      t%kk(q) = s%n + 1
+      t%ex(q) = 0
+    end do
+    do q = 1, n4
+      j = t%jj(q)
+      k = t%kk(q)
+      t%xj(q, 1) = s%x(j, 1)
+      t%xj(q, 2) = s%x(j, 2)
+      t%xj(q, 3) = s%x(j, 3)
+      t%xk(q, 1) = s%x(k, 1)
+      t%xk(q, 2) = s%x(k, 2)
+      t%xk(q, 3) = s%x(k, 3)
+      t%irj(q) = s%inv_r(j)
+      t%irk(q) = s%inv_r(k)
+      t%sr(q) = s%r2(j) + s%r2(k) + t%ex(q)
+      t%f(q) = s%fc(j) * s%fc(k)
+      if (deriv) then
+        t%dj(q) = s%dfc(j) * s%fc(k) * s%inv_r(j)
+        t%dk(q) = s%fc(j) * s%dfc(k) * s%inv_r(k)
+      end if
+    end do
+    ! the cutoff of r_jk into bb and its derivative / r_jk into gq (masked beyond the live entries)
+    if (g4 .and. cut%kind == cut_cosine) then
+      do q = 1, n4  ! cosine_cutoff written out, so the loop vectorises
+        keep = merge(1.0_dp, 0.0_dp, q <= nq)
+        djk = sqrt(max(t%ex(q), tiny(1.0_dp)))
+        v = (0.5_dp * pi) * (djk / cut%rc) - 0.25_dp * pi
+        v2 = v * v
+        sin_v = v + v * v2 * (sin_c(1) + v2 * (sin_c(2) + v2 * (sin_c(3) + v2 * (sin_c(4) &
+                + v2 * (sin_c(5) + v2 * (sin_c(6) + v2 * sin_c(7)))))))
+        cos_v = 1 + v2 * (cos_c(1) + v2 * (cos_c(2) + v2 * (cos_c(3) + v2 * (cos_c(4) &
+                + v2 * (cos_c(5) + v2 * (cos_c(6) + v2 * (cos_c(7) + v2 * cos_c(8))))))))
+        t%bb(q) = keep * (0.5_dp * (cos_v - sin_v)**2)
+        t%gq(q) = keep * ((-0.5_dp * pi / cut%rc) * (cos_v - sin_v) * (cos_v + sin_v)) / djk
+      end do
+    else if (g4) then
+      do q = 1, n4
+        keep = merge(1.0_dp, 0.0_dp, q <= nq)
+        djk = sqrt(max(t%ex(q), tiny(1.0_dp)))
+        call polynomial_cutoff(cut, djk, fjk, dfjk)
+        t%bb(q) = keep * fjk
+        t%gq(q) = keep * dfjk / djk
+      end do
+    else
+      do q = 1, n4
+        t%bb(q) = merge(1.0_dp, 0.0_dp, q <= nq)
+        t%gq(q) = 0
+      end do
+    end if
+    do q = 1, n4
+      cq = (t%xj(q, 1) * t%xk(q, 1) + t%xj(q, 2) * t%xk(q, 2) + t%xj(q, 3) * t%xk(q, 3)) * (t%irj(q) * t%irk(q))
+      t%c(q) = max(-1.0_dp, min(1.0_dp, cq))  ! collinear images: keep 1 + gamma cos >= 0
+    end do
+    if (deriv) then
+      do q = 1, n4
+        fcut = t%f(q)
+        t%dj(q) = t%dj(q) * t%bb(q)
+        t%dk(q) = t%dk(q) * t%bb(q)
+        t%gq(q) = fcut * t%gq(q)
+        t%f(q) = fcut * t%bb(q)
+      end do
+    else
+      do q = 1, n4
+        t%f(q) = t%f(q) * t%bb(q)
+      end do
+    end if
+  end subroutine pair_factors
+
+  !> The angular powers of the scratch's pairs for each distinct (zeta, gamma) of group id;
+  !> with deriv, report the first contributing pair where a zeta < 1 power has no finite derivative.
+  subroutine live_powers(id, g, s, deriv, t)
+    integer, intent(in) :: id
+    type(groups_t), intent(in) :: g
+    type(shell_t), intent(inout) :: s
+    logical, intent(in) :: deriv
+    type(tri_t), intent(inout) :: t
+    integer :: u, n, q, e
+    real(dp) :: gam, zeta, b, b2, b4, b8
+    n = t%n
+    do u = 1, g%nu(id)
+      gam = g%ugam(g%ptr(id) + u - 1)
+      zeta = g%uzeta(g%ptr(id) + u - 1)
+      e = g%uiz(g%ptr(id) + u - 1) - 1
+      select case (e)  ! integer zeta: (zeta - 1)-th power by multiplication
+      case (0)
+        do q = 1, n
+          t%pw(q, u) = 1
+          t%pz(q, u) = 1 + gam * t%c(q)
+        end do
+      case (1)
+        do q = 1, n
+          b = 1 + gam * t%c(q)
+          t%pw(q, u) = b
+          t%pz(q, u) = b * b
+        end do
+      case (3)
+        do q = 1, n
+          b = 1 + gam * t%c(q)
+          b2 = b * b
+          t%pw(q, u) = b2 * b
+          t%pz(q, u) = b2 * b2
+        end do
+      case (15)
+        do q = 1, n
+          b = 1 + gam * t%c(q)
+          b2 = b * b
+          b4 = b2 * b2
+          b8 = b4 * b4
+          t%pw(q, u) = (b8 * b4) * (b2 * b)
+          t%pz(q, u) = b8 * b8
+        end do
+      case (2, 4:14, 16:)
+        t%bb(:n) = 1 + gam * t%c(:n)
+        t%pw(:n, u) = 1
+        do while (e > 0)  ! repeated squaring, each step over all pairs
+          if (iand(e, 1) == 1) t%pw(:n, u) = t%pw(:n, u) * t%bb(:n)
+          e = ishft(e, -1)
+          if (e > 0) t%bb(:n) = t%bb(:n) * t%bb(:n)
+        end do
+        t%pz(:n, u) = t%pw(:n, u) * (1 + gam * t%c(:n))
+      case default  ! 1 + gamma cos >= tiny: a finite power even for zeta < 1
+        t%bb(:n) = 1 + gam * t%c(:n)
+        t%pw(:n, u) = max(t%bb(:n), tiny(1.0_dp))**(zeta - 1)
+        t%pz(:n, u) = t%pw(:n, u) * t%bb(:n)
+        if (deriv .and. zeta < 1 .and. s%bad_j < 0) then
+          do q = 1, t%nq
+            if (t%f(q) > 0 .and. t%bb(q) <= singular_base) then
+              s%bad_j = s%entry(t%jj(q))
+              s%bad_k = s%entry(t%kk(q))
+              exit
+            end if
+          end do
+        end if
+      end select
+    end do
+  end subroutine live_powers
+
+  !> Add group id's values over the scratch's pairs: exponentials once per eta (members are
+  !> sorted by eta), powers shared by every member with the same (zeta, gamma).
+  subroutine member_values(id, g, rc2, val, t)
+    integer, intent(in) :: id
+    type(groups_t), intent(in) :: g
+    real(dp), intent(in) :: rc2
+    real(dp), intent(inout) :: val(:)
+    type(tri_t), intent(inout) :: t
+    integer :: m, q, q0, l, u
+    real(dp) :: eta_last, acc(4)
+    eta_last = -huge(1.0_dp)
+    do m = g%ptr(id), g%ptr(id + 1) - 1
+      if (g%eta(m) /= eta_last) then
+        eta_last = g%eta(m)
+        do q = 1, t%n
+          t%ex(q) = exp(-eta_last * t%sr(q) / rc2) * t%f(q)
+        end do
+      end if
+      u = g%upow(m)
+      acc = 0
+      do q0 = 0, t%n - 4, 4  ! four partial sums: vectorises without reassociation
+        do l = 1, 4
+          acc(l) = acc(l) + t%pz(q0 + l, u) * t%ex(q0 + l)
+        end do
+      end do
+      val(g%col(m)) = val(g%col(m)) + g%pref(m) * ((acc(1) + acc(2)) + (acc(3) + acc(4)))
+    end do
+  end subroutine member_values
+
+  !> Add dE/dx_n of every G2 term of one centre to sv (along x_n): w holds dE/dG of the centre.
+  subroutine radial_contract(e, s, g, rc, w, sv)
+    integer, intent(in) :: e
+    type(shell_t), intent(in) :: s
+    type(groups_t), intent(in) :: g
+    real(dp), intent(in) :: rc, w(:)
+    real(dp), intent(inout) :: sv(:)
+    integer :: n, id, m
+    real(dp) :: inv_rc2, d, ex, acc
+    inv_rc2 = 1 / rc**2
+    do n = 1, s%n
+      if (s%fc(n) == 0 .and. s%dfc(n) == 0) cycle
+      id = (e - 1) * g%ne + s%el(n)
+      acc = 0
+      do m = g%ptr(id), g%ptr(id + 1) - 1
+        d = s%r(n) - g%offset(m)
+        ex = exp(-g%eta(m) * d * d * inv_rc2)
+        acc = acc + w(g%col(m)) * ex * (s%dfc(n) - 2 * g%eta(m) * d * inv_rc2 * s%fc(n))
+      end do
+      sv(n) = sv(n) + acc * s%inv_r(n)
+    end do
+  end subroutine radial_contract
+
+
+  !> Per pair, with T_m = pref (1 + gamma c)^zeta exp(-eta sr / Rc^2) f, the sum over the
+  !> group's members of w_m dT_m is f U dc + f V dsr + W df with U = sum_m w_m pref zeta gamma
+  !> pw ex, W = sum_m w_m pref pz ex, V = sum_m (-eta / Rc^2) w_m pref pz ex (ex without f):
+  !> three scalars per pair whatever the number of members (into uu, vv, ww).
+  subroutine member_sums(id, g, rc2, w, t)
+    integer, intent(in) :: id
+    type(groups_t), intent(in) :: g
+    real(dp), intent(in) :: rc2, w(:)
+    type(tri_t), intent(inout) :: t
+    integer :: m, u, n, q
+    real(dp) :: eta, a1, a2, h
+    n = t%n
+    t%uu(:n) = 0
+    t%vv(:n) = 0
+    t%ww(:n) = 0
+    m = g%ptr(id)
+    do while (m < g%ptr(id + 1))
+      eta = g%eta(m)
+      t%pp(:n) = 0
+      t%qq(:n) = 0
+      do while (m < g%ptr(id + 1))
+        if (g%eta(m) /= eta) exit
+        a2 = w(g%col(m)) * g%pref(m)
+        a1 = a2 * g%zeta(m) * g%gam(m)
+        u = g%upow(m)
+        do q = 1, n
+          t%pp(q) = t%pp(q) + a1 * t%pw(q, u)
+          t%qq(q) = t%qq(q) + a2 * t%pz(q, u)
+        end do
+        m = m + 1
+      end do
+      h = -eta / rc2
+      do q = 1, n
+        t%ex(q) = exp(-eta * t%sr(q) / rc2)
+        t%uu(q) = t%uu(q) + t%ex(q) * t%pp(q)
+        t%ww(q) = t%ww(q) + t%ex(q) * t%qq(q)
+        t%vv(q) = t%vv(q) + h * (t%ex(q) * t%qq(q))
+      end do
+    end do
+  end subroutine member_sums
+
+  !> Turn U, V, W into dE/dx_j (coefficients a_jj of x_j, a_jk of x_k) and dE/dx_k (a_jk of
+  !> x_j, a_kk of x_k); dsr/dx_j = (2 + 2h) x_j - 2h x_k with h = 1 for G4, 0 for G5.
+  subroutine pair_gradients(g4, t)
+    logical, intent(in) :: g4
+    type(tri_t), intent(inout) :: t
+    integer :: q, j, k
+    real(dp) :: s4, s2, fu, fv, a_jk
+    s4 = merge(4.0_dp, 2.0_dp, g4)
+    s2 = merge(2.0_dp, 0.0_dp, g4)
+    do q = 1, t%n
+      fu = t%f(q) * t%uu(q)
+      fv = t%f(q) * t%vv(q)
+      a_jk = fu * t%irj(q) * t%irk(q) - s2 * fv - t%ww(q) * t%gq(q)
+      t%pp(q) = -fu * t%c(q) * t%irj(q) * t%irj(q) + s4 * fv + t%ww(q) * (t%dj(q) + t%gq(q))
+      t%qq(q) = -fu * t%c(q) * t%irk(q) * t%irk(q) + s4 * fv + t%ww(q) * (t%dk(q) + t%gq(q))
+      t%uu(q) = a_jk
+    end do
+    do q = 1, t%n  ! scattered: padding goes to the shell's spare entry
+      j = t%jj(q)
+      k = t%kk(q)
+      t%sv(j) = t%sv(j) + t%pp(q)
+      t%sv(k) = t%sv(k) + t%qq(q)
+      t%dv(j, 1) = t%dv(j, 1) + t%uu(q) * t%xk(q, 1)
+      t%dv(j, 2) = t%dv(j, 2) + t%uu(q) * t%xk(q, 2)
+      t%dv(j, 3) = t%dv(j, 3) + t%uu(q) * t%xk(q, 3)
+      t%dv(k, 1) = t%dv(k, 1) + t%uu(q) * t%xj(q, 1)
+      t%dv(k, 2) = t%dv(k, 2) + t%uu(q) * t%xj(q, 2)
+      t%dv(k, 3) = t%dv(k, 3) + t%uu(q) * t%xj(q, 3)
+    end do
+  end subroutine pair_gradients
+
+  !> Add centre i's dE/dx_n to dE/dR (+ at neighbour n's atom, - at i) and to the virial
+  !> (sum of dE/dx_n outer x_n).
+  subroutine centre_forces(s, t, i, want_virial, de_dr, virial)
+    type(shell_t), intent(in) :: s
+    type(tri_t), intent(in) :: t
+    integer(ik), intent(in) :: i
+    logical, intent(in) :: want_virial
+    real(dp), intent(inout) :: de_dr(:, :), virial(:, :)
+    integer :: n, a
+    real(dp) :: v(3)
+    do n = 1, s%n
+      v = t%dv(n, :) + t%sv(n) * s%x(n, :)
+      de_dr(:, s%slot(n)) = de_dr(:, s%slot(n)) + v
+      de_dr(:, i) = de_dr(:, i) - v
+      if (want_virial) then
+        do a = 1, 3
+          virial(:, a) = virial(:, a) + v(a) * s%x(n, :)
+        end do
+      end if
+    end do
+  end subroutine centre_forces
 
   ! ---------------------------------------------------------------- input checks
 
@@ -526,7 +1047,43 @@ contains
         call sink_member(g, g%ptr(id), m)
       end do
     end do
+    status = err_memory
+    allocate (g%nu(n_groups), g%upow(n_members), g%uiz(n_members), g%uzeta(n_members), g%ugam(n_members), &
+              stat=stat)
+    if (stat /= 0) return
+    status = 0
+    call distinct_powers(g)
   end function build_groups
+
+  !> List each group's distinct (zeta, gamma) (see groups_t) and the largest group size.
+  subroutine distinct_powers(g)
+    type(groups_t), intent(inout) :: g
+    integer :: id, m, u, lo
+    g%largest = 0
+    g%largest_angular = 0
+    g%upow = 1
+    g%uiz = 0
+    g%uzeta = 0
+    g%ugam = 0
+    do id = 1, size(g%nu)
+      lo = g%ptr(id)
+      g%nu(id) = 0
+      g%largest = max(g%largest, g%ptr(id + 1) - lo)
+      if (id > g%base4) g%largest_angular = max(g%largest_angular, g%ptr(id + 1) - lo)
+      do m = lo, g%ptr(id + 1) - 1
+        do u = 1, g%nu(id)
+          if (g%uzeta(lo + u - 1) == g%zeta(m) .and. g%ugam(lo + u - 1) == g%gam(m)) exit
+        end do
+        if (u > g%nu(id)) then
+          g%nu(id) = u
+          g%uzeta(lo + u - 1) = g%zeta(m)
+          g%ugam(lo + u - 1) = g%gam(m)
+          g%uiz(lo + u - 1) = g%izeta(m)
+        end if
+        g%upow(m) = u
+      end do
+    end do
+  end subroutine distinct_powers
 
   !> Move member m down among members lo..m-1 (sorted by eta) to keep lo..m sorted by eta
   !> (stable), so the features of one group sharing eta share its exponentials.
@@ -630,12 +1187,12 @@ contains
 
   !> Copy centre entries lo..hi (1-based) into the shell sorted by element (stable), so
   !> entries seg(b) .. seg(b+1)-1 have element b; precompute r, 1/r, fc, dfc.
-  integer(ik) function gather_shell(cut, lo, hi, nb_vec, nb_atom, atom_el, nb_slot, deriv, s, bad) &
+  integer(ik) function gather_shell(cut, lo, hi, nb_vec, nb_atom, atom_el, nb_slot, slots, deriv, s, bad) &
     result(status)
     type(cutoff_t), intent(in) :: cut
     integer(ik), intent(in) :: lo, hi, nb_atom(:), atom_el(:), nb_slot(:)
     real(dp), intent(in) :: nb_vec(:, :)
-    logical, intent(in) :: deriv
+    logical, intent(in) :: slots, deriv
     type(shell_t), intent(inout) :: s
     integer(ik), intent(inout) :: bad
     integer(ik) :: q
@@ -666,7 +1223,7 @@ contains
       s%r(n) = sqrt(s%r2(n))
       s%inv_r(n) = 1 / s%r(n)
       call cutoff_value(cut, s%r(n), s%fc(n), s%dfc(n))
-      if (deriv) s%slot(n) = nb_slot(q) + 1
+      if (slots) s%slot(n) = nb_slot(q) + 1
       s%entry(n) = q - 1
     end do
     do b = size(s%seg), 2, -1
