@@ -113,7 +113,7 @@ module amp_gaussian_kernels
 
   ! Neighbour pairs per chunk of the one-pass contraction (scratch of ~0.2 KB per pair and
   ! distinct (zeta, gamma)): long enough that loop overheads vanish, short enough for the cache.
-  integer, parameter :: chunk_pairs = 2048
+  integer, parameter :: chunk_pairs = 256
 
   ! The caller's dE/dG for a batch of centres (see amp_gaussian_contract); returns 0 or a failure.
   abstract interface
@@ -620,6 +620,16 @@ contains
       gam = g%ugam(g%ptr(id) + u - 1)
       zeta = g%uzeta(g%ptr(id) + u - 1)
       e = g%uiz(g%ptr(id) + u - 1) - 1
+      if (.not. deriv .and. (e == 1 .or. e == 3 .or. e == 15)) then  ! values: (1 + gamma c)^zeta only
+        do q = 1, n
+          b = 1 + gam * t%c(q)
+          b2 = b * b
+          if (e >= 3) b2 = b2 * b2
+          if (e == 15) b2 = (b2 * b2) * (b2 * b2)
+          t%pz(q, u) = b2
+        end do
+        cycle
+      end if
       select case (e)  ! integer zeta: (zeta - 1)-th power by multiplication
       case (0)
         do q = 1, n
@@ -710,19 +720,23 @@ contains
     type(groups_t), intent(in) :: g
     real(dp), intent(in) :: rc, w(:)
     real(dp), intent(inout) :: sv(:)
-    integer :: n, id, m
-    real(dp) :: inv_rc2, d, ex, acc
+    integer :: n, id, m, b, lo, hi
+    real(dp) :: inv_rc2, d, eta, wf
     inv_rc2 = 1 / rc**2
-    do n = 1, s%n
-      if (s%fc(n) == 0 .and. s%dfc(n) == 0) cycle
-      id = (e - 1) * g%ne + s%el(n)
-      acc = 0
+    do b = 1, g%ne
+      lo = s%seg(b)
+      hi = s%seg(b + 1) - 1
+      id = (e - 1) * g%ne + b
+      if (hi < lo) cycle
       do m = g%ptr(id), g%ptr(id + 1) - 1
-        d = s%r(n) - g%offset(m)
-        ex = exp(-g%eta(m) * d * d * inv_rc2)
-        acc = acc + w(g%col(m)) * ex * (s%dfc(n) - 2 * g%eta(m) * d * inv_rc2 * s%fc(n))
+        wf = w(g%col(m))
+        eta = g%eta(m)
+        do n = lo, hi
+          d = s%r(n) - g%offset(m)
+          sv(n) = sv(n) + wf * exp(-eta * d * d * inv_rc2) * (s%dfc(n) - 2 * eta * d * inv_rc2 * s%fc(n)) &
+                  * s%inv_r(n)
+        end do
       end do
-      sv(n) = sv(n) + acc * s%inv_r(n)
     end do
   end subroutine radial_contract
 
@@ -737,7 +751,7 @@ contains
     real(dp), intent(in) :: rc2, w(:)
     type(tri_t), intent(inout) :: t
     integer :: m, u, n, q
-    real(dp) :: eta, a1, a2, h
+    real(dp) :: eta, a1, a2
     n = t%n
     t%uu(:n) = 0
     t%vv(:n) = 0
@@ -758,15 +772,26 @@ contains
         end do
         m = m + 1
       end do
-      h = -eta / rc2
-      do q = 1, n
-        t%ex(q) = exp(-eta * t%sr(q) / rc2)
-        t%uu(q) = t%uu(q) + t%ex(q) * t%pp(q)
-        t%ww(q) = t%ww(q) + t%ex(q) * t%qq(q)
-        t%vv(q) = t%vv(q) + h * (t%ex(q) * t%qq(q))
-      end do
+      call eta_sums(n, eta, rc2, t%sr, t%pp, t%qq, t%uu, t%vv, t%ww)
     end do
   end subroutine member_sums
+
+  !> Add one eta's exponentials times the member sums pp, qq to U (uu), V (vv), W (ww).
+  !> (Explicit-shape arrays: the compiler knows they do not overlap, so the loop vectorises.)
+  subroutine eta_sums(n, eta, rc2, sr, pp, qq, uu, vv, ww)
+    integer, intent(in) :: n
+    real(dp), intent(in) :: eta, rc2, sr(n), pp(n), qq(n)
+    real(dp), intent(inout) :: uu(n), vv(n), ww(n)
+    integer :: q
+    real(dp) :: h, ex
+    h = -eta / rc2
+    do q = 1, n
+      ex = exp(-eta * sr(q) / rc2)
+      uu(q) = uu(q) + ex * pp(q)
+      ww(q) = ww(q) + ex * qq(q)
+      vv(q) = vv(q) + h * (ex * qq(q))
+    end do
+  end subroutine eta_sums
 
   !> Turn U, V, W into dE/dx_j (coefficients a_jj of x_j, a_jk of x_k) and dE/dx_k (a_jk of
   !> x_j, a_kk of x_k); dsr/dx_j = (2 + 2h) x_j - 2h x_k with h = 1 for G4, 0 for G5.
@@ -774,17 +799,8 @@ contains
     logical, intent(in) :: g4
     type(tri_t), intent(inout) :: t
     integer :: q, j, k
-    real(dp) :: s4, s2, fu, fv, a_jk
-    s4 = merge(4.0_dp, 2.0_dp, g4)
-    s2 = merge(2.0_dp, 0.0_dp, g4)
-    do q = 1, t%n
-      fu = t%f(q) * t%uu(q)
-      fv = t%f(q) * t%vv(q)
-      a_jk = fu * t%irj(q) * t%irk(q) - s2 * fv - t%ww(q) * t%gq(q)
-      t%pp(q) = -fu * t%c(q) * t%irj(q) * t%irj(q) + s4 * fv + t%ww(q) * (t%dj(q) + t%gq(q))
-      t%qq(q) = -fu * t%c(q) * t%irk(q) * t%irk(q) + s4 * fv + t%ww(q) * (t%dk(q) + t%gq(q))
-      t%uu(q) = a_jk
-    end do
+    call gradient_coefficients(t%n, merge(2.0_dp, 0.0_dp, g4), t%f, t%c, t%irj, t%irk, t%dj, t%dk, t%gq, &
+                               t%uu, t%vv, t%ww, t%pp, t%qq)
     do q = 1, t%n  ! scattered: padding goes to the shell's spare entry
       j = t%jj(q)
       k = t%kk(q)
@@ -798,6 +814,25 @@ contains
       t%dv(k, 3) = t%dv(k, 3) + t%uu(q) * t%xj(q, 3)
     end do
   end subroutine pair_gradients
+
+  !> a_jj (into pp), a_kk (qq) and a_jk (uu) of pair_gradients from U (uu), V (vv), W (ww);
+  !> h2 = 2h. (Explicit-shape arrays, so the loop vectorises.)
+  subroutine gradient_coefficients(n, h2, f, c, irj, irk, dj, dk, gq, uu, vv, ww, pp, qq)
+    integer, intent(in) :: n
+    real(dp), intent(in) :: h2, f(n), c(n), irj(n), irk(n), dj(n), dk(n), gq(n), vv(n), ww(n)
+    real(dp), intent(inout) :: uu(n)
+    real(dp), intent(out) :: pp(n), qq(n)
+    integer :: q
+    real(dp) :: fu, fv, s4
+    s4 = 2 + h2
+    do q = 1, n
+      fu = f(q) * uu(q)
+      fv = f(q) * vv(q)
+      pp(q) = -fu * c(q) * irj(q) * irj(q) + s4 * fv + ww(q) * (dj(q) + gq(q))
+      qq(q) = -fu * c(q) * irk(q) * irk(q) + s4 * fv + ww(q) * (dk(q) + gq(q))
+      uu(q) = fu * irj(q) * irk(q) - h2 * fv - ww(q) * gq(q)
+    end do
+  end subroutine gradient_coefficients
 
   !> Add centre i's dE/dx_n to dE/dR (+ at neighbour n's atom, - at i) and to the virial
   !> (sum of dE/dx_n outer x_n).
@@ -1272,18 +1307,31 @@ contains
     real(dp), intent(in) :: rc
     logical, intent(in) :: deriv
     real(dp), intent(inout) :: val(:)
-    integer :: n, id, m, f
-    real(dp) :: inv_rc2, d, ex
+    integer :: n, id, m, f, b, lo, hi
+    real(dp) :: inv_rc2, d, eta, acc, ex(s%n)
     inv_rc2 = 1 / rc**2
-    do n = 1, s%n
-      if (s%fc(n) == 0 .and. s%dfc(n) == 0) cycle
-      id = (e - 1) * g%ne + s%el(n)
+    do b = 1, g%ne  ! the shell is sorted by element: each function's neighbours are contiguous
+      lo = s%seg(b)
+      hi = s%seg(b + 1) - 1
+      id = (e - 1) * g%ne + b
+      if (hi < lo) cycle
       do m = g%ptr(id), g%ptr(id + 1) - 1
         f = g%col(m)
-        d = s%r(n) - g%offset(m)
-        ex = exp(-g%eta(m) * d * d * inv_rc2)
-        val(f) = val(f) + ex * s%fc(n)
-        if (deriv) s%sd(n, f) = s%sd(n, f) + ex * (s%dfc(n) - 2 * g%eta(m) * d * inv_rc2 * s%fc(n)) * s%inv_r(n)
+        eta = g%eta(m)
+        do n = lo, hi  ! vectorised exponentials
+          d = s%r(n) - g%offset(m)
+          ex(n) = exp(-eta * d * d * inv_rc2)
+        end do
+        acc = val(f)
+        do n = lo, hi  ! summed in neighbour order
+          acc = acc + ex(n) * s%fc(n)
+        end do
+        val(f) = acc
+        if (.not. deriv) cycle
+        do n = lo, hi
+          d = s%r(n) - g%offset(m)
+          s%sd(n, f) = s%sd(n, f) + ex(n) * (s%dfc(n) - 2 * eta * d * inv_rc2 * s%fc(n)) * s%inv_r(n)
+        end do
       end do
     end do
   end subroutine radial
