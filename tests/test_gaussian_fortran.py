@@ -234,9 +234,12 @@ def test_derivatives_match_reference_finite_differences(compiled, name: str) -> 
     np.testing.assert_allclose(fp.dense_derivatives(), expected, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("width", ["narrow", "wide"])
 @pytest.mark.parametrize("name", CASES)
-def test_derivatives_match_own_finite_differences(compiled, name: str) -> None:
+def test_derivatives_match_own_finite_differences(compiled, name: str, width: str) -> None:
     atoms, cutoff, gs = case(name)
+    if width == "wide":  # values from the folded routine, derivatives from the per-feature one
+        gs = wide_gs(sorted(gs))
     descriptor = compiled(cutoff, gs)
     fp = descriptor.compute(atoms, derivatives=True)
     np.testing.assert_allclose(fp.values, descriptor.compute(atoms).values, rtol=0, atol=0)
@@ -317,8 +320,12 @@ def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str, width: s
         return np.pad(weights[rows], ((0, 0), (0, values.shape[1] - weights.shape[1])))
 
     periodic = bool(np.all(atoms.pbc))
-    result = compiled(cutoff, gs).contract(atoms, gradient, virial=periodic)
+    descriptor = compiled(cutoff, gs)
+    result = descriptor.contract(atoms, gradient, virial=periodic)
     assert sorted(asked) == list(range(len(atoms)))
+    # one set of values, whichever routine computes them
+    np.testing.assert_array_equal(result.values, descriptor.compute(atoms).values)
+    np.testing.assert_array_equal(result.values, descriptor.compute(atoms, derivatives=True).values)
     width = expected.values.shape[1]
     np.testing.assert_allclose(result.values[:, :width], expected.values, rtol=1e-10, atol=1e-12)
     forces = -np.einsum("imlf,if->ml", expected.dense_derivatives(), weights)

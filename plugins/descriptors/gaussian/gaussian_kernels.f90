@@ -178,7 +178,8 @@ contains
     type(groups_t) :: groups
     type(shell_t) :: shell
     type(batch_t) :: batch
-    logical :: deriv
+    type(tri_t) :: tri
+    logical :: deriv, folded
     integer(ik) :: i
 
     bad_index = -1
@@ -193,6 +194,10 @@ contains
     status = build_groups(int(n_el), int(nf_max), nf, ftype, fel1, fel2, feta, fzeta, fgamma, foffset, groups)
     if (status == 0) status = allocate_shell(largest_shell(n_atoms, first), int(nf_max), int(n_el), &
                                              deriv, shell, batch)
+    ! wide groups: the angular values of contract_folded (same numbers from every routine)
+    folded = groups%largest_angular > fold_min
+    if (status == 0 .and. folded) status = allocate_tri(largest_shell(n_atoms, first), groups, 1, &
+                                                        int(nf_max), tri)
     if (status /= 0) return
     values = 0
     if (deriv) derivs = 0
@@ -201,7 +206,15 @@ contains
                             deriv, deriv, shell, bad_index)
       if (status /= 0) return
       call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, deriv, values(:, i))
-      call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
+      if (folded) then
+        if (deriv) then  ! derivatives only: its values are discarded
+          tri%grad(:, 1) = 0
+          call angular(int(atom_el(i)) + 1, shell, groups, cut, .true., tri%grad(:, 1), batch)
+        end if
+        call angular_pass(int(atom_el(i)) + 1, shell, groups, cut, .false., values(:, i), tri%grad(:, 1), tri)
+      else
+        call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
+      end if
       if (shell%bad_j >= 0) then
         status = err_singular
         bad_index = shell%bad_j * n_entries + shell%bad_k
@@ -540,24 +553,37 @@ contains
       t%kk(q) = s%n + 1
       t%ex(q) = 0
     end do
-    do q = 1, n4
-      j = t%jj(q)
-      k = t%kk(q)
-      t%xj(q, 1) = s%x(j, 1)
-      t%xj(q, 2) = s%x(j, 2)
-      t%xj(q, 3) = s%x(j, 3)
-      t%xk(q, 1) = s%x(k, 1)
-      t%xk(q, 2) = s%x(k, 2)
-      t%xk(q, 3) = s%x(k, 3)
-      t%irj(q) = s%inv_r(j)
-      t%irk(q) = s%inv_r(k)
-      t%sr(q) = s%r2(j) + s%r2(k) + t%ex(q)
-      t%f(q) = s%fc(j) * s%fc(k)
-      if (deriv) then
+    if (deriv) then  ! the vectors are kept for the gradients
+      do q = 1, n4
+        j = t%jj(q)
+        k = t%kk(q)
+        t%xj(q, 1) = s%x(j, 1)
+        t%xj(q, 2) = s%x(j, 2)
+        t%xj(q, 3) = s%x(j, 3)
+        t%xk(q, 1) = s%x(k, 1)
+        t%xk(q, 2) = s%x(k, 2)
+        t%xk(q, 3) = s%x(k, 3)
+        t%irj(q) = s%inv_r(j)
+        t%irk(q) = s%inv_r(k)
+        t%sr(q) = s%r2(j) + s%r2(k) + t%ex(q)
+        t%f(q) = s%fc(j) * s%fc(k)
         t%dj(q) = s%dfc(j) * s%fc(k) * s%inv_r(j)
         t%dk(q) = s%fc(j) * s%dfc(k) * s%inv_r(k)
-      end if
-    end do
+      end do
+      do q = 1, n4
+        cq = (t%xj(q, 1) * t%xk(q, 1) + t%xj(q, 2) * t%xk(q, 2) + t%xj(q, 3) * t%xk(q, 3)) * (t%irj(q) * t%irk(q))
+        t%c(q) = max(-1.0_dp, min(1.0_dp, cq))  ! collinear images: keep 1 + gamma cos >= 0
+      end do
+    else  ! values: only cos, sr and the cutoff product
+      do q = 1, n4
+        j = t%jj(q)
+        k = t%kk(q)
+        cq = (s%x(j, 1) * s%x(k, 1) + s%x(j, 2) * s%x(k, 2) + s%x(j, 3) * s%x(k, 3)) * (s%inv_r(j) * s%inv_r(k))
+        t%c(q) = max(-1.0_dp, min(1.0_dp, cq))
+        t%sr(q) = s%r2(j) + s%r2(k) + t%ex(q)
+        t%f(q) = s%fc(j) * s%fc(k)
+      end do
+    end if
     ! the cutoff of r_jk into bb and its derivative / r_jk into gq (masked beyond the live entries)
     if (g4 .and. cut%kind == cut_cosine) then
       do q = 1, n4  ! cosine_cutoff written out, so the loop vectorises
@@ -586,10 +612,6 @@ contains
         t%gq(q) = 0
       end do
     end if
-    do q = 1, n4
-      cq = (t%xj(q, 1) * t%xk(q, 1) + t%xj(q, 2) * t%xk(q, 2) + t%xj(q, 3) * t%xk(q, 3)) * (t%irj(q) * t%irk(q))
-      t%c(q) = max(-1.0_dp, min(1.0_dp, cq))  ! collinear images: keep 1 + gamma cos >= 0
-    end do
     if (deriv) then
       do q = 1, n4
         fcut = t%f(q)
