@@ -462,3 +462,21 @@ def test_pickle_round_trip_keeps_the_kernel_choice(compiled) -> None:
     clone = pickle.loads(state)
     assert (clone.name, clone.kernel, clone.params) == ("gaussian", "fortran", descriptor.params)
     np.testing.assert_array_equal(clone.compute(atoms).values, descriptor.compute(atoms).values)
+
+
+def test_one_pass_contraction_in_chunks(compiled) -> None:
+    """A cell with hundreds of neighbour pairs per centre and element pair (the kernel compacts at most
+    256 per chunk): forces and virial still those of numpy, bounds-checked."""
+    atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
+    atoms.symbols[1] = "Pt"
+    atoms.rattle(0.05, seed=4)
+    cutoff, gs = {"name": "Cosine", "Rc": 6.0}, wide_gs(["Cu", "Pt"])
+    numpy_descriptor = create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
+    counts = np.bincount(numpy_descriptor.neighbours(atoms, 0.0).centre)
+    assert counts.min() ** 2 // 8 > 256  # a centre has ~(n / 2)^2 / 2 pairs per element pair: several chunks
+    weights = np.random.default_rng(5).normal(size=(len(atoms), 94))
+    result = compiled(cutoff, gs).contract(atoms, lambda rows, values: weights[rows, : values.shape[1]], virial=True)
+    reference = numpy_descriptor.contract(atoms, lambda rows, values: weights[rows, : values.shape[1]], virial=True)
+    np.testing.assert_allclose(result.values, reference.values, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(result.forces, reference.forces, rtol=1e-10, atol=1e-10 * np.abs(reference.forces).max())
+    np.testing.assert_allclose(result.virial, reference.virial, rtol=1e-10, atol=1e-10 * np.abs(reference.virial).max())
