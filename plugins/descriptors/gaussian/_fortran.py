@@ -57,7 +57,7 @@ ARGTYPES = [
 ]
 BATCH = 64
 """Centres per batch of the one-pass contraction: dE/dG is asked once per batch (fewer, larger
-batches cost less Python per call; a batch's derivatives take ~0.5 MB per 10 centres at Rc 6.5)."""
+batches cost less Python per call; the kernel keeps no derivatives of a batch, only its dE/dG)."""
 CALLBACK = ctypes.CFUNCTYPE(_i64, _i64, ctypes.POINTER(_i64), _i64,
                             ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))
 CONTRACT_ARGTYPES = [
