@@ -46,9 +46,13 @@ NEIGHBOUR_LIST = "neighbour_list"
 ATOMIC_GRADIENT = "atomic_gradient"
 """Model: the energy is a sum of atomic energies, each a function of its own atom's fingerprint;
 :meth:`AtomicModel.atomic_gradient` returns them and dE/dG per atom."""
+RESIDUAL_JACOBIAN = "residual_jacobian"
+"""Model: its loss evaluators also have ``residuals(vector, request)`` (:class:`ResidualEvaluator`), the
+weighted energy and force residuals of a chunk and their Jacobian rows (:mod:`amp_core.residuals`), which
+second-order and Kalman-filter optimisers ask for."""
 DESCRIPTOR_CAPABILITIES = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED, CONTRACT,
                                      STRAIN_DERIVATIVES, NEIGHBOUR_LIST})
-MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT})
+MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT, RESIDUAL_JACOBIAN})
 
 GradientCallback = Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
 """``gradient(rows, values) -> dE/dG``: rows (B,) int64 atom indices, values (B, F) float64

@@ -228,6 +228,8 @@ class ShardLoss:
         self.layout = layout
         self.activation = activation
         self.settings = settings
+        self.shard = shard
+        self._residuals: Any = None
         self.natoms = shard.natoms.astype(np.float64)
         self.energy = shard.energy
         n_images = len(self.natoms)
@@ -282,6 +284,14 @@ class ShardLoss:
             n_images=n_images,
             gradient=gradient,
         )
+
+    def residuals(self, vector: Array, request: Any) -> Any:
+        """Return the :class:`~amp_core.residuals.Residuals` ``request`` names (``RESIDUAL_JACOBIAN``)."""
+        if self._residuals is None:
+            from ._jacobian import ShardResiduals
+
+            self._residuals = ShardResiduals(self.shard, self.layout, self.activation, self.settings)
+        return self._residuals(vector, request)
 
     def _forces(
         self, vector: Array, state: list[Any], energy_weight: Array, gradient: Array
