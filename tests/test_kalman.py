@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from ase.io import write
 
-from amp_core import ConfigError, Potential, create_backend, create_descriptor, create_model, loss_function, train
+from amp_core import (
+    ConfigError,
+    Potential,
+    create_backend,
+    create_descriptor,
+    create_model,
+    loss_function,
+    train,
+)
 from amp_core.residuals import ResidualRequest
 from amp_plugins.optimizers.kalman import Kalman, KalmanParams, split, update
 
