@@ -177,3 +177,93 @@ def test_a_model_without_residual_jacobians_is_refused(tmp_path, slab_images):
     cfg["model"] = {"name": "pairpotential"}
     with pytest.raises(ConfigError, match="model 'pairpotential' does not give"):
         train(cfg, echo=None)
+
+
+# -- lm: Levenberg-Marquardt on the same residual Jacobians ----------------------------------------------
+
+
+def _lm_config(tmp_path, folder: str, maxiter: int = 6) -> dict:
+    cfg = _config(tmp_path, folder, maxiter)
+    cfg["training"].update(optimizer="lm", optimizer_options={"force_samples": 200})
+    return cfg
+
+
+def test_lm_trains_on_the_shipped_slabs(tmp_path, slab_images):
+    write(tmp_path / "train.xyz", slab_images[:8])
+    potential = train(_lm_config(tmp_path, "run"), echo=None)
+    assert potential.training["iterations"] == 6 and "6 steps done" in potential.training["outcome"]
+    losses = _losses(tmp_path / "run")
+    assert all(b < a for a, b in zip(losses, losses[1:]))  # every accepted step lowers the full loss
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_lm_requests_every_energy_and_the_sampled_forces_per_chunk():
+    from amp_plugins.optimizers.levenberg import requests_for
+
+    sizes = np.array([[2, 6], [3, 9]])
+    requests = requests_for(sizes, np.array([7, 0, 14, 5]))
+    assert requests[0].images.tolist() == [0, 1] and requests[0].components.tolist() == [0, 5]
+    assert requests[1].images.tolist() == [0, 1, 2] and requests[1].components.tolist() == [1, 8]
+
+
+def test_resume_continues_the_lm_trajectory_bit_for_bit(tmp_path, slab_images, monkeypatch):
+    from amp_core.loss import LossFunction
+
+    write(tmp_path / "train.xyz", slab_images[:6])
+
+    def config(folder):
+        cfg = _lm_config(tmp_path, folder, maxiter=8)
+        cfg["training"].update(checkpoint_interval=2)
+        return cfg
+
+    whole = train(config("whole"), echo=None)
+    original, calls = LossFunction.residuals, {"n": 0}
+
+    def interrupted(self, vector, requests):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, vector, requests)
+
+    monkeypatch.setattr(LossFunction, "residuals", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config("parts"), echo=None)
+    monkeypatch.setattr(LossFunction, "residuals", original)
+    checkpoint = json.loads((tmp_path / "parts" / "checkpoint.json").read_text())
+    assert 0 < checkpoint["iteration"] < 8 and checkpoint["journal"]["records"] > 0
+    resumed = train(config("parts"), resume=True, echo=None)
+    assert resumed.training["iterations"] == whole.training["iterations"] == 8
+    np.testing.assert_array_equal(resumed.model.vector(), whole.model.vector())  # bitwise
+    log = (tmp_path / "parts" / "train-log.txt").read_text()
+    assert "replaying" in log and "restarts" not in log
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"force_samples": -1}, "force_samples must be a whole number >= 0"),
+    ({"damping": 0.0}, "damping must be a finite number > 0"),
+    ({"increase": 1.0}, "increase must be a finite number > 1"),
+    ({"max_tries": 0}, "max_tries must be a whole number >= 1"),
+])
+def test_lm_params_reject_bad_values(kwargs, message):
+    from amp_plugins.optimizers.levenberg import LevenbergParams
+
+    with pytest.raises(ValueError, match=message):
+        LevenbergParams(**kwargs)
+
+
+def test_lbfgs_maxcor_reaches_scipy(monkeypatch):
+    import scipy.optimize
+
+    from amp_plugins.optimizers.scipy import LBFGS, ScipyParams
+
+    seen = {}
+
+    def minimize(function, start, **kwargs):
+        seen.update(kwargs["options"])
+        return scipy.optimize.OptimizeResult(message="stub")
+
+    monkeypatch.setattr(scipy.optimize, "minimize", minimize)
+    LBFGS(ScipyParams(maxcor=50)).minimize(lambda v: (0.0, v), np.zeros(2), maxiter=3, callback=lambda v: None)
+    assert seen["maxcor"] == 50
+    with pytest.raises(ValueError, match="maxcor must be a whole number >= 1"):
+        ScipyParams(maxcor=0)
