@@ -91,11 +91,19 @@ def test_ekf_trains_on_the_shipped_slabs(tmp_path, slab_images):
     assert losses[-1] < 0.1 * losses[0]
 
 
-@pytest.mark.parametrize("backend", ["serial", "multiprocessing"])
+def _fortran_missing() -> str | None:
+    from amp_plugins.backends.fortran import probe
+
+    return probe()
+
+
+@pytest.mark.parametrize("backend", [
+    "serial", "multiprocessing",
+    pytest.param("fortran", marks=pytest.mark.skipif(_fortran_missing() is not None, reason="no fortran kernels"))])
 def test_residuals_through_the_session_agree_with_the_evaluator(tmp_path, slab_images, backend):
     potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=4.0),
                           create_model("neuralnetwork", hiddenlayers=(3,)))
-    options = {"cores": 2} if backend == "multiprocessing" else {}
+    options = {"cores": 2} if backend in ("multiprocessing", "fortran") else {}
     with create_backend(backend, **options) as made, loss_function(
             slab_images[:60], potential, made, force_coefficient=0.1, run_dir=tmp_path / "run") as f:
         assert f.n_chunks >= 2 and f.residual_sizes[0] == (f.chunks[0].n_images, 3 * f.chunks[0].n_atoms)
