@@ -58,7 +58,7 @@ class KalmanParams:
 
     energy_batch: int = 8
     force_batch: int = 64
-    force_fraction: float = 0.05
+    force_fraction: float = 0.02
     initial_covariance: float = 1.0
     noise: float = 1.0
     process_noise: float = 1e-2
