@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from amp_core.ensemble import Ensemble, members_of
 from amp_core.errors import AmpError, ExtrapolationWarning, ModelFileError, PropertyNotImplementedError
 from amp_core.extrapolation import TrainingRange
 from amp_core.images import check_elements, check_structure
@@ -61,6 +62,11 @@ class Potential(Calculator):
         warn_interval: seconds between two :class:`~amp_core.ExtrapolationWarning` (the first
             extrapolating call always warns; later ones at most once per interval, counting
             the calls in between).
+
+    Ensembles (a model trained with ``[training] ensemble = N``, :mod:`amp_core.ensemble`):
+    energy, forces and stress are the members' means, and ``results["energy_std"]`` (eV) and
+    ``results["forces_std"]`` ((n_atoms,) eV/A) their spread; a force call costs one pass per
+    member.
 
     Extrapolation: with a :attr:`training_range` (recorded by :func:`amp_core.train` and
     saved with the potential), every call flags the atoms whose fingerprint leaves the
@@ -136,12 +142,29 @@ class Potential(Calculator):
             fingerprints = descriptor.compute(atoms, derivatives=forces, **self._reuse(descriptor, atoms))
         else:
             fingerprints = None
-        energy, force_values = self.model.predict(atoms, fingerprints, forces)
+        members = members_of(self.model)
+        if members is None:
+            energy, force_values = self.model.predict(atoms, fingerprints, forces)
+        else:
+            energies, member_forces = self.model.predict_members(atoms, fingerprints, forces)
+            energy, force_values = self._spread(energies, member_forces)
         self._check_range(atoms, None if fingerprints is None else fingerprints.values)
         self.results["energy"] = float(energy)
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
             self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    def _spread(self, energies: Any, forces: Any) -> tuple[float, Any]:
+        """An ensemble's members' mean energy and forces; their spread into ``results``: ``energy_std``
+        (eV) and ``forces_std`` ((n_atoms,) eV/A, sqrt of the mean over members of |F_k - F_mean|^2)."""
+        energies = np.asarray(energies, dtype=np.float64)
+        self.results["energy_std"] = float(np.std(energies))
+        if forces is None:
+            return float(np.mean(energies)), None
+        forces = np.asarray(forces, dtype=np.float64)
+        mean = forces.mean(axis=0)
+        self.results["forces_std"] = np.sqrt(np.mean(np.sum((forces - mean) ** 2, axis=2), axis=0))
+        return float(np.mean(energies)), mean
 
     def _contracting(self) -> bool:
         """Whether descriptor and model offer the one-pass force contraction."""
@@ -149,26 +172,38 @@ class Potential(Calculator):
                 and ATOMIC_GRADIENT in self.model.implemented and FORCES in self.model.implemented)
 
     def _contract(self, atoms: Atoms, stress: bool) -> None:
-        """Energy, forces and (when asked) stress in one pass: the model answers dE/dG batch by batch."""
+        """Energy, forces and (when asked) stress in one pass: the model answers dE/dG batch by batch
+        (an ensemble: one pass per member)."""
         descriptor = self._descriptor()
-        energies = np.zeros(len(atoms))
         numbers = np.asarray(atoms.numbers)
+        members = members_of(self.model)
+        answers = [self._one_pass(descriptor, model, atoms, numbers, stress)
+                   for model in (members if members is not None else [self.model])]
+        if members is None:
+            energy, forces, virial = answers[0][0], answers[0][1].forces, answers[0][1].virial
+        else:
+            energy, forces = self._spread([a[0] for a in answers], [a[1].forces for a in answers])
+            virial = None if not stress else np.mean([a[1].virial for a in answers], axis=0)
+        self._check_range(atoms, answers[0][1].values)
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["forces"] = np.asarray(forces, dtype=np.float64)
+        if stress:
+            virial = np.asarray(virial, dtype=np.float64)
+            sigma = 0.5 * (virial + virial.T) / atoms.get_volume()
+            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+    def _one_pass(self, descriptor: Any, model: Any, atoms: Atoms, numbers: Any, stress: bool) -> tuple[float, Any]:
+        """One model's energy and :class:`~amp_core.protocols.Contraction` of ``atoms``."""
+        energies = np.zeros(len(atoms))
 
         def gradient(rows: Any, values: Any) -> Any:
-            atomic, de_dg = self.model.atomic_gradient(numbers[rows], values)
+            atomic, de_dg = model.atomic_gradient(numbers[rows], values)
             energies[rows] = atomic
             return de_dg
 
         result = descriptor.contract(atoms, gradient, virial=stress, **self._reuse(descriptor, atoms))
-        energy = float(energies.sum())
-        self._check_range(atoms, result.values)
-        self.results["energy"] = energy
-        self.results["free_energy"] = energy
-        self.results["forces"] = np.asarray(result.forces, dtype=np.float64)
-        if stress:
-            virial = np.asarray(result.virial, dtype=np.float64)
-            sigma = 0.5 * (virial + virial.T) / atoms.get_volume()
-            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        return float(energies.sum()), result
 
     def _check_range(self, atoms: Atoms, values: Any) -> None:
         """Flag extrapolating atoms in ``results`` and warn (rate-limited); say once when there is no record."""
@@ -254,7 +289,8 @@ class Potential(Calculator):
             "descriptor": {"name": self.descriptor.name, "params": self.descriptor.todict(),
                            "provider": d_dist, "version": d_version},
             "model": {"name": self.model.name, "document": self.model.todict(),
-                      "provider": m_dist, "version": m_version},
+                      "provider": m_dist, "version": m_version,
+                      **({} if members_of(self.model) is None else {"members": self.model.member_documents()})},
             "config": self.config,
             "training": self.training,
             "training_range": None if self.training_range is None else self.training_range.todict(),
@@ -281,6 +317,11 @@ class Potential(Calculator):
         """
         from amp_core.ampfile import save_amp
 
+        members = members_of(self.model)
+        if members is not None:
+            raise PropertyNotImplementedError(
+                f"an ensemble of {len(members)} members has no Amp counterpart: save one member, e.g. "
+                "Potential(potential.descriptor, potential.model.members[0]).save_amp(path)")
         return save_amp(self.descriptor, self.model, path)
 
 
@@ -311,7 +352,13 @@ def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) 
         descriptor = manager.create("descriptor", document["descriptor"]["name"], document["descriptor"]["params"],
                                     where=f"{path}, descriptor")
         entry = manager.lookup("model", document["model"]["name"], where=f"{path}, model")
-        model = entry.entry.loader(document["model"]["document"])
+        members = document["model"].get("members")
+        if members is None:
+            model = entry.entry.loader(document["model"]["document"])
+        elif isinstance(members, list) and members and all(isinstance(m, dict) for m in members):
+            model = Ensemble([entry.entry.loader(m) for m in members])
+        else:
+            raise ModelFileError(f"{path}: field 'model.members' must be a non-empty list of model documents")
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, AmpError):
             raise

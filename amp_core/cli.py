@@ -282,6 +282,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     for line in table([file_errors(potential, source, forces) for source in args.data]):
         print(line)
+    if result.members:  # the table has the ensemble mean's errors; these lines are the members'
+        print(f"members: {len(result.members)}; each member's energy RMSE (eV/atom): "
+              + " ".join(f"{m.energy_rmse:.4e}" for m in result.members))
+        if forces:
+            print("each member's force RMSE (eV/A): " + " ".join(f"{m.force_rmse:.4e}" for m in result.members))
+        return 0
     print(f"energy RMSE {result.energy_rmse:.6e} eV/atom   max |dE|/N {result.energy_maxresid:.6e} eV/atom")
     if forces:
         print(f"force  RMSE {result.force_rmse:.6e} eV/A      max |dF|   {result.force_maxresid:.6e} eV/A")

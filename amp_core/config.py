@@ -71,6 +71,8 @@ class Training:
     checkpoint_interval: int = 100
     seed: int = 0
     directory: str = "run"
+    ensemble: int = 1
+    """Members trained together (:mod:`amp_core.ensemble`): model seeds ``s, s+1, ...``."""
     convergence: Convergence = field(default_factory=Convergence)
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     """``[training.optimizer_options]``: the optimiser's settings (``amp plugins -v`` names them)."""
@@ -204,6 +206,12 @@ def _training(table: dict[str, Any], where: str) -> Training:
             if not minimum <= values[key] <= INTEGER_MAXIMUM:
                 raise ConfigError(f"{where} key '{key}': must be between {minimum} and {INTEGER_MAXIMUM:,}, "
                                   f"got {values[key]}")
+    if "ensemble" in values:
+        from amp_core.ensemble import MAX_MEMBERS
+
+        _check(values["ensemble"], (int,), f"{where} key 'ensemble'", "an integer (the number of members)")
+        if not 1 <= values["ensemble"] <= MAX_MEMBERS:
+            raise ConfigError(f"{where} key 'ensemble': must be between 1 and {MAX_MEMBERS}, got {values['ensemble']}")
     if "max_time" in values:
         values["max_time"] = duration(values["max_time"], f"{where} key 'max_time'")
     if "forces" in values:
@@ -298,23 +306,46 @@ def build(config: Config, manager: PluginManager | None = None) -> tuple[Any, An
     """Build (descriptor, model, backend) from a config through ``manager``.
 
     Every error names file, table and key. A model whose parameters have a ``seed``
-    field gets ``[training] seed`` unless its table sets one.
+    field gets ``[training] seed`` unless its table sets one. With ``[training] ensemble = N``
+    (N > 1) the model is an :class:`~amp_core.ensemble.Ensemble` of N members, member k with
+    model seed ``seed + k``.
     """
     from amp_core.manager import resolve
 
     manager = resolve(manager)
     made = []
     for kind in ("descriptor", "model", "backend"):
+        if kind == "model":
+            made.append(build_model(config, manager))
+            continue
         options = dict(getattr(config, kind))
         name = options.pop("name")
-        where = f"{config.path}, [{kind}]"
-        if kind == "model":
-            params = manager.lookup("model", name, f"{where} name").entry.params
-            if "seed" in {f.name for f in dataclasses.fields(params)} and "seed" not in options:
-                options["seed"] = config.training.seed
-        made.append(manager.create(kind, name, options, where=where))
+        made.append(manager.create(kind, name, options, where=f"{config.path}, [{kind}]"))
     build_optimizer(config, manager)  # checked here too: every config error before any work
+    if config.training.ensemble > 1:
+        from amp_core.ensemble import Ensemble, member_models
+
+        members = member_models(made[1], config.training.ensemble, lambda seed: build_model(config, manager, seed),
+                                f"{config.path}, [training] ensemble")
+        made[1] = Ensemble(members)
     return made[0], made[1], made[2]
+
+
+def build_model(config: Config, manager: PluginManager | None = None, seed: int | None = None) -> Any:
+    """Build the ``[model]`` (with model seed ``seed`` when given; see :func:`build`)."""
+    from amp_core.manager import resolve
+
+    manager = resolve(manager)
+    options = dict(config.model)
+    name = options.pop("name")
+    where = f"{config.path}, [model]"
+    params = manager.lookup("model", name, f"{where} name").entry.params
+    if "seed" in {f.name for f in dataclasses.fields(params)}:
+        if seed is not None:
+            options["seed"] = seed
+        elif "seed" not in options:
+            options["seed"] = config.training.seed
+    return manager.create("model", name, options, where=where)
 
 
 def build_optimizer(config: Config, manager: PluginManager | None = None) -> Any:

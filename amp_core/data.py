@@ -156,6 +156,9 @@ class LossParts:
         force_maxresid: max over force components of |F_pred - F_ref|, eV/A.
         n_images: number of images in the chunk.
         gradient: (n_parameters,) d loss / d parameters.
+        members: for an ensemble (:mod:`amp_core.ensemble`), each member's own parts (the
+            fields above are then their sums and maxima, the gradient their concatenation);
+            empty otherwise.
     """
 
     loss: float
@@ -165,12 +168,16 @@ class LossParts:
     force_maxresid: float
     n_images: int
     gradient: NDArray[np.float64]
+    members: tuple[LossParts, ...] = ()
 
     @staticmethod
     def combine(parts: list[LossParts]) -> LossParts:
         """Add chunk parts in the order given (chunk order, for bitwise reproducibility)."""
         if not parts:
             raise ValueError("no loss parts to combine")
+        members: tuple[LossParts, ...] = ()
+        if parts[0].members:  # an ensemble's: each member's records combined alone, as without the others
+            members = tuple(LossParts.combine([p.members[m] for p in parts]) for m in range(len(parts[0].members)))
         gradient = parts[0].gradient.copy()
         for part in parts[1:]:
             gradient += part.gradient
@@ -187,7 +194,19 @@ class LossParts:
             force_maxresid=max(p.force_maxresid for p in parts),
             n_images=sum(p.n_images for p in parts),
             gradient=gradient,
+            members=members,
         )
+
+    @staticmethod
+    def stack(members: list[LossParts]) -> LossParts:
+        """Return the parts of an ensemble from its members' parts (same chunk), keeping each."""
+        return LossParts(
+            loss=sum(p.loss for p in members), energy_loss=sum(p.energy_loss for p in members),
+            force_loss=sum(p.force_loss for p in members),
+            energy_maxresid=max(p.energy_maxresid for p in members),
+            force_maxresid=max(p.force_maxresid for p in members),
+            n_images=members[0].n_images, gradient=np.concatenate([p.gradient for p in members]),
+            members=tuple(members))
 
 
 @dataclass(frozen=True)
@@ -201,6 +220,9 @@ class LossResult:
         force_rmse: sqrt(force_loss / n_images), eV/A (0 when forces are not trained).
         energy_maxresid, force_maxresid: as in :class:`LossParts`, over all images.
         gradient: (n_parameters,) d loss / d parameters, in the model's vector order.
+        members: for an ensemble, each member's result (the fields above then describe all
+            members together: summed losses, worst residuals, concatenated gradient); empty
+            otherwise.
     """
 
     loss: float
@@ -211,3 +233,4 @@ class LossResult:
     energy_maxresid: float
     force_maxresid: float
     gradient: NDArray[np.float64] = field(repr=False)
+    members: tuple[LossResult, ...] = field(default=(), repr=False)

@@ -20,6 +20,12 @@ class FileErrors:
     force RMSE is Amp's: the root of the mean over images of each image's mean squared
     component error, as in the training log. ``extrapolating`` is the fraction of atoms the
     potential flags as outside its training range (``None`` when it has no training range).
+
+    For an ensemble (``results["energy_std"]``), ``energy_spearman`` is the Spearman rank
+    correlation over images between the members' energy spread and the absolute energy
+    error of their mean, and ``force_spearman`` the same over atoms between ``forces_std`` and
+    the length of the force error: how well the spread ranks the real errors (1: perfectly;
+    0: not at all). ``None`` for a single model, or with fewer than 3 images (atoms).
     """
 
     name: str
@@ -32,6 +38,8 @@ class FileErrors:
     force_rmse: float | None = None
     force_max: float | None = None
     extrapolating: float | None = None
+    energy_spearman: float | None = None
+    force_spearman: float | None = None
 
 
 def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
@@ -39,6 +47,7 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
     data = load_dataset(source, forces=forces)
     energy, force_sq, force_abs, force_max, components = [], [], 0.0, 0.0, 0
     flagged: int | None = None
+    spreads: dict[str, list[Any]] = {"energy": [], "energy_error": [], "forces": [], "force_error": []}
     for atoms, (reference, reference_forces) in zip(data.images, data.targets):
         atoms = atoms.copy()
         atoms.calc = potential
@@ -46,16 +55,22 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
             warnings.simplefilter("ignore", ExtrapolationWarning)
             energy.append((atoms.get_potential_energy() - reference) / len(atoms))
             if forces and reference_forces is not None:
-                atoms.get_forces()
+                atoms.get_forces(apply_constraint=False)
+        if "energy_std" in potential.results:
+            spreads["energy"].append(potential.results["energy_std"])
+            spreads["energy_error"].append(abs(energy[-1]))
         found = potential.results.get("extrapolating_atoms")
         if found is not None:
             flagged = (flagged or 0) + len(found)
         if forces and reference_forces is not None:
-            error = atoms.get_forces() - reference_forces
+            error = atoms.get_forces(apply_constraint=False) - reference_forces  # fixed atoms too, as trained
             force_sq.append(float(np.mean(error**2)))
             force_abs += float(np.abs(error).sum())
             force_max = max(force_max, float(np.abs(error).max()))
             components += error.size
+            if "forces_std" in potential.results:
+                spreads["forces"].append(potential.results["forces_std"])
+                spreads["force_error"].append(np.linalg.norm(error, axis=1))
     e = np.abs(np.array(energy))
     values: dict[str, Any] = {"energy_mae": float(e.mean()), "energy_rmse": float(np.sqrt(np.mean(e**2))),
                               "energy_max": float(e.max())}
@@ -64,7 +79,20 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
                       force_max=force_max)
     n_atoms = sum(len(a) for a in data.images)
     values["extrapolating"] = None if flagged is None else flagged / max(n_atoms, 1)
+    values["energy_spearman"] = spearman(spreads["energy"], spreads["energy_error"])
+    if spreads["forces"]:
+        values["force_spearman"] = spearman(np.concatenate(spreads["forces"]), np.concatenate(spreads["force_error"]))
     return FileErrors(source, len(data), n_atoms, **values)
+
+
+def spearman(spread: Any, error: Any) -> float | None:
+    """Spearman rank correlation of ``spread`` and ``error`` (``None`` below 3 values or when either is constant)."""
+    from scipy.stats import spearmanr
+
+    spread, error = np.asarray(spread, dtype=np.float64), np.asarray(error, dtype=np.float64)
+    if spread.size < 3 or np.ptp(spread) == 0 or np.ptp(error) == 0:
+        return None
+    return float(spearmanr(spread, error).statistic)
 
 
 def table(rows: list[FileErrors]) -> list[str]:
@@ -74,8 +102,14 @@ def table(rows: list[FileErrors]) -> list[str]:
     header += f" {'F MAE':>7} {'F RMSE':>7} {'F max':>7}" if forces else ""
     extrapolation = any(r.extrapolating is not None for r in rows)
     header += f" {'extrap.':>7}" if extrapolation else ""
-    lines = [header + "   (E: meV/atom, F: eV/A" + (", extrap.: fraction of atoms outside the training range)"
-                                                         if extrapolation else ")")]
+    ensemble = any(r.energy_spearman is not None or r.force_spearman is not None for r in rows)
+    header += f" {'E rho':>6} {'F rho':>6}" if ensemble else ""
+    notes = ["E: meV/atom, F: eV/A"]
+    if extrapolation:
+        notes.append("extrap.: fraction of atoms outside the training range")
+    if ensemble:
+        notes.append("rho: Spearman correlation of the ensemble's spread with the error, per image (E), per atom (F)")
+    lines = [header + "   (" + "; ".join(notes) + ")"]
     for r in rows:
         name = r.name if len(r.name) <= 32 else "..." + r.name[-29:]
         line = (f"{name:<32} {r.images:>6} {r.atoms:>7} {1e3 * r.energy_mae:8.3f} {1e3 * r.energy_rmse:8.3f} "
@@ -84,5 +118,8 @@ def table(rows: list[FileErrors]) -> list[str]:
             line += f" {r.force_mae:7.4f} {r.force_rmse:7.4f} {r.force_max:7.4f}"
         if extrapolation:
             line += f" {r.extrapolating:7.4f}" if r.extrapolating is not None else f" {'-':>7}"
+        if ensemble:
+            line += "".join(f" {v:6.3f}" if v is not None else f" {'-':>6}" for v in (r.energy_spearman,
+                                                                                    r.force_spearman))
         lines.append(line)
     return lines

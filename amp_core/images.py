@@ -227,6 +227,10 @@ def read_targets(
 ) -> tuple[float, NDArray[np.float64] | None]:
     """Return (energy eV, forces eV/A or ``None``) of a labelled structure.
 
+    The forces are the calculator's, without the structure's constraints applied (as Amp
+    reads them): an atom held fixed (``FixAtoms``) still has its real force, which is what
+    the model predicts and is trained on, not the zero a constrained ``get_forces()`` gives.
+
     Raises:
         DataError: the energy (or forces, when asked) is missing or not finite.
     """
@@ -244,7 +248,7 @@ def read_targets(
     if not forces:
         return energy, None
     try:
-        values = np.array(atoms.get_forces(), dtype=np.float64)
+        values = np.array(atoms.get_forces(apply_constraint=False), dtype=np.float64)  # fixed atoms too
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{origin}: no reference forces, needed because forces are trained "
                         f"({type(exc).__name__}: {exc}); label them or train energies only",

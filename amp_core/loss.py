@@ -16,6 +16,7 @@ from amp_core import memory
 from amp_core.chunks import ChunkHandle, make_chunks
 from amp_core.compiled import loaded_libraries
 from amp_core.data import LossParts, LossResult, LossSettings
+from amp_core.ensemble import check_shared, members_of
 from amp_core.errors import ConfigError, PropertyNotImplementedError, UsageError
 from amp_core.extrapolation import TrainingRange
 from amp_core.images import ImageSource, check_elements, duplicate_warning, load_dataset
@@ -142,6 +143,8 @@ class LossFunction:
         if self.drives:  # under MPI only rank 0 reads every chunk: start hands its model to the other ranks
             arrays = [chunk.load() for chunk in self.chunks]
             model.initialize(arrays)
+            if members_of(model) is not None:  # one evaluator per chunk serves every member: check it can
+                check_shared(model, arrays[0], self.settings)
             if fingerprinting:  # the data's range, stored with a trained potential (extrapolation warnings)
                 self.training_range = TrainingRange.from_arrays(arrays)
         worker_model = use_compiled(model, self.backend, log)
@@ -186,19 +189,7 @@ class LossFunction:
         vector = model.vector() if vector is None else np.asarray(vector, dtype=np.float64)
         if self.last is not None and self._last_vector is not None and np.array_equal(vector, self._last_vector):
             return self.last
-        parts = LossParts.combine(self.session.evaluate(vector))
-        loss, gradient = parts.loss, parts.gradient
-        if self.settings.overfit:  # the penalty is overfit * (something): nothing to add when it is off
-            penalty, penalty_gradient = model.regularization(vector, self.settings.overfit)
-            loss += penalty
-            gradient = gradient + penalty_gradient
-        n = parts.n_images
-        self.last = LossResult(
-            loss=float(loss), energy_loss=parts.energy_loss, force_loss=parts.force_loss,
-            energy_rmse=math.sqrt(parts.energy_loss / n), force_rmse=math.sqrt(parts.force_loss / n),
-            energy_maxresid=parts.energy_maxresid, force_maxresid=parts.force_maxresid,
-            gradient=gradient,
-        )
+        self.last = self._result(LossParts.combine(self.session.evaluate(vector)), vector)
         self._last_vector = vector.copy()
         return self.last
 
@@ -226,20 +217,42 @@ class LossFunction:
         if self.session is None:
             raise UsageError("this loss function is closed; set up a new one with loss_function(...)")
         wanted = sorted({int(k) for k in chunks})
+        self.check_chunks(wanted, chunks)
+        result = self.subset(vector, wanted)
+        return result.loss, result.gradient
+
+    def check_chunks(self, wanted: list[int], chunks: Sequence[int]) -> None:
+        """Refuse chunk indices that are not those of this loss's chunks."""
         if not wanted or wanted[0] < 0 or wanted[-1] >= len(self.chunks):
             raise UsageError(f"chunks must be indices from 0 to {len(self.chunks) - 1}, got {list(chunks)!r}")
+
+    def subset(self, vector: NDArray[np.float64], wanted: list[int]) -> LossResult:
+        """The :class:`LossResult` over chunks ``wanted`` (sorted, valid indices), the regularisation
+        scaled by their share of the images."""
         if getattr(self.session, "subsets", False):
             parts = LossParts.combine(self.session.evaluate(vector, wanted))
         else:  # a backend without subsets: evaluate all, keep the ones asked for
             every = self.session.evaluate(vector)
             parts = LossParts.combine([every[k] for k in wanted])
-        loss, gradient = parts.loss, parts.gradient
-        if self.settings.overfit:
-            penalty, penalty_gradient = self.potential.model.regularization(vector, self.settings.overfit)
-            share = sum(self.chunks[k].n_images for k in wanted) / sum(c.n_images for c in self.chunks)
-            loss += share * penalty
-            gradient = gradient + share * penalty_gradient
-        return float(loss), gradient
+        share = sum(self.chunks[k].n_images for k in wanted) / sum(c.n_images for c in self.chunks)
+        return self._result(parts, vector, share)
+
+    def _result(self, parts: LossParts, vector: NDArray[np.float64], share: float = 1.0) -> LossResult:
+        """The result of combined ``parts`` at ``vector``: the regularisation (times ``share``) added;
+        for an ensemble, each member's result (as it would be alone) in ``members``."""
+        model = self.potential.model
+        members = members_of(model)
+        if members is None or not parts.members:
+            return _single(parts, model, vector, self.settings.overfit, share)
+        each = tuple(_single(p, m, v, self.settings.overfit, share)
+                     for p, m, v in zip(parts.members, members, model.split(vector)))
+        n = parts.n_images
+        return LossResult(
+            loss=sum(r.loss for r in each), energy_loss=parts.energy_loss, force_loss=parts.force_loss,
+            energy_rmse=math.sqrt(parts.energy_loss / (n * len(each))),
+            force_rmse=math.sqrt(parts.force_loss / (n * len(each))),
+            energy_maxresid=parts.energy_maxresid, force_maxresid=parts.force_maxresid,
+            gradient=np.concatenate([r.gradient for r in each]), members=each)
 
     @property
     def residual_sizes(self) -> list[tuple[int, int]]:
@@ -290,6 +303,26 @@ class LossFunction:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _single(parts: LossParts, model: Any, vector: NDArray[np.float64], overfit: float, share: float) -> LossResult:
+    """One model's result: its combined parts plus ``share`` of its regularisation at ``vector``."""
+    loss, gradient = parts.loss, parts.gradient
+    if overfit:  # the penalty is overfit * (something): nothing to add when it is off
+        penalty, penalty_gradient = model.regularization(vector, overfit)
+        if share == 1.0:
+            loss += penalty
+            gradient = gradient + penalty_gradient
+        else:
+            loss += share * penalty
+            gradient = gradient + share * penalty_gradient
+    n = parts.n_images
+    return LossResult(
+        loss=float(loss), energy_loss=parts.energy_loss, force_loss=parts.force_loss,
+        energy_rmse=math.sqrt(parts.energy_loss / n), force_rmse=math.sqrt(parts.force_loss / n),
+        energy_maxresid=parts.energy_maxresid, force_maxresid=parts.force_maxresid,
+        gradient=gradient,
+    )
 
 
 def loss_function(images: ImageSource, potential: Any, backend: Any = "serial",

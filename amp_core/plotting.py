@@ -45,6 +45,10 @@ def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             row += [float(x) if x != "-" else np.nan for x in extra] + [np.nan] * (2 - len(extra))
             rows.append(row)
     if not rows:
+        members = path.parent / "members"
+        if (members / "1" / "train-log.txt").is_file():  # an ensemble's: each member logs its own rows
+            raise ConfigError(f"{path} is an ensemble's log: each member's rows are in {members}/K/train-log.txt "
+                              f"(K = 1 to {len(list(members.glob('*/train-log.txt')))}); plot one of those")
         raise ConfigError(f"{path} holds no iteration rows; is it a train-log.txt of 'amp train'?")
     data = np.array(rows)
     names = (*COLUMNS, "validation_energy_rmse", "validation_force_rmse")
@@ -53,8 +57,8 @@ def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 def convergence_plot(log: str | os.PathLike[str], output: str | None = None) -> Path:
     """Plot loss and error measures against iteration; return the PNG path."""
+    data = read_log(log)  # a bad log is reported before matplotlib is looked for
     plt = _pyplot()
-    data = read_log(log)
     fig, axes = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
     axes[0].semilogy(data["iter"], data["loss"], label="loss")
     axes[0].set_ylabel("loss")

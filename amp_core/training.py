@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,9 +27,11 @@ from amp_core.config import (
     settle,
 )
 from amp_core.data import LossResult
+from amp_core.ensemble import Ensemble, members_of
 from amp_core.errors import ConfigError, RunError
 from amp_core.images import all_have_forces
 from amp_core.journal import JOURNAL, Journal, ReplayMismatch
+from amp_core.lockstep import Lockstep, MemberLoss
 from amp_core.loss import LossFunction, can_train_forces, share
 from amp_core.manager import PluginManager, resolve
 from amp_core.pipeline import _quiet
@@ -197,28 +200,50 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     if not getattr(backend, "drives", True):  # an MPI rank other than 0: serve rank 0, write nothing
         try:
             if resume:
-                descriptor, model, _ = _resume(run_dir, cfg, settings, manager)
+                descriptor, model, _ = _restore(run_dir, cfg, descriptor, model, backend, settings, manager)
             potential = Potential(descriptor, model, config=settings, manager=manager)
             _serve(potential, backend, cfg, run_dir, manager)
         finally:
             backend.close()
         return potential
     with RunLock(run_dir):
-        start = 0
+        starts = [0] * len(members_of(model) or [model])
         if resume:
-            descriptor, model, start = _resume(run_dir, cfg, settings, manager)
+            descriptor, model, starts = _restore(run_dir, cfg, descriptor, model, backend, settings, manager)
         rotated = None if resume else rotate_log(run_dir)
         log = TrainLog(run_dir / "train-log.txt", echo, log_every)
         potential = Potential(descriptor, model, config=settings, manager=manager)
         try:
             if rotated is not None:
                 log(f"(the previous run's log was moved to {rotated.name})")
-            _run(potential, backend, cfg, log, run_dir, start, progress, manager)
+            _run(potential, backend, cfg, log, run_dir, starts, progress, manager)
             share(backend, (potential.model, potential.training))
         finally:
             backend.close()
             log.close()
     return potential
+
+
+def _restore(run_dir: Path, cfg: Config, descriptor: Any, model: Any, backend: Any, settings: dict[str, Any],
+             manager: PluginManager) -> tuple[Any, Any, list[int]]:
+    """Return (descriptor, model, iteration per member) of the run's checkpoint(s): one, or each member's
+    (``members/K/checkpoint.json``) for an ensemble."""
+    members = members_of(model)
+    if members is None:
+        descriptor, model, start = _resume(run_dir, cfg, settings, manager)
+        return descriptor, model, [start]
+    restored, starts = [], []
+    for k, member in enumerate(members):
+        member_settings = resolved(cfg, descriptor, member, backend)
+        member_descriptor, member_model, start = _resume(member_dir(run_dir, k), cfg, member_settings, manager)
+        restored.append(member_model)
+        starts.append(start)
+    return member_descriptor, Ensemble(restored), starts
+
+
+def member_dir(run_dir: Path, k: int) -> Path:
+    """Where ensemble member ``k`` (from 0) keeps its log, checkpoint, journal and own potential file."""
+    return run_dir / "members" / str(k + 1)
 
 
 def _resume(run_dir: Path, cfg: Config, settings: dict[str, Any], manager: PluginManager) -> tuple[Any, Any, int]:
@@ -270,24 +295,113 @@ def _serve(potential: Potential, backend: Any, cfg: Config, run_dir: Path, manag
     potential.model, potential.training = share(backend, None)  # rank 0's trained model
 
 
-def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir: Path, start: int,
+def _run(potential: Potential, backend: Any, cfg: Config, log: TrainLog, run_dir: Path, starts: list[int],
          progress: bool | None, manager: PluginManager) -> None:
     """Log the header, set up the loss (and the validation loss), optimise, report."""
     descriptor, model = potential.descriptor, potential.model
     _header(log, cfg, descriptor, model, backend, manager)
-    if start:
-        log(f"resumed from {run_dir / CHECKPOINT} at iteration {start}")
+    members = members_of(model)
+    if members is not None:
+        seed = getattr(members[0].params, "seed", 0)
+        log(f"ensemble: {len(members)} members (model seeds {seed} to {seed + len(members) - 1}), each with its "
+            f"own optimiser, evaluated together (one pass over each chunk per step); their logs, checkpoints "
+            f"and potential files are in {run_dir / 'members'}")
+    if any(starts):
+        where = "the members' checkpoints" if members else run_dir / CHECKPOINT
+        log(f"resumed from {where} at iteration "
+            f"{', '.join(map(str, starts))}")
     with contextlib.ExitStack() as stack:
         loss, validation = _losses(stack, potential, backend, cfg, run_dir, manager, log, progress)
         potential.training_range = loss.training_range  # saved with the potential: extrapolation checks
-        monitor = None
+        interval = 0
         if validation is not None:
             interval = cfg.training.validation_interval or default_interval(len(loss.dataset),
                                                                             len(validation.dataset))
-            monitor = Monitor(validation, interval, cfg.training.patience)
             log(f"validation: {len(validation.dataset)} images, every {interval} iteration(s)"
                 + (f", patience {cfg.training.patience}" if cfg.training.patience else ""))
-        _optimise(loss, potential, cfg, log, run_dir, start, monitor)
+        if members is not None:
+            _optimise_ensemble(loss, validation, interval, potential, cfg, log, run_dir, starts)
+            return
+        monitor = None if validation is None else Monitor(validation, interval, cfg.training.patience)
+        _optimise(loss, potential, cfg, log, run_dir, starts[0], monitor)
+
+
+class _Prefixed:
+    """A stream that prefixes every line written to ``stream`` (a member's echoed log)."""
+
+    def __init__(self, stream: TextIO, prefix: str) -> None:
+        self.stream, self.prefix = stream, prefix
+
+    def write(self, text: str) -> int:
+        lines = text.splitlines(keepends=True)
+        return self.stream.write("".join(self.prefix + line for line in lines))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _optimise_ensemble(loss: LossFunction, validation: LossFunction | None, interval: int, potential: Potential,
+                       cfg: Config, log: TrainLog, run_dir: Path, starts: list[int]) -> None:
+    """Train each member with its own optimiser in a thread of its own, their evaluations served together
+    (:mod:`amp_core.lockstep`); save the ensemble."""
+    members = potential.model.members
+    lockstep = Lockstep([m.vector() for m in members])
+    trained: list[dict[str, Any] | None] = [None] * len(members)
+    failures: list[BaseException | None] = [None] * len(members)
+    config = potential.config or {}
+
+    def run(k: int) -> None:
+        folder = member_dir(run_dir, k)
+        member_log = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            member_log = TrainLog(folder / "train-log.txt", None if log.echo is None else
+                                  _Prefixed(log.echo, f"[member {k + 1}] "), log.every)  # type: ignore[arg-type]
+            seed = getattr(members[k].params, "seed", None)
+            own = Potential(potential.descriptor, members[k], manager=potential.manager,
+                            config={**config, "model": {**config.get("model", {}), "seed": seed}})
+            own.training_range = potential.training_range
+            monitor = None
+            if validation is not None:
+                monitor = Monitor(MemberLoss(lockstep, k, validation), interval, cfg.training.patience)
+            _optimise(MemberLoss(lockstep, k, loss), own, cfg, member_log, folder, starts[k], monitor)  # type: ignore[arg-type]
+            trained[k] = own.training
+        except BaseException as exc:  # noqa: BLE001 - raised in the main thread once every member stopped
+            failures[k] = exc
+            lockstep.stop(exc)  # a member that fails stops the others (each saves its checkpoint)
+        finally:
+            if member_log is not None:
+                member_log.close()
+            lockstep.leave(k)
+
+    threads = [threading.Thread(target=run, args=(k,), name=f"amp-member-{k + 1}", daemon=True)
+               for k in range(len(members))]
+    for thread in threads:
+        thread.start()
+    try:
+        lockstep.serve(lambda: any(t.is_alive() for t in threads))
+    except BaseException as exc:
+        lockstep.stop(exc)  # each member saves its checkpoint and stops
+        for thread in threads:
+            thread.join()
+        raise
+    for thread in threads:
+        thread.join()
+    for failure in failures:
+        if failure is not None:
+            raise failure
+    outcomes = [t or {} for t in trained]
+    path = run_dir / MODEL_FILE
+    converged = all(bool(t.get("converged")) for t in outcomes)
+    iterations = max(int(t.get("iterations", 0)) for t in outcomes)
+    for k, outcome in enumerate(outcomes):
+        log(f"member {k + 1}: {outcome.get('outcome', '')}")
+    line = (f"{'converged' if converged else 'NOT converged'}: {sum(bool(t.get('converged')) for t in outcomes)} of "
+            f"{len(members)} members converged ({lockstep.rounds} evaluation rounds served all members together); "
+            f"ensemble potential saved to {path}")
+    potential.training = {"converged": converged, "iterations": iterations, "outcome": line, "members": outcomes}
+    potential.save(path)
+    log(line)
 
 
 def _optimise(loss: LossFunction, potential: Potential, cfg: Config, log: TrainLog, run_dir: Path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import resource
 import shutil
@@ -37,6 +38,7 @@ from amp_core.images import load_dataset  # noqa: E402
 from amp_core.pipeline import compute_fingerprints, use_compiled  # noqa: E402
 from amp_core.store import FingerprintStore  # noqa: E402
 from amp_plugins.backends.mpi._wire import pack, unpack  # noqa: E402
+from amp_plugins.backends.multiprocessing._workers import THREAD_VARIABLES  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 CHUNKS = 12
@@ -161,12 +163,15 @@ def main() -> None:
         print('skipped: no mpiexec (pip install ".[mpi]")')
         return
     runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    # One BLAS thread per rank, as the README asks of MPI runs: otherwise one rank's numpy would use both
+    # cores in its matrix products (a baseline that is not one core) and two ranks would oversubscribe them.
+    env = {**os.environ, **{name: os.environ.get(name, "1") for name in THREAD_VARIABLES}}
     for _ in range(args.rounds):
         for ranks in (1, 2):
             out = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, __file__, "--job", "--images",
                                   str(args.images), "--seconds", str(args.seconds)]
                                  + (["--compiled"] if args.compiled else []) + (["--comm"] if args.comm else []),
-                                 capture_output=True, text=True, check=True).stdout
+                                 capture_output=True, text=True, check=True, env=env).stdout
             runs[ranks].append(json.loads(out.strip().splitlines()[-1]))
     med = {r: {k: statistics.median(run[k] for run in v) for k in v[0]} for r, v in runs.items()}
     if not args.comm:

@@ -161,3 +161,28 @@ def test_train_log_warns_about_data_given_twice(tmp_path, data, capsys):
     assert main(["train", str(path)]) == 1
     assert "warning: 3 of 9 images duplicate an earlier one" in capsys.readouterr().out
     assert "warning: 3 of 9 images duplicate" in (tmp_path / "run" / "train-log.txt").read_text()
+
+
+# --- constraints ----------------------------------------------------------------------------
+
+
+def test_reference_forces_of_fixed_atoms_are_the_real_forces_not_zero(tmp_path, slab_images):
+    """A relaxation's images hold FixAtoms: training and evaluation use the calculator's own forces on
+    the fixed atoms (what the model predicts there), as Amp does, not the zeros of a constrained read."""
+    import numpy as np
+    from ase.constraints import FixAtoms
+    from ase.io import read
+
+    from amp_core.images import load_dataset
+
+    images = [a.copy() for a in slab_images[:2]]
+    for atoms, original in zip(images, slab_images[:2]):
+        atoms.calc = original.calc
+        raw = original.get_forces(apply_constraint=False)
+        atoms.set_constraint(FixAtoms(indices=[0, 1, 2]))
+        assert np.all(atoms.get_forces()[:3] == 0) and np.any(raw[:3] != 0)
+    write(tmp_path / "fixed.traj", images)
+    dataset = load_dataset(str(tmp_path / "fixed.traj"), forces=True)
+    for (_, forces), original in zip(dataset.targets, slab_images[:2]):
+        np.testing.assert_array_equal(forces, original.get_forces(apply_constraint=False))
+    assert read(tmp_path / "fixed.traj", 0).constraints  # the file kept the constraint

@@ -194,6 +194,18 @@ def structures() -> dict[str, tuple[Atoms, dict]]:
 CASES = sorted(structures())
 
 
+def wide_gs(elements: list[str]) -> dict:
+    """mixed_gs's G2, and G4 and G5 groups of 20 and 10 functions (integer and non-integer zeta, two etas):
+    groups wider than the kernel's fold_min (8), so every routine takes the folded routine's angular values."""
+    gs = mixed_gs(elements)[elements[0]][: 2 * len(elements)]
+    for a, b in itertools.combinations_with_replacement(sorted(elements), 2):
+        for eta, zeta, gamma in itertools.product((0.005, 0.3), (1.0, 2.0, 2.5, 4.0, 16.0), (1.0, -1.0)):
+            gs.append({"type": "G4", "elements": [a, b], "eta": eta, "zeta": zeta, "gamma": gamma})
+        for zeta, gamma in itertools.product((1.0, 1.5, 3.0, 4.0, 6.0), (1.0, -1.0)):
+            gs.append({"type": "G5", "elements": [b, a], "eta": 0.1, "zeta": zeta, "gamma": gamma})
+    return {e: gs[: len(gs) - 3 * k] for k, e in enumerate(elements)}  # different lengths per element
+
+
 def case(name: str) -> tuple[Atoms, dict, dict]:
     atoms, cutoff = structures()[name]
     return atoms, cutoff, mixed_gs(sorted(set(atoms.get_chemical_symbols())))
@@ -222,9 +234,12 @@ def test_derivatives_match_reference_finite_differences(compiled, name: str) -> 
     np.testing.assert_allclose(fp.dense_derivatives(), expected, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("width", ["narrow", "wide"])
 @pytest.mark.parametrize("name", CASES)
-def test_derivatives_match_own_finite_differences(compiled, name: str) -> None:
+def test_derivatives_match_own_finite_differences(compiled, name: str, width: str) -> None:
     atoms, cutoff, gs = case(name)
+    if width == "wide":  # values from the folded routine, derivatives from the per-feature one
+        gs = wide_gs(sorted(gs))
     descriptor = compiled(cutoff, gs)
     fp = descriptor.compute(atoms, derivatives=True)
     np.testing.assert_allclose(fp.values, descriptor.compute(atoms).values, rtol=0, atol=0)
@@ -287,10 +302,15 @@ def test_matches_numpy_gaussian_descriptor(compiled, name: str) -> None:
     )
 
 
+@pytest.mark.parametrize("width", ["narrow", "wide"])
 @pytest.mark.parametrize("name", CASES)
-def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str) -> None:
-    """amp_gaussian_contract (bounds-checked): values, forces and virial for a fixed dE/dG against numpy."""
+def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str, width: str) -> None:
+    """amp_gaussian_contract (bounds-checked): values, forces and virial for a fixed dE/dG against numpy,
+    with narrow groups (values-only and derivative calls take the per-feature routine) and wide ones
+    (every routine takes the folded routine's values)."""
     atoms, cutoff, gs = case(name)
+    if width == "wide":
+        gs = wide_gs(sorted(gs))
     numpy_descriptor = create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
     expected = numpy_descriptor.compute(atoms, derivatives=True)
     weights = np.random.default_rng(3).normal(size=expected.values.shape)
@@ -301,8 +321,14 @@ def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str) -> None:
         return np.pad(weights[rows], ((0, 0), (0, values.shape[1] - weights.shape[1])))
 
     periodic = bool(np.all(atoms.pbc))
-    result = compiled(cutoff, gs).contract(atoms, gradient, virial=periodic)
+    descriptor = compiled(cutoff, gs)
+    result = descriptor.contract(atoms, gradient, virial=periodic)
     assert sorted(asked) == list(range(len(atoms)))
+    # wide groups: one set of values, whichever routine computes them; narrow: the same to round-off
+    exact = 0.0 if width == "wide" else 1e-14
+    values = descriptor.compute(atoms).values
+    np.testing.assert_allclose(result.values, values, rtol=exact, atol=exact * np.abs(values).max())
+    np.testing.assert_array_equal(values, descriptor.compute(atoms, derivatives=True).values)
     width = expected.values.shape[1]
     np.testing.assert_allclose(result.values[:, :width], expected.values, rtol=1e-10, atol=1e-12)
     forces = -np.einsum("imlf,if->ml", expected.dense_derivatives(), weights)
@@ -436,3 +462,21 @@ def test_pickle_round_trip_keeps_the_kernel_choice(compiled) -> None:
     clone = pickle.loads(state)
     assert (clone.name, clone.kernel, clone.params) == ("gaussian", "fortran", descriptor.params)
     np.testing.assert_array_equal(clone.compute(atoms).values, descriptor.compute(atoms).values)
+
+
+def test_one_pass_contraction_in_chunks(compiled) -> None:
+    """A cell with hundreds of neighbour pairs per centre and element pair (the kernel compacts at most
+    256 per chunk): forces and virial still those of numpy, bounds-checked."""
+    atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
+    atoms.symbols[1] = "Pt"
+    atoms.rattle(0.05, seed=4)
+    cutoff, gs = {"name": "Cosine", "Rc": 6.0}, wide_gs(["Cu", "Pt"])
+    numpy_descriptor = create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
+    counts = np.bincount(numpy_descriptor.neighbours(atoms, 0.0).centre)
+    assert counts.min() ** 2 // 8 > 256  # a centre has ~(n / 2)^2 / 2 pairs per element pair: several chunks
+    weights = np.random.default_rng(5).normal(size=(len(atoms), 94))
+    result = compiled(cutoff, gs).contract(atoms, lambda rows, values: weights[rows, : values.shape[1]], virial=True)
+    reference = numpy_descriptor.contract(atoms, lambda rows, values: weights[rows, : values.shape[1]], virial=True)
+    np.testing.assert_allclose(result.values, reference.values, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(result.forces, reference.forces, rtol=1e-10, atol=1e-10 * np.abs(reference.forces).max())
+    np.testing.assert_allclose(result.virial, reference.virial, rtol=1e-10, atol=1e-10 * np.abs(reference.virial).max())

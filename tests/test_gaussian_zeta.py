@@ -161,6 +161,9 @@ def test_collinear_triplet_with_derivatives_names_the_atoms(positions: list, gs:
         with pytest.raises(DataError, match=message) as info:
             d.compute(atoms, derivatives=True)
         assert "zeta = 0.5 < 1" in str(info.value) and "rattle" in str(info.value), name
+        with pytest.raises(DataError, match=message) as info:  # the one-pass contraction (MD force calls)
+            d.contract(atoms, lambda rows, values: np.ones_like(values))
+        assert "zeta = 0.5 < 1" in str(info.value), name
 
 
 def test_collinear_periodic_images_name_the_shift() -> None:

@@ -275,3 +275,12 @@ def test_lbfgs_maxcor_reaches_scipy(monkeypatch):
     assert seen["maxcor"] == 50
     with pytest.raises(ValueError, match="maxcor must be a whole number >= 1"):
         ScipyParams(maxcor=0)
+
+
+def test_an_ensemble_with_ekf_is_refused_with_what_to_do(tmp_path, slab_images):
+    write(tmp_path / "train.xyz", slab_images[:4])
+    cfg = _config(tmp_path, "run", maxiter=2)
+    cfg["training"]["ensemble"] = 2
+    with pytest.raises(ConfigError, match=r"optimizer 'ekf' needs a loss function that gives residual Jacobians.*"
+                                          r"ensemble"):
+        train(cfg, echo=None)

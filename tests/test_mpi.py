@@ -123,9 +123,27 @@ def test_twenty_iterations_under_mpi_are_bitwise_identical_to_serial(tmp_path, s
             assert np.array_equal(vector, reference.model.vector()), f"{ranks} ranks, rank {rank} differs"
         head = (tmp_path / f"mpi{ranks}" / "train-log.txt").read_text()
         assert f"mpi: {ranks} rank(s) on 1 host(s); ranks per host: " in head.splitlines()[0]
+        if not {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"} & set(os.environ) and ranks <= os.cpu_count() < ranks * 2:
+            assert "run with OMP_NUM_THREADS=1" in head  # the ranks share the cores: say how to avoid oversubscription
     chunks = sorted(p.name for p in (tmp_path / "mpi3" / "arrays").iterdir())
     assert len(chunks) == 6
     assert sorted(p.name for p in (scratch / "amp-arrays").iterdir()) == chunks  # each chunk copied once
+
+
+@needs_mpi
+def test_an_ensemble_under_mpi_trains_bitwise_like_serial(tmp_path, slab_images, monkeypatch):
+    monkeypatch.setattr("amp_core.chunks.CHUNK_ATOMS", 64)  # as in the script: 6 chunks
+    write(tmp_path / "train.xyz", slab_images[:12])
+    serial = _config(tmp_path, {"name": "serial"}, "serial", maxiter=8)
+    serial["training"]["ensemble"] = 2
+    reference = train(serial, echo=None)
+    config = _config(tmp_path, {"name": "mpi"}, "mpi2", maxiter=8)
+    config["training"]["ensemble"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    done = _run(TRAIN, 2, tmp_path, 300, str(tmp_path / "config.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in range(2):
+        assert np.array_equal(np.load(tmp_path / f"vector-mpi2-{rank}.npy"), reference.model.vector())
 
 
 def _fortran_missing() -> str | None:
@@ -342,6 +360,24 @@ def test_loss_records_pack_and_unpack_bit_for_bit(records, n, data):
             [sent.loss, sent.energy_loss, sent.force_loss, sent.energy_maxresid, sent.force_maxresid]
         assert got.n_images == sent.n_images and isinstance(got.n_images, int)
         assert got.gradient.tobytes() == sent.gradient.tobytes()
+
+
+def test_ensemble_loss_records_pack_and_unpack_with_their_members():
+    from amp_core.data import LossParts
+    from amp_plugins.backends.mpi import pack, unpack
+
+    rng = np.random.default_rng(1)
+    chunks = [LossParts.stack([LossParts(*rng.random(5), 3, rng.normal(size=size)) for size in (4, 2, 4)])
+              for _ in range(3)]
+    back = unpack(pack(chunks, 10).copy(), 10, 3)
+    assert back is not None and len(back) == 3
+    for got, sent in zip(back, chunks):
+        assert len(got.members) == 3 and got.gradient.tobytes() == sent.gradient.tobytes()
+        for a, b in zip(got.members, sent.members):
+            assert (a.loss, a.energy_loss, a.force_loss, a.energy_maxresid, a.force_maxresid, a.n_images) == \
+                (b.loss, b.energy_loss, b.force_loss, b.energy_maxresid, b.force_maxresid, b.n_images)
+            assert a.gradient.tobytes() == b.gradient.tobytes()
+    assert unpack(pack(chunks, 10), 10, 2) is None and unpack(pack(chunks, 10), 9, 3) is None
 
 
 def test_unpack_refuses_a_buffer_of_another_size():

@@ -438,6 +438,11 @@ class Mpi:
             if n > cores:
                 lines.append(f"warning: {n} ranks on host {host}, which gives each {cores} core(s): ranks take "
                              "turns on the cores, so the run is no faster and usually slower")
+            elif n > 1 and n * 2 > cores and "OMP_NUM_THREADS" not in os.environ \
+                    and "OPENBLAS_NUM_THREADS" not in os.environ:
+                lines.append(f"note: {n} ranks share host {host}'s {cores} cores, and OMP_NUM_THREADS is not set, so "
+                             "numpy's matrix products may start several threads per rank and oversubscribe the cores; "
+                             "run with OMP_NUM_THREADS=1 (e.g. 'OMP_NUM_THREADS=1 mpiexec -n N amp train CONFIG')")
         return lines
 
     def close(self) -> None:

@@ -39,17 +39,34 @@ def pack(parts: Sequence[LossParts], n_parameters: int) -> NDArray[np.float64]:
     """Lay out one rank's loss records for a raw send: one row per record, in the rank's chunk order.
 
     Returns:
-        (len(parts) * (6 + n_parameters),) float64: per record ``loss, energy_loss, force_loss,
-        energy_maxresid, force_maxresid, n_images``, then its gradient (n_parameters,). Every
-        number is a float64 already (``n_images`` is exact), so :func:`unpack` gives them back bit
-        for bit.
+        (len(parts) * width,) float64: per record ``loss, energy_loss, force_loss,
+        energy_maxresid, force_maxresid, n_images``, then its gradient (n_parameters,); for an
+        ensemble's records (``members``, M of them), then ``M`` and per member its six numbers
+        and its number of parameters (its gradient is its slice of the record's). Every number
+        is a float64 already (counts are exact), so :func:`unpack` gives them back bit for bit.
     """
-    rows = np.empty((len(parts), SCALARS + n_parameters), dtype=np.float64)
+    members = len(parts[0].members) if parts else 0
+    width = SCALARS + n_parameters + (1 + members * (SCALARS + 1) if members else 0)
+    rows = np.empty((len(parts), width), dtype=np.float64)
     for row, part in zip(rows, parts):
-        row[:SCALARS] = (part.loss, part.energy_loss, part.force_loss, part.energy_maxresid,
-                         part.force_maxresid, part.n_images)
-        row[SCALARS:] = part.gradient
+        row[:SCALARS] = _scalars(part)
+        row[SCALARS:SCALARS + n_parameters] = part.gradient
+        if members:
+            tail = row[SCALARS + n_parameters:]
+            tail[0] = members
+            for k, member in enumerate(part.members):
+                tail[1 + k * (SCALARS + 1):1 + (k + 1) * (SCALARS + 1)] = (*_scalars(member), member.gradient.size)
     return rows.reshape(-1)
+
+
+def _scalars(part: LossParts) -> tuple[float, ...]:
+    return (part.loss, part.energy_loss, part.force_loss, part.energy_maxresid, part.force_maxresid,
+            float(part.n_images))
+
+
+def _record(row: NDArray[np.float64], gradient: NDArray[np.float64], members: tuple[LossParts, ...] = ()) -> LossParts:
+    return LossParts(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]),
+                     gradient, members)
 
 
 def unpack(buffer: NDArray[np.float64], n_parameters: int, count: int) -> list[LossParts] | None:
@@ -58,8 +75,24 @@ def unpack(buffer: NDArray[np.float64], n_parameters: int, count: int) -> list[L
     Returns ``None`` when the buffer does not hold exactly that (a rank whose model has another
     parameter count, or which holds other chunks: the ranks do not run the same program).
     """
-    width = SCALARS + n_parameters
-    if buffer.size != count * width:
+    if count == 0 or buffer.size % count:
+        return [] if count == 0 and buffer.size == 0 else None
+    width = buffer.size // count
+    extra = width - SCALARS - n_parameters
+    if extra < 0 or extra and (extra - 1) % (SCALARS + 1):
         return None
-    return [LossParts(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]),
-                      row[SCALARS:]) for row in buffer.reshape(-1, width)]
+    members = (extra - 1) // (SCALARS + 1) if extra else 0
+    out = []
+    for row in buffer.reshape(count, width):
+        gradient = row[SCALARS:SCALARS + n_parameters]
+        if not members:
+            out.append(_record(row, gradient))
+            continue
+        tail = row[SCALARS + n_parameters:]
+        sizes = [int(tail[1 + k * (SCALARS + 1) + SCALARS]) for k in range(members)]
+        if int(tail[0]) != members or sum(sizes) != n_parameters:
+            return None
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        each = tuple(_record(tail[1 + k * (SCALARS + 1):], gradient[bounds[k]:bounds[k + 1]]) for k in range(members))
+        out.append(_record(row, gradient, each))
+    return out

@@ -57,7 +57,7 @@ ARGTYPES = [
 ]
 BATCH = 64
 """Centres per batch of the one-pass contraction: dE/dG is asked once per batch (fewer, larger
-batches cost less Python per call; a batch's derivatives take ~0.5 MB per 10 centres at Rc 6.5)."""
+batches cost less Python per call; the kernel keeps no derivatives of a batch, only its dE/dG)."""
 CALLBACK = ctypes.CFUNCTYPE(_i64, _i64, ctypes.POINTER(_i64), _i64,
                             ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))
 CONTRACT_ARGTYPES = [
@@ -125,6 +125,8 @@ def contract(
     )
     if failure:
         raise failure[0]
+    if status == SINGULAR:
+        raise _singular(plan, species_of_atom, neighbours, bad.value)
     if status != 0:
         raise refused("Gaussian", STEM, ERRORS, status, bad.value)
     return values, de_dr, w if virial else None
@@ -166,16 +168,20 @@ def fingerprint(
         *(int(blocks is not None), n_pairs, slots, own, values, derivatives, ctypes.byref(bad)),
     )
     if status == SINGULAR:
-        from amp_plugins.descriptors.gaussian._angular import singular_error
-
-        n_entries = len(neighbours.centre)
-        entry_j, entry_k = divmod(bad.value, n_entries)
-        species = int(species_of_atom[neighbours.centre[entry_j]])
-        zeta, gamma = _singular_parameters(plan, species, neighbours, entry_j, entry_k)
-        raise singular_error(neighbours, entry_j, entry_k, zeta, gamma)
+        raise _singular(plan, species_of_atom, neighbours, bad.value)
     if status != 0:
         raise refused("Gaussian", STEM, ERRORS, status, bad.value)
     return values, None if blocks is None else derivatives
+
+
+def _singular(plan: Plan, species_of_atom: NDArray[np.int64], neighbours: Neighbours, code: int) -> Exception:
+    """The ``DataError`` naming the collinear triplet of a SINGULAR status (``code`` = entry_j * n_entries + entry_k)."""
+    from amp_plugins.descriptors.gaussian._angular import singular_error
+
+    entry_j, entry_k = divmod(code, len(neighbours.centre))
+    species = int(species_of_atom[neighbours.centre[entry_j]])
+    zeta, gamma = _singular_parameters(plan, species, neighbours, entry_j, entry_k)
+    return singular_error(neighbours, entry_j, entry_k, zeta, gamma)
 
 
 def _singular_parameters(

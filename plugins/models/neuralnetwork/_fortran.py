@@ -64,6 +64,16 @@ def _kernel() -> Any:
     return function
 
 
+def _kernel_many() -> Any:
+    """The library's routine for several parameter vectors at once, ``None`` in a build without it."""
+    library = load_library(PACKAGE, STEM)
+    function = getattr(library, "amp_nn_loss_many", None)
+    if function is not None and function.argtypes is None:
+        function.argtypes = [_I64] * 8 + [_PTR, _PTR, _I64, _I64] + [_PTR] * 12
+        function.restype = None
+    return function
+
+
 def probe() -> str | None:
     """Return why the compiled network kernel cannot run here and how to get it, or ``None`` when it can."""
     return probe_kernels(_kernel, PACKAGE, STEM)
@@ -201,6 +211,7 @@ class CompiledLossEvaluator:
         self._grad = np.zeros(self.n_parameters)
         self._residual_source: tuple[Any, ...] = ()
         self._residuals: Any = None
+        self._extra_work: list[list[NDArray[np.float64]]] = []
 
     def __call__(self, vector: NDArray[np.float64]) -> LossParts:
         """Return the shard's loss parts for ``vector`` (n_parameters,) float64."""
@@ -214,7 +225,9 @@ class CompiledLossEvaluator:
         self._function(
             *head, pointers, vec.ctypes.data, f, scratch, self._out.ctypes.data, self._grad.ctypes.data
         )
-        out = self._out
+        return self._parts(self._out, self._grad.copy())
+
+    def _parts(self, out: NDArray[np.float64], gradient: NDArray[np.float64]) -> LossParts:
         return LossParts(
             loss=self._settings.objective(float(out[0]), float(out[1])),
             energy_loss=float(out[0]),
@@ -222,7 +235,7 @@ class CompiledLossEvaluator:
             energy_maxresid=float(out[2]),
             force_maxresid=float(out[3]),
             n_images=self.n_images,
-            gradient=self._grad.copy(),
+            gradient=gradient,
         )
 
     def residuals(self, vector: NDArray[np.float64], request: Any) -> Any:
@@ -232,6 +245,32 @@ class CompiledLossEvaluator:
 
             self._residuals = ShardResiduals(*self._residual_source, self._settings)
         return self._residuals(vector, request)
+    def many(self, vectors: Sequence[NDArray[np.float64]]) -> list[LossParts]:
+        """Return the loss parts at each of ``vectors`` (an ensemble's members) from one kernel call that reads
+        each image's derivative blocks once for all of them; each bit for bit what a call with it alone gives."""
+        function = _kernel_many()
+        if function is None or len(vectors) == 1:
+            return [self(v) for v in vectors]
+        vecs = np.ascontiguousarray(np.stack([np.asarray(v, dtype=np.float64) for v in vectors]))
+        if vecs.shape[1] != self.n_parameters:
+            raise UsageError(f"the parameter vectors have {vecs.shape[1]} values, the neural network expects "
+                             f"{self.n_parameters}; pass the members' own vector()")
+        works = self._works(len(vectors))
+        out, grad = np.zeros((len(vectors), 4)), np.zeros((len(vectors), self.n_parameters))
+        *head, pointers, f, scratch = self._header
+        function(len(vectors), *head, pointers, ctypes.addressof(works), vecs.ctypes.data, f, scratch,
+                 out.ctypes.data, grad.ctypes.data)
+        return [self._parts(out[m], grad[m].copy()) for m in range(len(vectors))]
+
+    def _works(self, count: int) -> ctypes.Array[ctypes.c_void_p]:
+        """Pointers (E, count), Fortran order, to ``count`` sets of per-element work arrays (the first: the
+        evaluator's own; the others made once and kept)."""
+        blocks = self._keep[0]
+        while len(self._extra_work) < count - 1:
+            self._extra_work.append([np.zeros_like(block["work"]) for block in blocks])
+        sets = [[block["work"] for block in blocks], *self._extra_work[:count - 1]]
+        values = [work.ctypes.data for works in sets for work in works]
+        return (ctypes.c_void_p * len(values))(*values)
 
 
 def compiled_loss_evaluator(

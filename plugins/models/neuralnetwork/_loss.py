@@ -248,42 +248,55 @@ class ShardLoss:
 
     def __call__(self, vector: Array) -> LossParts:
         """Return the shard's loss parts and gradient at ``vector``."""
-        vector = np.asarray(vector, dtype=np.float64)
+        return self.many([vector])[0]
+
+    def many(self, vectors: Sequence[Array]) -> list[LossParts]:
+        """Return the loss parts at each of ``vectors`` (an ensemble's members), each bit for bit what a call
+        with that vector alone gives: the derivative matrices are applied to all of them in one product per
+        element (whose columns are computed independently, in the same order as one vector's), the rest is
+        done vector by vector."""
+        vectors = [np.asarray(v, dtype=np.float64) for v in vectors]
         layout, act = self.layout, self.activation
         n_images = len(self.natoms)
-        state = []
-        predicted = np.zeros(n_images)
-        for part in self.parts:
-            ws = layout.views(vector, part.symbol)
-            i0 = layout.scalings[part.symbol]
-            outputs = core.forward(part.x, ws, act)
-            per_image = np.bincount(part.image, outputs[-1][:, 0], minlength=n_images)
-            predicted += vector[i0 + 1] * per_image + vector[i0] * part.count
-            state.append((part, ws, i0, outputs, per_image))
-        residual = (predicted - self.energy) / self.natoms
-        energy_weight = (2.0 * self.settings.energy_coefficient) * residual / self.natoms
-        gradient = np.zeros(layout.size)
-        force_loss = force_max = 0.0
+        states, weights, gradients = [], [], []
+        for vector in vectors:
+            state = []
+            predicted = np.zeros(n_images)
+            for part in self.parts:
+                ws = layout.views(vector, part.symbol)
+                i0 = layout.scalings[part.symbol]
+                outputs = core.forward(part.x, ws, act)
+                per_image = np.bincount(part.image, outputs[-1][:, 0], minlength=n_images)
+                predicted += vector[i0 + 1] * per_image + vector[i0] * part.count
+                state.append((part, ws, i0, outputs, per_image))
+            states.append((state, (predicted - self.energy) / self.natoms))
+            weights.append((2.0 * self.settings.energy_coefficient) * states[-1][1] / self.natoms)
+            gradients.append(np.zeros(layout.size))
         if self.settings.forces:
-            force_loss, force_max = self._forces(vector, state, energy_weight, gradient)
+            force_terms = self._forces(vectors, [s for s, _ in states], weights, gradients)
         else:
-            for part, ws, i0, outputs, per_image in state:
-                grads = layout.views(gradient, part.symbol)
-                fprimes = core.derivatives(outputs, act)
-                seed = (energy_weight[part.image] * vector[i0 + 1])[:, None]
-                core.backward(ws, outputs, fprimes, seed, None, 0.0, act, grads)
-                gradient[i0] += energy_weight @ part.count
-                gradient[i0 + 1] += energy_weight @ per_image
-        energy_loss = float(residual @ residual)
-        return LossParts(
-            loss=self.settings.objective(energy_loss, force_loss),
-            energy_loss=energy_loss,
-            force_loss=force_loss,
-            energy_maxresid=float(np.abs(residual).max()) if n_images else 0.0,
-            force_maxresid=force_max,
-            n_images=n_images,
-            gradient=gradient,
-        )
+            force_terms = [(0.0, 0.0)] * len(vectors)
+            for vector, (state, _), energy_weight, gradient in zip(vectors, states, weights, gradients):
+                for part, ws, i0, outputs, per_image in state:
+                    grads = layout.views(gradient, part.symbol)
+                    fprimes = core.derivatives(outputs, act)
+                    seed = (energy_weight[part.image] * vector[i0 + 1])[:, None]
+                    core.backward(ws, outputs, fprimes, seed, None, 0.0, act, grads)
+                    gradient[i0] += energy_weight @ part.count
+                    gradient[i0 + 1] += energy_weight @ per_image
+        out = []
+        for (_, residual), gradient, (force_loss, force_max) in zip(states, gradients, force_terms):
+            energy_loss = float(residual @ residual)
+            out.append(LossParts(
+                loss=self.settings.objective(energy_loss, force_loss),
+                energy_loss=energy_loss,
+                force_loss=force_loss,
+                energy_maxresid=float(np.abs(residual).max()) if n_images else 0.0,
+                force_maxresid=force_max,
+                n_images=n_images,
+                gradient=gradient,
+            ))
+        return out
 
     def residuals(self, vector: Array, request: Any) -> Any:
         """Return the :class:`~amp_core.residuals.Residuals` ``request`` names (``RESIDUAL_JACOBIAN``)."""
@@ -293,30 +306,39 @@ class ShardLoss:
             self._residuals = ShardResiduals(self.shard, self.layout, self.activation, self.settings)
         return self._residuals(vector, request)
 
-    def _forces(
-        self, vector: Array, state: list[Any], energy_weight: Array, gradient: Array
-    ) -> tuple[float, float]:
+    def _forces(self, vectors: list[Array], states: list[list[Any]], energy_weights: list[Array],
+                gradients: list[Array]) -> list[tuple[float, float]]:
         act, layout = self.activation, self.layout
-        forces = np.zeros_like(self.fref)
-        extra = []
-        for part, ws, i0, outputs, _ in state:
-            fprimes = core.derivatives(outputs, act)
-            gx = core.input_gradient(ws, fprimes, vector[i0 + 1])
-            forces -= part.d @ gx.ravel()
-            extra.append(fprimes)
-        diff = forces - self.fref
-        weighted = diff * self.fweight
-        force_loss = float(weighted @ diff)
-        force_max = float(np.abs(diff).max()) if diff.size else 0.0
-        weighted *= 2.0 * float(self.settings.force_coefficient or 0.0)
-        for (part, ws, i0, outputs, per_image), fprimes in zip(state, extra):
-            direction = (part.dt @ weighted).reshape(part.x.shape)
-            tangents = core.tangent(direction, ws, fprimes)
-            slope = vector[i0 + 1]
-            seed = (energy_weight[part.image] * slope)[:, None]
-            core.backward(
-                ws, outputs, fprimes, seed, tangents, -slope, act, layout.views(gradient, part.symbol)
-            )
-            gradient[i0] += energy_weight @ part.count
-            gradient[i0 + 1] += energy_weight @ per_image - tangents[-1].sum()
-        return force_loss, force_max
+        one = len(vectors) == 1  # one vector: matrix-vector products, else one matrix-matrix product
+        forces = np.zeros(self.fref.shape if one else (len(self.fref), len(vectors)))
+        extras = [[] for _ in vectors]  # type: list[list[Array]]
+        for index, part in enumerate(self.parts):
+            columns = []
+            for vector, state, extra in zip(vectors, states, extras):
+                _, ws, i0, outputs, _ = state[index]
+                fprimes = core.derivatives(outputs, act)
+                columns.append(core.input_gradient(ws, fprimes, vector[i0 + 1]).ravel())
+                extra.append(fprimes)
+            forces -= part.d @ (columns[0] if one else np.stack(columns, axis=1))
+        terms, weighted_all = [], []
+        for k in range(len(vectors)):
+            diff = (forces if one else np.ascontiguousarray(forces[:, k])) - self.fref
+            weighted = diff * self.fweight
+            terms.append((float(weighted @ diff), float(np.abs(diff).max()) if diff.size else 0.0))
+            weighted *= 2.0 * float(self.settings.force_coefficient or 0.0)
+            weighted_all.append(weighted)
+        for index, part in enumerate(self.parts):
+            directions = part.dt @ (weighted_all[0] if one else np.stack(weighted_all, axis=1))
+            for k, (vector, state, extra) in enumerate(zip(vectors, states, extras)):
+                _, ws, i0, outputs, per_image = state[index]
+                direction = (directions if one else np.ascontiguousarray(directions[:, k])).reshape(part.x.shape)
+                fprimes = extra[index]
+                tangents = core.tangent(direction, ws, fprimes)
+                slope = vector[i0 + 1]
+                seed = (energy_weights[k][part.image] * slope)[:, None]
+                core.backward(
+                    ws, outputs, fprimes, seed, tangents, -slope, act, layout.views(gradients[k], part.symbol)
+                )
+                gradients[k][i0] += energy_weights[k] @ part.count
+                gradients[k][i0 + 1] += energy_weights[k] @ per_image - tangents[-1].sum()
+        return terms

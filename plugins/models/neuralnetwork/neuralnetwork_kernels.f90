@@ -41,7 +41,7 @@ module amp_nn_kernels
   use, intrinsic :: iso_c_binding, only: c_double, c_int64_t, c_ptr, c_f_pointer
   implicit none
   private
-  public :: amp_nn_loss, amp_nn_activate
+  public :: amp_nn_loss, amp_nn_loss_many, amp_nn_activate
 
   integer, parameter :: dp = c_double, ik = c_int64_t
   integer(ik), parameter :: TANH_ = 0, SIGMOID_ = 1, LINEAR_ = 2
@@ -558,33 +558,77 @@ contains
     type(c_ptr), intent(in) :: ptrs(NPTR, ne)
     real(dp), intent(inout) :: f(3, ntot)
     real(dp), intent(out) :: scratch(nscr), out(4), grad(nparam)
-    type(element_t) :: els(ne)
-    integer(ik) :: img, e, r, c, mh, mf
+    type(c_ptr) :: works(ne, 1)
+    works(:, 1) = ptrs(4, :)
+    call loss_of_members(1_ik, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
+                         natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
+  end subroutine amp_nn_loss
+
+  ! The same for nmem parameter vectors vec(:, m) (an ensemble's members) at once, member m
+  ! using the work arrays works(e, m): each image's derivative blocks are read from memory
+  ! once and used by every member while in cache. Member m's numbers are those of
+  ! amp_nn_loss at vec(:, m): the same routine (below) runs the same operations for it.
+  subroutine amp_nn_loss_many(nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
+                              natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad) &
+                              bind(C, name="amp_nn_loss_many")
+    integer(ik), value, intent(in) :: nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, kind, with_forces
+    integer(ik), intent(in) :: info(NINFO, ne), natoms(nimg), atomstart(nimg + 1)
+    integer(ik), intent(in), target :: sizes(0:maxl, ne)
+    real(dp), intent(in) :: coef(2), eref(nimg), fref(3, ntot), vec(nparam, nmem)
+    type(c_ptr), intent(in) :: ptrs(NPTR, ne), works(ne, nmem)
+    real(dp), intent(inout) :: f(3, ntot)
+    real(dp), intent(out) :: scratch(nscr), out(4, nmem), grad(nparam, nmem)
+    call loss_of_members(nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
+                         natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
+  end subroutine amp_nn_loss_many
+
+  subroutine loss_of_members(nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
+                             natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
+    integer(ik), intent(in) :: nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, kind, with_forces
+    integer(ik), intent(in) :: info(NINFO, ne), natoms(nimg), atomstart(nimg + 1)
+    integer(ik), intent(in), target :: sizes(0:maxl, ne)
+    real(dp), intent(in) :: coef(2), eref(nimg), fref(3, ntot), vec(nparam, nmem)
+    type(c_ptr), intent(in) :: ptrs(NPTR, ne), works(ne, nmem)
+    real(dp), intent(inout) :: f(3, ntot)
+    real(dp), intent(out) :: scratch(nscr), out(4, nmem), grad(nparam, nmem)
+    type(element_t) :: els(ne, nmem)
+    integer(ik) :: img, e, r, c, mh, mf, m
     logical :: forces
     forces = with_forces /= 0
     mh = maxval(info(9, :))
     mf = maxval(info(3, :)) + PAD  ! the longest (padded) pattern
-    call bind_elements(ne, nimg, maxl, info, sizes, ptrs, forces, els)
+    do m = 1, nmem
+      call bind_elements(ne, nimg, maxl, info, sizes, ptrs, forces, els(:, m))
+      do e = 1, ne
+        call c_f_pointer(works(e, m), els(e, m)%work, [els(e, m)%ld, els(e, m)%cg])
+      end do
+    end do
     out = 0.0_dp
     grad = 0.0_dp
-    do e = 1, ne
-      do r = 1, els(e)%ld, ch
-        c = min(ch, els(e)%ld - r + 1)
-        call chunk_forward(els(e), kind, vec, r, c, forces, ch, scratch(1), scratch(ch * mh + 1))
+    do m = 1, nmem
+      do e = 1, ne
+        do r = 1, els(e, m)%ld, ch
+          c = min(ch, els(e, m)%ld - r + 1)
+          call chunk_forward(els(e, m), kind, vec(:, m), r, c, forces, ch, scratch(1), scratch(ch * mh + 1))
+        end do
       end do
     end do
     do img = 1, nimg
-      call image_terms(els, ne, img, ntot, mf, natoms(img), atomstart(img), atomstart(img + 1) - 1, forces, &
-                       vec, coef, eref(img), fref, f, scratch, out)
-    end do
-    do e = 1, ne
-      do r = 1, els(e)%ld, ch
-        c = min(ch, els(e)%ld - r + 1)
-        call chunk_reverse(els(e), kind, vec, r, c, forces, ch, scratch(1), scratch(ch * mh + 1), &
-                           scratch(2 * ch * mh + 1), scratch(3 * ch * mh + 1), scratch(4 * ch * mh + 1), &
-                           scratch(5 * ch * mh + 1), grad)
+      do m = 1, nmem  ! the image's blocks stay in cache from one member to the next
+        call image_terms(els(:, m), ne, img, ntot, mf, natoms(img), atomstart(img), atomstart(img + 1) - 1, &
+                         forces, vec(:, m), coef, eref(img), fref, f, scratch, out(:, m))
       end do
     end do
-  end subroutine amp_nn_loss
+    do m = 1, nmem
+      do e = 1, ne
+        do r = 1, els(e, m)%ld, ch
+          c = min(ch, els(e, m)%ld - r + 1)
+          call chunk_reverse(els(e, m), kind, vec(:, m), r, c, forces, ch, scratch(1), scratch(ch * mh + 1), &
+                             scratch(2 * ch * mh + 1), scratch(3 * ch * mh + 1), scratch(4 * ch * mh + 1), &
+                             scratch(5 * ch * mh + 1), grad(:, m))
+        end do
+      end do
+    end do
+  end subroutine loss_of_members
 
 end module amp_nn_kernels

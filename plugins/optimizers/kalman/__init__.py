@@ -128,8 +128,9 @@ class Kalman:
         if check is None:
             from amp_core.errors import ConfigError
 
-            raise ConfigError("optimizer 'ekf' needs a loss function that gives residual Jacobians "
-                              "(amp_core.loss.LossFunction); use a gradient optimiser such as 'lbfgs'")
+            raise ConfigError(f"optimizer 'ekf' needs a loss function that gives residual Jacobians, which "
+                              f"{type(function).__name__} does not (an ensemble's members do not yet); use a "
+                              "gradient optimiser such as 'lbfgs', or train without an ensemble")
         check("optimizer 'ekf'")
         sizes = np.asarray(function.residual_sizes, dtype=np.int64).reshape(-1, 2)  # type: ignore[attr-defined]
         image_offsets = np.concatenate([[0], np.cumsum(sizes[:, 0])])

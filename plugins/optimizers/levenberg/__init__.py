@@ -89,8 +89,9 @@ class Levenberg:
         p = self.params
         check = getattr(function, "check_residuals", None)
         if check is None:
-            raise ConfigError("optimizer 'lm' needs a loss function that gives residual Jacobians "
-                              "(amp_core.loss.LossFunction); use a gradient optimiser such as 'lbfgs'")
+            raise ConfigError(f"optimizer 'lm' needs a loss function that gives residual Jacobians, which "
+                              f"{type(function).__name__} does not (an ensemble's members do not yet); use a "
+                              "gradient optimiser such as 'lbfgs', or train without an ensemble")
         check("optimizer 'lm'")
         sizes = np.asarray(function.residual_sizes, dtype=np.int64).reshape(-1, 2)  # type: ignore[attr-defined]
         n_forces = int(sizes[:, 1].sum())
