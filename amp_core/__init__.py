@@ -25,6 +25,7 @@ from amp_core.errors import (
 from amp_core.hookspecs import PROJECT, hookimpl
 from amp_core.manager import PluginManager, create, make_plugin_manager
 from amp_core.protocols import Backend, Descriptor, Model, Optimizer
+from amp_core.residuals import ResidualRequest, Residuals
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,8 @@ __all__ = [
     "PluginManager",
     "Potential",
     "PropertyNotImplementedError",
+    "ResidualRequest",
+    "Residuals",
     "RunError",
     "UnknownPluginError",
     "UsageError",

@@ -59,6 +59,16 @@ class Journalled:
     def __call__(self, vector: NDArray[np.float64], chunks: Any = None) -> tuple[float, NDArray[np.float64]]:
         return self._journal.answer(self._function, vector, chunks)
 
+    def __getattr__(self, name: str) -> Any:
+        """Pass the function's residual interface through (``residuals``, ``residual_sizes``, ``check_residuals``).
+
+        Residual Jacobians are not recorded (they are large): a resumed run recomputes them
+        while it replays, which gives the same numbers (every backend's sums are in chunk order).
+        """
+        if name in ("residuals", "residual_sizes", "check_residuals"):
+            return getattr(self._function, name)
+        raise AttributeError(name)
+
 
 class Journal:
     """An open journal: records evaluations, and serves recorded ones first when resuming.

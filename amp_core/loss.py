@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from amp_core.pipeline import (
     use_compiled,
 )
 from amp_core.progress import Progress
-from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS, FORCES
+from amp_core.protocols import FINGERPRINT_DERIVATIVES, FINGERPRINTS, FORCES, RESIDUAL_JACOBIAN
+from amp_core.residuals import ResidualRequest, Residuals
 from amp_core.store import FingerprintStore, descriptor_key
 
 
@@ -252,6 +253,38 @@ class LossFunction:
             force_rmse=math.sqrt(parts.force_loss / (n * len(each))),
             energy_maxresid=parts.energy_maxresid, force_maxresid=parts.force_maxresid,
             gradient=np.concatenate([r.gradient for r in each]), members=each)
+
+    @property
+    def residual_sizes(self) -> list[tuple[int, int]]:
+        """Per chunk: (energy residuals, force residuals) it has (:mod:`amp_core.residuals`)."""
+        return [(c.n_images, 3 * c.n_atoms if self.settings.forces else 0) for c in self.chunks]
+
+    def residuals(self, vector: NDArray[np.float64], requests: Mapping[int, ResidualRequest]) -> list[Residuals]:
+        """Return the residuals and Jacobian rows ``requests`` names (chunk index -> request), in chunk order.
+
+        What second-order and Kalman-filter optimisers call; :meth:`check_residuals` says
+        beforehand whether this backend and model can answer.
+        """
+        self.check_residuals("residuals")
+        wanted = sorted(int(k) for k in requests)
+        if wanted and (wanted[0] < 0 or wanted[-1] >= len(self.chunks)):
+            raise UsageError(f"chunks must be indices from 0 to {len(self.chunks) - 1}, got {wanted!r}")
+        return list(self.session.residuals(np.asarray(vector, dtype=np.float64), {k: requests[k] for k in wanted}))
+
+    def check_residuals(self, who: str) -> None:
+        """Raise :class:`ConfigError` naming ``who`` when the backend or model cannot give Jacobian rows."""
+        if self.session is None:
+            raise UsageError("this loss function is closed; set up a new one with loss_function(...)")
+        model = self.potential.model
+        if RESIDUAL_JACOBIAN not in getattr(model, "implemented", frozenset()):
+            raise ConfigError(f"{who} needs the Jacobian rows of the residuals, which model {model.name!r} does not "
+                              f"give (it implements {', '.join(sorted(model.implemented))}); use the "
+                              "'neuralnetwork' model or a gradient optimiser such as 'lbfgs'")
+        if not callable(getattr(self.session, "residuals", None)):
+            raise ConfigError(f"{who} needs the Jacobian rows of the residuals, which backend "
+                              f"{getattr(self.backend, 'name', type(self.backend).__name__)!r} cannot serve; use "
+                              "backend 'serial', 'multiprocessing' or 'fortran', or a gradient optimiser such as "
+                              "'lbfgs'")
 
     def close(self) -> None:
         """Stop the workers and remove a temporary run folder (idempotent)."""

@@ -46,9 +46,13 @@ NEIGHBOUR_LIST = "neighbour_list"
 ATOMIC_GRADIENT = "atomic_gradient"
 """Model: the energy is a sum of atomic energies, each a function of its own atom's fingerprint;
 :meth:`AtomicModel.atomic_gradient` returns them and dE/dG per atom."""
+RESIDUAL_JACOBIAN = "residual_jacobian"
+"""Model: its loss evaluators also have ``residuals(vector, request) -> Residuals``: the weighted energy and
+force residuals of a chunk that a :class:`~amp_core.residuals.ResidualRequest` names, with their Jacobian
+rows (:mod:`amp_core.residuals`), which second-order and Kalman-filter optimisers ask for."""
 DESCRIPTOR_CAPABILITIES = frozenset({FINGERPRINTS, FINGERPRINT_DERIVATIVES, COMPILED, CONTRACT,
                                      STRAIN_DERIVATIVES, NEIGHBOUR_LIST})
-MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT})
+MODEL_CAPABILITIES = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT, RESIDUAL_JACOBIAN})
 
 GradientCallback = Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]]
 """``gradient(rows, values) -> dE/dG``: rows (B,) int64 atom indices, values (B, F) float64
@@ -226,6 +230,11 @@ class TrainingSession(Protocol):
         sequence of chunk indices) and then evaluates and returns only those, in chunk
         order (what minibatch optimisers ask for). Without it the core evaluates every
         chunk and keeps the ones asked for: the same numbers, without the saving.
+
+        Optional too: ``residuals(vector, {chunk: ResidualRequest}) -> list[Residuals]``, in
+        chunk order, each chunk's ``evaluator.residuals(vector, request)`` computed where the
+        chunk is held (models with :data:`RESIDUAL_JACOBIAN`); a session without it makes
+        ``LossFunction.check_residuals`` refuse optimisers that need it, naming the backend.
         """
         ...
 

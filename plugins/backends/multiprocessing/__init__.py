@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -191,6 +191,34 @@ class PoolSession:
                         parts[k] = part
                 waiting -= len(answers)
         return parts if wanted is None else [parts[k] for k in wanted]
+
+    def residuals(self, vector: NDArray[np.float64], requests: Mapping[int, Any]) -> list[Any]:
+        """Return each asked chunk's ``evaluator.residuals(vector, request)`` (``RESIDUAL_JACOBIAN``), in chunk order.
+
+        Only the workers holding those chunks work; each answers for all of its chunks at once.
+
+        Raises:
+            BackendError: a worker raised or died, or the session is closed.
+        """
+        self._check_open()
+        pool = self._pool
+        job = pool.new_job()
+        answers: dict[int, Any] = {}
+        plan = [(w, [k for k in s if k in requests]) for w, s in self._plan]
+        plan = [(w, s) for w, s in plan if s]
+        with pool.guard():
+            pool.drain([w for w, _ in self._plan], "residuals")
+            for worker, shards in plan:
+                payload = dumps((self._session, np.asarray(vector, dtype=np.float64), {k: requests[k] for k in shards}))
+                pool.send(worker, ("residuals", job, -1, payload), stage="residuals", index=shards[0],
+                          label=_label(shards))
+            waiting = len(plan)
+            while waiting:
+                replies = pool.replies(job, "residuals")
+                for _, pairs in replies:
+                    answers.update(pairs)
+                waiting -= len(replies)
+        return [answers[k] for k in sorted(requests)]
 
     def _check_open(self) -> None:
         if self._closed:

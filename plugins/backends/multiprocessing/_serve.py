@@ -82,6 +82,18 @@ class _WorkerState:
         return ("ok", 0, -1, results)
 
 
+    def residuals(self, session: int, vector: Any, requests: Any) -> Message:
+        results = []
+        for k, evaluator in self.sessions.get(session, []):
+            if k not in requests:
+                continue
+            try:
+                results.append((k, evaluator.residuals(vector, requests[k])))
+            except Exception as exc:  # noqa: BLE001
+                return _error_reply(0, k, exc)
+        return ("ok", 0, -1, results)
+
+
 def _error_reply(job: int, index: int, exc: BaseException) -> Message:
     """Describe ``exc`` for the parent; include the exception itself if it survives pickling."""
     summary = f"{type(exc).__name__}: {exc}"
@@ -105,6 +117,8 @@ def _handle(state: _WorkerState, header: Message) -> Message | None:
             reply = state.load(pickle.loads(header[3]))
         elif kind == "evaluate":
             reply = state.evaluate(*pickle.loads(header[3]))
+        elif kind == "residuals":
+            reply = state.residuals(*pickle.loads(header[3]))
         elif kind == "drop":
             state.sessions.pop(header[3], None)
             return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,6 +46,11 @@ class SerialSession:
         """Return the loss parts of every chunk (or of ``chunks``, indices), in chunk order."""
         order = range(len(self._evaluators)) if chunks is None else sorted(set(chunks))
         return [run_task(self._evaluators[k], vector, stage="loss", index=k) for k in order]
+
+    def residuals(self, vector: NDArray[np.float64], requests: Mapping[int, Any]) -> list[Any]:
+        """Return each asked chunk's ``evaluator.residuals(vector, request)``, in chunk order (``RESIDUAL_JACOBIAN``)."""
+        return [run_task(lambda v, k=k: self._evaluators[k].residuals(v, requests[k]), vector, stage="residuals",
+                         index=k) for k in sorted(requests)]
 
     def close(self) -> None:
         """Drop the evaluators."""

@@ -21,7 +21,7 @@ from amp_core.compiled import compiled_twin
 from amp_core.data import LossSettings
 from amp_core.entries import FileReader
 from amp_core.errors import DataError, ModelFileError, UsageError
-from amp_core.protocols import ATOMIC_GRADIENT, COMPILED, ENERGY, FORCES
+from amp_core.protocols import ATOMIC_GRADIENT, COMPILED, ENERGY, FORCES, RESIDUAL_JACOBIAN
 
 from . import _ampfile
 from . import _core as core
@@ -51,7 +51,7 @@ class NeuralNetwork:
     """
 
     name = "neuralnetwork"
-    implemented: frozenset[str] = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT})
+    implemented: frozenset[str] = frozenset({ENERGY, FORCES, COMPILED, ATOMIC_GRADIENT, RESIDUAL_JACOBIAN})
     inputs = "fingerprints"
     kernel = "numpy"
 

@@ -209,6 +209,8 @@ class CompiledLossEvaluator:
         self.n_parameters = int(header[3])
         self._out = np.zeros(4)
         self._grad = np.zeros(self.n_parameters)
+        self._residual_source: tuple[Any, ...] = ()
+        self._residuals: Any = None
         self._extra_work: list[list[NDArray[np.float64]]] = []
 
     def __call__(self, vector: NDArray[np.float64]) -> LossParts:
@@ -236,6 +238,13 @@ class CompiledLossEvaluator:
             gradient=gradient,
         )
 
+    def residuals(self, vector: NDArray[np.float64], request: Any) -> Any:
+        """Return the :class:`~amp_core.residuals.Residuals` ``request`` names (numpy kernel: no compiled twin yet)."""
+        if self._residuals is None:
+            from ._jacobian import ShardResiduals
+
+            self._residuals = ShardResiduals(*self._residual_source, self._settings)
+        return self._residuals(vector, request)
     def many(self, vectors: Sequence[NDArray[np.float64]]) -> list[LossParts]:
         """Return the loss parts at each of ``vectors`` (an ensemble's members) from one kernel call that reads
         each image's derivative blocks once for all of them; each bit for bit what a call with it alone gives."""
@@ -307,7 +316,9 @@ def compiled_loss_evaluator(
     header += [keep["info"].ctypes.data, keep["sizes"].ctypes.data, ACTIVATIONS[activation], int(forces)]
     header += [keep[k].ctypes.data for k in ("coef", "natoms", "atomstart", "eref", "fref")]
     header += [ctypes.addressof(pointers), keep["f"].ctypes.data, keep["scratch"].ctypes.data]
-    return CompiledLossEvaluator(function, header, [blocks, keep, pointers], len(natoms), settings)
+    evaluator = CompiledLossEvaluator(function, header, [blocks, keep, pointers], len(natoms), settings)
+    evaluator._residual_source = (shard, layout, activation)  # residual Jacobians (numpy) on demand
+    return evaluator
 
 
 def _scratch_length(info: NDArray[np.int64], max_atoms: int) -> int:

@@ -228,6 +228,8 @@ class ShardLoss:
         self.layout = layout
         self.activation = activation
         self.settings = settings
+        self.shard = shard
+        self._residuals: Any = None
         self.natoms = shard.natoms.astype(np.float64)
         self.energy = shard.energy
         n_images = len(self.natoms)
@@ -295,6 +297,14 @@ class ShardLoss:
                 gradient=gradient,
             ))
         return out
+
+    def residuals(self, vector: Array, request: Any) -> Any:
+        """Return the :class:`~amp_core.residuals.Residuals` ``request`` names (``RESIDUAL_JACOBIAN``)."""
+        if self._residuals is None:
+            from ._jacobian import ShardResiduals
+
+            self._residuals = ShardResiduals(self.shard, self.layout, self.activation, self.settings)
+        return self._residuals(vector, request)
 
     def _forces(self, vectors: list[Array], states: list[list[Any]], energy_weights: list[Array],
                 gradients: list[Array]) -> list[tuple[float, float]]:

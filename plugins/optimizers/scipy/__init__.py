@@ -24,13 +24,17 @@ class ScipyParams:
     Attributes:
         gtol: stop when the largest gradient component falls below this (SciPy's ``gtol``;
             tiny by default, so that amp-core's convergence criteria decide).
+        maxcor: curvature pairs ``lbfgs`` keeps (SciPy's ``maxcor``, default 10); the others ignore it.
     """
 
     gtol: float = 1e-12
+    maxcor: int = 10
 
     def __post_init__(self) -> None:
         if isinstance(self.gtol, bool) or not isinstance(self.gtol, (int, float)) or not 0 <= self.gtol < 1:
             raise ValueError(f"gtol must be a number in [0, 1), got {self.gtol!r}")
+        if isinstance(self.maxcor, bool) or not isinstance(self.maxcor, int) or self.maxcor < 1:
+            raise ValueError(f"maxcor must be a whole number >= 1, got {self.maxcor!r}")
 
 
 class ScipyOptimizer:
@@ -49,7 +53,7 @@ class ScipyOptimizer:
 
         options: dict[str, Any] = {"maxiter": maxiter, "gtol": self.params.gtol}
         if self.method == "L-BFGS-B":
-            options.update(maxfun=50 * maxiter, ftol=0.0)
+            options.update(maxfun=50 * maxiter, ftol=0.0, maxcor=self.params.maxcor)
         outcome = scipy.optimize.minimize(function, start, jac=True, method=self.method, callback=callback,
                                           options=options)
         return str(outcome.message)
