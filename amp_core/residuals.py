@@ -63,3 +63,23 @@ class Residuals:
 
     values: NDArray[np.float64]
     jacobian: NDArray[np.float64]
+
+
+def residual_sizes(function: object, optimizer: str) -> NDArray[np.int64]:
+    """Check that ``function`` (an optimiser's loss) gives residual Jacobians; return its (chunks, 2) sizes.
+
+    Each row is (energy residuals, force residuals) of one chunk.
+
+    Raises:
+        ConfigError: it cannot (a loss function without them, such as an ensemble member's, or a
+            model or backend without them), naming ``optimizer`` and what to use instead.
+    """
+    from amp_core.errors import ConfigError
+
+    check = getattr(function, "check_residuals", None)
+    if check is None:
+        raise ConfigError(f"optimizer {optimizer!r} needs a loss function that gives residual Jacobians, which "
+                          f"{type(function).__name__} does not (an ensemble's members do not yet); use a "
+                          "gradient optimiser such as 'lbfgs', or train without an ensemble")
+    check(f"optimizer {optimizer!r}")
+    return np.asarray(function.residual_sizes, dtype=np.int64).reshape(-1, 2)  # type: ignore[attr-defined]

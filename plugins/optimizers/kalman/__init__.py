@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from amp_core import OptimizerEntry, hookimpl
-from amp_core.residuals import ResidualRequest
+from amp_core.residuals import ResidualRequest, residual_sizes
 
 Array = NDArray[np.float64]
 
@@ -124,15 +124,7 @@ class Kalman:
                  callback: Callable[[Array], None]) -> str:
         """Run ``maxiter`` passes (the training loop stops it earlier on its criteria)."""
         p = self.params
-        check = getattr(function, "check_residuals", None)
-        if check is None:
-            from amp_core.errors import ConfigError
-
-            raise ConfigError(f"optimizer 'ekf' needs a loss function that gives residual Jacobians, which "
-                              f"{type(function).__name__} does not (an ensemble's members do not yet); use a "
-                              "gradient optimiser such as 'lbfgs', or train without an ensemble")
-        check("optimizer 'ekf'")
-        sizes = np.asarray(function.residual_sizes, dtype=np.int64).reshape(-1, 2)  # type: ignore[attr-defined]
+        sizes = residual_sizes(function, "ekf")
         image_offsets = np.concatenate([[0], np.cumsum(sizes[:, 0])])
         force_offsets = np.concatenate([[0], np.cumsum(sizes[:, 1])])
         n_images, n_forces = int(image_offsets[-1]), int(force_offsets[-1])

@@ -27,8 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from amp_core import OptimizerEntry, hookimpl
-from amp_core.errors import ConfigError
-from amp_core.residuals import ResidualRequest
+from amp_core.residuals import ResidualRequest, residual_sizes
 
 Array = NDArray[np.float64]
 
@@ -87,13 +86,7 @@ class Levenberg:
         import scipy.linalg
 
         p = self.params
-        check = getattr(function, "check_residuals", None)
-        if check is None:
-            raise ConfigError(f"optimizer 'lm' needs a loss function that gives residual Jacobians, which "
-                              f"{type(function).__name__} does not (an ensemble's members do not yet); use a "
-                              "gradient optimiser such as 'lbfgs', or train without an ensemble")
-        check("optimizer 'lm'")
-        sizes = np.asarray(function.residual_sizes, dtype=np.int64).reshape(-1, 2)  # type: ignore[attr-defined]
+        sizes = residual_sizes(function, "lm")
         n_forces = int(sizes[:, 1].sum())
         rng = np.random.default_rng(p.seed)
         x = np.array(start, dtype=np.float64, copy=True)
