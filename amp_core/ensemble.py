@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from amp_core.data import LossParts, LossSettings
 from amp_core.errors import ConfigError, UsageError
-from amp_core.protocols import COMPILED
+from amp_core.protocols import COMPILED, RESIDUAL_JACOBIAN
 
 MAX_MEMBERS = 64
 """Largest ``[training] ensemble`` accepted."""
@@ -56,7 +56,9 @@ class Ensemble:
         self.name = first.name
         self.params = first.params
         self.inputs = first.inputs
-        self.implemented = frozenset.intersection(*(frozenset(m.implemented) for m in self.members))
+        # The members' capabilities, but residual Jacobians: the ensemble's evaluators do not give them per member.
+        self.implemented = frozenset.intersection(*(frozenset(m.implemented) for m in self.members)) - {
+            RESIDUAL_JACOBIAN}
 
     def __len__(self) -> int:
         return len(self.members)

@@ -246,3 +246,13 @@ def test_an_ensemble_in_md_gives_the_members_mean_forces_and_stress(data):
     np.testing.assert_allclose(forces, np.mean([m[1] for m in members], axis=0), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(stress, np.mean([m[2] for m in members], axis=0), rtol=1e-12, atol=1e-15)
     assert potential.results["forces_std"].shape == (len(atoms),)
+
+
+def test_the_ensemble_loss_refuses_residual_optimisers_before_any_work(data, slab_images):
+    from amp_core import Potential, create_descriptor, create_model, loss_function
+
+    members = [create_model("neuralnetwork", hiddenlayers=[3], seed=k) for k in range(2)]
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"], cutoff=4.0), Ensemble(members))
+    with loss_function(slab_images[:2], potential, force_coefficient=0.1) as f:
+        with pytest.raises(ConfigError, match="Jacobian rows"):
+            f.check_residuals("optimizer 'ekf'")
