@@ -560,31 +560,18 @@ contains
     real(dp), intent(out) :: scratch(nscr), out(4), grad(nparam)
     type(c_ptr) :: works(ne, 1)
     works(:, 1) = ptrs(4, :)
-    call loss_of_members(1_ik, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
-                         natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
+    call amp_nn_loss_many(1_ik, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
+                          natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
   end subroutine amp_nn_loss
 
   ! The same for nmem parameter vectors vec(:, m) (an ensemble's members) at once, member m
   ! using the work arrays works(e, m): each image's derivative blocks are read from memory
   ! once and used by every member while in cache. Member m's numbers are those of
-  ! amp_nn_loss at vec(:, m): the same routine (below) runs the same operations for it.
+  ! amp_nn_loss at vec(:, m), which is this routine with nmem = 1.
   subroutine amp_nn_loss_many(nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
                               natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad) &
                               bind(C, name="amp_nn_loss_many")
     integer(ik), value, intent(in) :: nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, kind, with_forces
-    integer(ik), intent(in) :: info(NINFO, ne), natoms(nimg), atomstart(nimg + 1)
-    integer(ik), intent(in), target :: sizes(0:maxl, ne)
-    real(dp), intent(in) :: coef(2), eref(nimg), fref(3, ntot), vec(nparam, nmem)
-    type(c_ptr), intent(in) :: ptrs(NPTR, ne), works(ne, nmem)
-    real(dp), intent(inout) :: f(3, ntot)
-    real(dp), intent(out) :: scratch(nscr), out(4, nmem), grad(nparam, nmem)
-    call loss_of_members(nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
-                         natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
-  end subroutine amp_nn_loss_many
-
-  subroutine loss_of_members(nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, info, sizes, kind, with_forces, coef, &
-                             natoms, atomstart, eref, fref, ptrs, works, vec, f, scratch, out, grad)
-    integer(ik), intent(in) :: nmem, ne, nimg, ntot, nparam, maxl, ch, nscr, kind, with_forces
     integer(ik), intent(in) :: info(NINFO, ne), natoms(nimg), atomstart(nimg + 1)
     integer(ik), intent(in), target :: sizes(0:maxl, ne)
     real(dp), intent(in) :: coef(2), eref(nimg), fref(3, ntot), vec(nparam, nmem)
@@ -629,6 +616,6 @@ contains
         end do
       end do
     end do
-  end subroutine loss_of_members
+  end subroutine amp_nn_loss_many
 
 end module amp_nn_kernels
