@@ -384,11 +384,16 @@ def resolved(config: Config, descriptor: Any, model: Any, backend: Any) -> dict[
     return {
         "path": config.path,
         "descriptor": {"name": descriptor.name, **descriptor.todict()},
-        "model": {"name": model.name, **_simple_fields(model.params)},
+        "model": model_settings(model),
         "backend": {"name": backend.name, "cores": backend.cores, **config.backend},
         "data": dataclasses.asdict(config.data),
         "training": training,
     }
+
+
+def model_settings(model: Any) -> dict[str, Any]:
+    """The ``model`` table of :func:`resolved`: the model's name and its scalar-like parameters."""
+    return {"name": model.name, **_simple_fields(model.params)}
 
 
 def _simple_fields(params: Any) -> dict[str, Any]:

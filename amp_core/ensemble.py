@@ -67,10 +67,6 @@ class Ensemble:
     def elements(self) -> tuple[str, ...] | None:
         return self.members[0].elements  # type: ignore[no-any-return]
 
-    @property
-    def kernel(self) -> str:
-        return str(getattr(self.members[0], "kernel", "numpy"))
-
     def initialize(self, arrays: Sequence[Mapping[str, NDArray[Any]]]) -> None:
         for member in self.members:
             member.initialize(arrays)

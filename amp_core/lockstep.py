@@ -150,7 +150,6 @@ class MemberLoss:
         if chunks is None:
             result = self.evaluate(vector)
         else:
-            wanted = sorted({int(k) for k in chunks})
-            self.target.check_chunks(wanted, chunks)
-            result = self.lockstep.ask(self.member, self.target, np.asarray(vector, dtype=np.float64), tuple(wanted))
+            wanted = tuple(self.target.chunk_indices(chunks))
+            result = self.lockstep.ask(self.member, self.target, np.asarray(vector, dtype=np.float64), wanted)
         return result.loss, result.gradient

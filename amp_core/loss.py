@@ -216,15 +216,15 @@ class LossFunction:
     def _subset(self, vector: NDArray[np.float64], chunks: Sequence[int]) -> tuple[float, NDArray[np.float64]]:
         if self.session is None:
             raise UsageError("this loss function is closed; set up a new one with loss_function(...)")
-        wanted = sorted({int(k) for k in chunks})
-        self.check_chunks(wanted, chunks)
-        result = self.subset(vector, wanted)
+        result = self.subset(vector, self.chunk_indices(chunks))
         return result.loss, result.gradient
 
-    def check_chunks(self, wanted: list[int], chunks: Sequence[int]) -> None:
-        """Refuse chunk indices that are not those of this loss's chunks."""
+    def chunk_indices(self, chunks: Sequence[int]) -> list[int]:
+        """Return ``chunks`` sorted without repeats, refusing indices that are not those of this loss's chunks."""
+        wanted = sorted({int(k) for k in chunks})
         if not wanted or wanted[0] < 0 or wanted[-1] >= len(self.chunks):
             raise UsageError(f"chunks must be indices from 0 to {len(self.chunks) - 1}, got {list(chunks)!r}")
+        return wanted
 
     def subset(self, vector: NDArray[np.float64], wanted: list[int]) -> LossResult:
         """The :class:`LossResult` over chunks ``wanted`` (sorted, valid indices), the regularisation

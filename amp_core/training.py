@@ -23,6 +23,7 @@ from amp_core.config import (
     build_optimizer,
     from_dict,
     load_config,
+    model_settings,
     resolved,
     settle,
 )
@@ -200,7 +201,7 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     if not getattr(backend, "drives", True):  # an MPI rank other than 0: serve rank 0, write nothing
         try:
             if resume:
-                descriptor, model, _ = _restore(run_dir, cfg, descriptor, model, backend, settings, manager)
+                descriptor, model, _ = _restore(run_dir, cfg, model, settings, manager)
             potential = Potential(descriptor, model, config=settings, manager=manager)
             _serve(potential, backend, cfg, run_dir, manager)
         finally:
@@ -209,7 +210,7 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     with RunLock(run_dir):
         starts = [0] * len(members_of(model) or [model])
         if resume:
-            descriptor, model, starts = _restore(run_dir, cfg, descriptor, model, backend, settings, manager)
+            descriptor, model, starts = _restore(run_dir, cfg, model, settings, manager)
         rotated = None if resume else rotate_log(run_dir)
         log = TrainLog(run_dir / "train-log.txt", echo, log_every)
         potential = Potential(descriptor, model, config=settings, manager=manager)
@@ -224,21 +225,26 @@ def train(config: str | os.PathLike[str] | dict[str, Any] | Config, *, resume: b
     return potential
 
 
-def _restore(run_dir: Path, cfg: Config, descriptor: Any, model: Any, backend: Any, settings: dict[str, Any],
+def _restore(run_dir: Path, cfg: Config, model: Any, settings: dict[str, Any],
              manager: PluginManager) -> tuple[Any, Any, list[int]]:
     """Return (descriptor, model, iteration per member) of the run's checkpoint(s): one, or each member's
-    (``members/K/checkpoint.json``) for an ensemble."""
+    (``members/K/checkpoint.json``) for an ensemble (``model``: the one the config builds)."""
     members = members_of(model)
     if members is None:
         descriptor, model, start = _resume(run_dir, cfg, settings, manager)
         return descriptor, model, [start]
     restored, starts = [], []
     for k, member in enumerate(members):
-        member_settings = resolved(cfg, descriptor, member, backend)
-        member_descriptor, member_model, start = _resume(member_dir(run_dir, k), cfg, member_settings, manager)
+        member_descriptor, member_model, start = _resume(member_dir(run_dir, k), cfg, member_config(settings, member),
+                                                         manager)
         restored.append(member_model)
         starts.append(start)
     return member_descriptor, Ensemble(restored), starts
+
+
+def member_config(settings: dict[str, Any], member: Any) -> dict[str, Any]:
+    """The resolved config of an ensemble member: the ensemble's, with the member's own model table (its seed)."""
+    return {**settings, "model": model_settings(member)}
 
 
 def member_dir(run_dir: Path, k: int) -> Path:
@@ -357,9 +363,8 @@ def _optimise_ensemble(loss: LossFunction, validation: LossFunction | None, inte
             folder.mkdir(parents=True, exist_ok=True)
             member_log = TrainLog(folder / "train-log.txt", None if log.echo is None else
                                   _Prefixed(log.echo, f"[member {k + 1}] "), log.every)  # type: ignore[arg-type]
-            seed = getattr(members[k].params, "seed", None)
             own = Potential(potential.descriptor, members[k], manager=potential.manager,
-                            config={**config, "model": {**config.get("model", {}), "seed": seed}})
+                            config=member_config(config, members[k]))
             own.training_range = potential.training_range
             monitor = None
             if validation is not None:
