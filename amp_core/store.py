@@ -3,9 +3,12 @@
 Layout: ``<root>/<descriptor key>/<image hash>.npz`` (values and derivatives) or
 ``<image hash>.v.npz`` (values only). The descriptor key hashes the descriptor's
 name, provider version and parameters, so a changed parameter never reuses stale
-entries. Entries are written to ``tmp/`` and renamed into place (atomic); each
-holds a checksum over its arrays, so a corrupt or partial entry is detected,
-removed and recomputed, never used. No pickle anywhere.
+entries. Entries are written to ``tmp/`` and renamed into place (atomic). An entry is an
+uncompressed ``.npz`` zip, whose members each carry a CRC-32 of their bytes (the ``.npy``
+header with name, dtype and shape, and the data) that :func:`read_entry` checks as it
+reads them, so a corrupt or partial entry is detected, removed and recomputed, never
+used. (Entries written before this carried a second CRC of their own, a ``checksum``
+member; it is still checked when present.) No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def descriptor_key(name: str, version: str, params: dict[str, Any]) -> str:
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    """CRC-32 over names, dtypes, shapes and bytes of the arrays (catches torn or damaged entries)."""
+    """CRC-32 over names, dtypes, shapes and bytes of the arrays (the ``checksum`` member of older entries)."""
     crc = 0
     for key in sorted(arrays):
         value = np.ascontiguousarray(arrays[key])
@@ -77,20 +80,26 @@ def write_entry(fingerprints: ImageFingerprints, path: Path) -> None:
     arrays = {k: getattr(fingerprints, k) for k in _FIELDS if getattr(fingerprints, k) is not None}
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     with open(partial, "wb") as handle:
-        np.savez(handle, checksum=np.array(_checksum(arrays)), **arrays)
+        np.savez(handle, **arrays)
     os.replace(partial, path)
 
 
 def read_entry(path: Path) -> ImageFingerprints:
-    """Read an entry; raise ``ValueError`` when it is corrupt or incomplete."""
+    """Read an entry; raise ``ValueError`` when it is corrupt or incomplete.
+
+    Every member is read whole, so the zip's CRC-32 of each is checked (``BadZipFile`` on a
+    mismatch); an older entry's ``checksum`` member is checked too.
+    """
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files if k != "checksum"}
-            stored = str(data["checksum"])
+            stored = str(data["checksum"]) if "checksum" in data.files else None
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"unreadable store entry {path}: {exc}") from exc
-    if stored != _checksum(arrays):
+    if stored is not None and stored != _checksum(arrays):
         raise ValueError(f"store entry {path} fails its checksum")
+    if set(arrays) - set(_FIELDS) or not {"numbers", "values", "lengths"} <= set(arrays):
+        raise ValueError(f"store entry {path} holds {sorted(arrays)}, not a fingerprint entry's arrays")
     fields: dict[str, Any] = {k: arrays.get(k) for k in _FIELDS}
     return ImageFingerprints(**fields)
 

@@ -17,7 +17,7 @@ from amp_core.data import FORCE_COEFFICIENT
 from amp_core.errors import BackendError
 from amp_core.images import load_dataset
 from amp_core.pipeline import build_chunks, compute_fingerprints
-from amp_core.store import FingerprintStore, descriptor_key, read_entry, write_entry
+from amp_core.store import FingerprintStore, _checksum, descriptor_key, read_entry, write_entry
 
 pytest.importorskip("amp_coordination", reason="install examples/amp-coordination (README test command)")
 
@@ -73,16 +73,36 @@ def test_corrupt_entry_is_detected_and_recomputed(tmp_path, slab_images, descrip
     assert compute_fingerprints(data, descriptor, backend, store, False) == 1
 
 
-def test_tampered_entry_fails_checksum(tmp_path, slab_images, descriptor):
-    fp = descriptor.compute(slab_images[0])
+def test_a_flipped_byte_in_an_entry_fails_its_crc(tmp_path, slab_images, descriptor):
+    fp = descriptor.compute(slab_images[0], derivatives=True)
     path = tmp_path / "x.npz"
     write_entry(fp, path)
-    with np.load(path) as data:
-        arrays = dict(data)
-    arrays["values"] = arrays["values"] + 1e-9
+    assert np.array_equal(read_entry(path).derivatives, fp.derivatives)
+    raw = bytearray(path.read_bytes())
+    assert fp.derivatives.nbytes > 0.8 * len(raw)  # so the middle byte is derivative data
+    raw[len(raw) // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="CRC"):
+        read_entry(path)
+
+
+def test_an_older_entry_is_still_checked_by_its_checksum_member(tmp_path, slab_images, descriptor):
+    fp = descriptor.compute(slab_images[0])
+    arrays = {k: getattr(fp, k) for k in ("numbers", "values", "lengths")}
+    path = tmp_path / "x.npz"
+    with open(path, "wb") as handle:  # the earlier format: a CRC of its own as a member
+        np.savez(handle, checksum=np.array(_checksum(arrays)), **arrays)
+    assert np.array_equal(read_entry(path).values, fp.values)
     with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, checksum=np.array(_checksum(arrays)), **{**arrays, "values": arrays["values"] + 1e-9})
     with pytest.raises(ValueError, match="checksum"):
+        read_entry(path)
+
+
+def test_an_npz_that_is_not_an_entry_is_refused(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not a fingerprint entry"):
         read_entry(path)
 
 
