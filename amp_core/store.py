@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from amp_core.data import ImageFingerprints
 
@@ -79,8 +80,12 @@ def write_entry(fingerprints: ImageFingerprints, path: Path) -> None:
     """Write ``fingerprints`` to ``path`` atomically (temporary name, then rename)."""
     arrays = {k: getattr(fingerprints, k) for k in _FIELDS if getattr(fingerprints, k) is not None}
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, **arrays)
+    with open(partial, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, value in arrays.items():  # np.savez's layout, without its copy of each array
+            value = np.ascontiguousarray(value)
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                npy_format.write_array_header_1_0(member, npy_format.header_data_from_array_1_0(value))
+                member.write(value.reshape(-1).view(np.uint8))
     os.replace(partial, path)
 
 

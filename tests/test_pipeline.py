@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from amp_core import Potential, create_backend, create_descriptor, create_model, evaluate_loss
 from amp_core.chunks import balanced_split
-from amp_core.data import FORCE_COEFFICIENT
+from amp_core.data import FORCE_COEFFICIENT, ImageFingerprints
 from amp_core.errors import BackendError
 from amp_core.images import load_dataset
 from amp_core.pipeline import build_chunks, compute_fingerprints
@@ -239,3 +239,24 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, slab_images, monkeypatch):
     assert json.loads((run / "checkpoint.json").read_text())["iteration"] >= 1
     assert "interrupted at iteration" in (run / "train-log.txt").read_text()
     shutil.rmtree(run)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_atoms=st.integers(0, 4), n_features=st.integers(0, 3), n_pairs=st.integers(0, 5),
+       derivatives=st.booleans(), transposed=st.booleans())
+def test_store_entries_round_trip_bit_for_bit(tmp_path_factory, n_atoms, n_features, n_pairs, derivatives, transposed):
+    """Any shape, zero sizes and non-contiguous arrays included, reads back as written (np.load reads it too)."""
+    rng = np.random.default_rng(n_atoms * 100 + n_features * 10 + n_pairs)
+    values = rng.normal(size=(n_features, n_atoms)).T if transposed else rng.normal(size=(n_atoms, n_features))
+    fp = ImageFingerprints(
+        numbers=rng.integers(1, 90, n_atoms), values=values, lengths=np.full(n_atoms, n_features),
+        pairs=rng.integers(0, 4, (n_pairs, 2)) if derivatives else None,
+        derivatives=rng.normal(size=(n_pairs, 3, n_features)) if derivatives else None)
+    path = tmp_path_factory.mktemp("entry") / "x.npz"
+    write_entry(fp, path)
+    back = read_entry(path)
+    for key in ("numbers", "values", "lengths", "pairs", "derivatives"):
+        a, b = getattr(fp, key), getattr(back, key)
+        assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b)), key
+    with np.load(path) as data:
+        assert np.array_equal(data["values"], values)
