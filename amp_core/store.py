@@ -85,7 +85,7 @@ def write_entry(fingerprints: ImageFingerprints, path: Path) -> None:
             value = np.ascontiguousarray(value)
             with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
                 npy_format.write_array_header_1_0(member, npy_format.header_data_from_array_1_0(value))
-                member.write(memoryview(value.reshape(-1).view(np.uint8)))
+                member.write(value.reshape(-1).view(np.uint8).data)
     os.replace(partial, path)
 
 
