@@ -9,6 +9,7 @@ differences of a homogeneously strained cell).
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +51,26 @@ def check_md(descriptor: Any, atoms: Atoms, values: NDArray[np.float64], where: 
     if virial:
         close(np.asarray(result.virial), _strain_derivative(descriptor, atoms, weights, step), atol, rtol,
               f"{where}: contract() virial versus central finite differences of a strained cell (step {step})")
+    if "sets" in inspect.signature(descriptor.contract).parameters:
+        _sets(descriptor, atoms, weights, result, virial, where, atol, rtol, close)
+
+
+def _sets(descriptor: Any, atoms: Atoms, weights: NDArray[np.float64], single: Any, virial: bool, where: str,
+          atol: float, rtol: float, close: Any) -> None:
+    """``contract(sets=2)`` (dE/dG w and -2 w): each set's forces and virial as one set's (linear in dE/dG)."""
+    scale = np.array([1.0, -2.0])
+    result = descriptor.contract(atoms.copy(), lambda rows, given: scale[:, None, None] * weights[rows, : given.shape[1]],
+                                 virial=virial, sets=2)
+    if np.shape(result.forces) != (2, len(atoms), 3) or (virial and np.shape(result.virial) != (2, 3, 3)):
+        raise AssertionError(f"{where}: contract(sets=2) returned forces of shape {np.shape(result.forces)} and virial "
+                             f"{None if result.virial is None else np.shape(result.virial)}; expected (2, "
+                             f"{len(atoms)}, 3) and (2, 3, 3)")
+    for k in range(2):
+        close(np.asarray(result.forces[k]), scale[k] * np.asarray(single.forces), atol, rtol,
+              f"{where}: contract(sets=2) forces of set {k} versus one set's")
+        if virial:
+            close(np.asarray(result.virial[k]), scale[k] * np.asarray(single.virial), atol, rtol,
+                  f"{where}: contract(sets=2) virial of set {k} versus one set's")
 
 
 def _contract(descriptor: Any, atoms: Atoms, weights: NDArray[np.float64], virial: bool, where: str) -> Any:

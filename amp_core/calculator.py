@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from amp_core.protocols import (
     FORCES,
     NEIGHBOUR_LIST,
     STRAIN_DERIVATIVES,
+    Contraction,
 )
 from amp_core.store import write_json
 
@@ -173,12 +175,16 @@ class Potential(Calculator):
 
     def _contract(self, atoms: Atoms, stress: bool) -> None:
         """Energy, forces and (when asked) stress in one pass: the model answers dE/dG batch by batch
-        (an ensemble: one pass per member)."""
+        (an ensemble: every member's dE/dG in the same pass when the descriptor takes ``sets``,
+        else one pass per member)."""
         descriptor = self._descriptor()
         numbers = np.asarray(atoms.numbers)
         members = members_of(self.model)
-        answers = [self._one_pass(descriptor, model, atoms, numbers, stress)
-                   for model in (members if members is not None else [self.model])]
+        models = members if members is not None else [self.model]
+        if members is not None and _takes_sets(descriptor):
+            answers = self._sets_pass(descriptor, models, atoms, numbers, stress)
+        else:
+            answers = [self._one_pass(descriptor, model, atoms, numbers, stress) for model in models]
         if members is None:
             energy, forces, virial = answers[0][0], answers[0][1].forces, answers[0][1].virial
         else:
@@ -204,6 +210,26 @@ class Potential(Calculator):
 
         result = descriptor.contract(atoms, gradient, virial=stress, **self._reuse(descriptor, atoms))
         return float(energies.sum()), result
+
+    def _sets_pass(self, descriptor: Any, models: list[Any], atoms: Atoms, numbers: Any,
+                   stress: bool) -> list[tuple[float, Any]]:
+        """Every model's energy and contraction from one pass (``sets``): the fingerprints and the
+        descriptor's shared factors are computed once for all of them."""
+        energies = np.zeros((len(models), len(atoms)))
+
+        def gradient(rows: Any, values: Any) -> Any:
+            out = []
+            for k, model in enumerate(models):
+                atomic, de_dg = model.atomic_gradient(numbers[rows], values)
+                energies[k, rows] = atomic
+                out.append(de_dg)
+            return np.stack(out)
+
+        result = descriptor.contract(atoms, gradient, virial=stress, sets=len(models),
+                                     **self._reuse(descriptor, atoms))
+        return [(float(energies[k].sum()),
+                 Contraction(result.values, result.forces[k], None if result.virial is None else result.virial[k]))
+                for k in range(len(models))]
 
     def _check_range(self, atoms: Atoms, values: Any) -> None:
         """Flag extrapolating atoms in ``results`` and warn (rate-limited); say once when there is no record."""
@@ -323,6 +349,14 @@ class Potential(Calculator):
                 f"an ensemble of {len(members)} members has no Amp counterpart: save one member, e.g. "
                 "Potential(potential.descriptor, potential.model.members[0]).save_amp(path)")
         return save_amp(self.descriptor, self.model, path)
+
+
+def _takes_sets(descriptor: Any) -> bool:
+    """Whether the descriptor's ``contract`` takes ``sets`` (several sets of dE/dG in one pass)."""
+    try:
+        return "sets" in inspect.signature(descriptor.contract).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) -> Potential:

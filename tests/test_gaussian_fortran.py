@@ -339,6 +339,51 @@ def test_one_pass_contraction_matches_numpy_blocks(compiled, name: str, width: s
         np.testing.assert_allclose(result.virial, reference.virial, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", ["compiled", "numpy"])
+@pytest.mark.parametrize("name", CASES)
+def test_several_sets_of_de_dg_in_one_pass_equal_one_pass_each(compiled, name: str, kernel: str) -> None:
+    """contract(sets=3) (an ensemble's members): each set's forces and virial are bit for bit those of
+    its own pass; the values are computed once; a wrong shape from the callback is an error."""
+    atoms, cutoff, gs = case(name)
+    descriptor = compiled(cutoff, gs) if kernel == "compiled" else create_descriptor("gaussian", cutoff=cutoff, Gs=gs)
+    width = descriptor.compute(atoms).values.shape[1]
+    weights = np.random.default_rng(7).normal(size=(3, len(atoms), width))
+    periodic = bool(np.all(atoms.pbc))
+    calls = []
+
+    def stacked(rows, values):
+        calls.append(len(rows))
+        return weights[:, rows, : values.shape[1]]
+
+    together = descriptor.contract(atoms, stacked, virial=periodic, sets=3)
+    assert sum(calls) == len(atoms) and together.forces.shape == (3, len(atoms), 3)
+    for k in range(3):
+        alone = descriptor.contract(atoms, lambda rows, values, k=k: weights[k, rows, : values.shape[1]],
+                                    virial=periodic)
+        np.testing.assert_array_equal(together.forces[k], alone.forces)
+        np.testing.assert_array_equal(together.values, alone.values)
+        if periodic:
+            np.testing.assert_array_equal(together.virial[k], alone.virial)
+    with pytest.raises(ValueError, match="shape"):
+        descriptor.contract(atoms, lambda rows, values: weights[:2, rows, : values.shape[1]], sets=3)
+    with pytest.raises(ValueError, match="positive integer"):
+        descriptor.contract(atoms, stacked, sets=0)
+
+
+def test_several_sets_across_batches_of_centres(compiled) -> None:
+    """More atoms than one batch of centres (64), the last batch partial: each set still gets its own dE/dG."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
+    atoms.symbols[::7] = "Pt"
+    atoms.rattle(0.05, seed=2)
+    descriptor = compiled({"name": "Cosine", "Rc": 4.0}, make_default_symmetry_functions(["Cu", "Pt"]))
+    weights = np.random.default_rng(9).normal(size=(2, len(atoms), 20))
+    together = descriptor.contract(atoms, lambda rows, values: weights[:, rows], virial=True, sets=2)
+    for k in range(2):
+        alone = descriptor.contract(atoms, lambda rows, values, k=k: weights[k, rows], virial=True)
+        np.testing.assert_array_equal(together.forces[k], alone.forces)
+        np.testing.assert_array_equal(together.virial[k], alone.virial)
+
+
 def zeta_gs(elements: list[str], zetas: tuple[float, ...]) -> dict:
     """G4 and G5 for each zeta and both gamma signs, two etas per group (shared exponentials)."""
     gs = [{"type": "G2", "element": e, "eta": 0.5} for e in elements]

@@ -137,6 +137,12 @@ class WrongVirial(Gaussian):
         return result if result.virial is None else dataclasses.replace(result, virial=result.virial.T * 1.01)
 
 
+class SetsMixedUp(Gaussian):
+    def contract(self, atoms, gradient, *, virial=False, neighbours=None, sets=None):
+        result = super().contract(atoms, gradient, virial=virial, neighbours=neighbours, sets=sets)
+        return result if sets is None else dataclasses.replace(result, forces=result.forces[::-1])
+
+
 class StaleNeighbours(Gaussian):
     def compute(self, atoms, derivatives=False, neighbours=None):
         if neighbours is not None:  # a descriptor whose kept list disturbs the result
@@ -149,6 +155,7 @@ BROKEN = {
     WrongContractSign: "contract\\(\\) forces",
     AsksTwice: "more than once",
     WrongVirial: "contract\\(\\) virial",
+    SetsMixedUp: "contract\\(sets=2\\) forces of set 0",
     StaleNeighbours: "positions 0.2 A away",
     WrongDerivativeSign: "finite differences",
     MissingPair: "finite differences",

@@ -275,35 +275,46 @@ class Gaussian:
         return ImageFingerprints(numbers, values, self.plan.lengths[species], pairs, blocks_d)
 
     def contract(self, atoms: Atoms, gradient: GradientCallback, *, virial: bool = False,
-                 neighbours: SkinList | None = None) -> Contraction:
+                 neighbours: SkinList | None = None, sets: int | None = None) -> Contraction:
         """Fingerprint ``atoms`` and contract dE/dG with the derivatives in one pass (no derivative blocks stored).
 
         Args:
             atoms: the structure.
-            gradient: ``gradient(rows, values) -> dE/dG`` (B, F), called once per batch of
-                centres (each atom in one batch) as soon as their fingerprints are known.
+            gradient: ``gradient(rows, values) -> dE/dG`` (B, F), or (sets, B, F) with ``sets``,
+                called once per batch of centres (each atom in one batch) as soon as their
+                fingerprints are known.
             virial: also return sum over neighbour images of (dE/d r_ij) outer r_ij (eV):
                 the fingerprints' strain derivatives contracted with dE/dG.
             neighbours: a list from :meth:`neighbours` still valid for ``atoms``.
+            sets: contract that many sets of dE/dG at once (an ensemble's members): they share
+                the fingerprints and every pair's factors, and each gets its own forces and virial.
 
         Returns:
-            fingerprints (n_atoms, F), forces -dE/dR (n_atoms, 3) eV/Angstrom, virial or ``None``.
+            fingerprints (n_atoms, F), forces -dE/dR (n_atoms, 3) eV/Angstrom (with ``sets``:
+            (sets, n_atoms, 3)), virial (3, 3) (with ``sets``: (sets, 3, 3)) or ``None``.
 
         Raises:
-            DataError: as :meth:`compute`. Whatever ``gradient`` raises propagates.
+            ValueError: ``sets`` is not a positive integer. DataError: as :meth:`compute`.
+            Whatever ``gradient`` raises propagates.
         """
+        count = 1 if sets is None else int(sets)
+        if sets is not None and (count != sets or count < 1):
+            raise ValueError(f"sets must be a positive integer, got {sets!r}")
+        stacked = gradient if sets is not None else (lambda rows, values: np.asarray(gradient(rows, values))[None])
         species = self.plan.species_of(atoms)
         found = self._neighbour_images(atoms, neighbours)
         if self.kernel == "fortran":
             from amp_plugins.descriptors.gaussian._fortran import contract
 
-            values, de_dr, w = contract(self.plan, species, found, gradient, virial)
+            values, de_dr, w = contract(self.plan, species, found, stacked, virial, count)
         else:
             from amp_plugins.descriptors.gaussian._kernel import Sink, fingerprint
 
-            sink = Sink(gradient, np.zeros((len(species), 3)), np.zeros((3, 3)) if virial else None)
+            sink = Sink(stacked, np.zeros((count, len(species), 3)), np.zeros((count, 3, 3)) if virial else None)
             values, _ = fingerprint(self.plan, species, found, None, sink)
             de_dr, w = sink.de_dr, sink.virial
+        if sets is None:
+            return Contraction(values, -de_dr[0], None if w is None else w[0])
         return Contraction(values, -de_dr, w)
 
     def neighbours(self, atoms: Atoms, skin: float) -> SkinList:

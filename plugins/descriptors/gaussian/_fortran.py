@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that
 
 PACKAGE = "amp_plugins.descriptors.gaussian"
 STEM = "gaussian_kernels"
-ABI_VERSION = 3
+ABI_VERSION = 4
 ERRORS = {
     1: "a size argument is negative or inconsistent",
     2: "an atom's element code is out of range (entry {index})",
@@ -58,13 +58,13 @@ ARGTYPES = [
 BATCH = 64
 """Centres per batch of the one-pass contraction: dE/dG is asked once per batch (fewer, larger
 batches cost less Python per call; the kernel keeps no derivatives of a batch, only its dE/dG)."""
-CALLBACK = ctypes.CFUNCTYPE(_i64, _i64, ctypes.POINTER(_i64), _i64,
+CALLBACK = ctypes.CFUNCTYPE(_i64, _i64, ctypes.POINTER(_i64), _i64, _i64,
                             ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))
 CONTRACT_ARGTYPES = [
     *(_i64, _i64, _int, _i64, _int, _int, _real),  # atoms and neighbour list
     *(_i64, _f64, _f64),  # cutoff
     *(_i64, _int, _int, _int, _int, _real, _real, _real, _real),  # feature table
-    *(_i64, CALLBACK, _i64, _real, _real, _real, ctypes.POINTER(_i64)),  # batches, callback, outputs
+    *(_i64, _i64, CALLBACK, _i64, _real, _real, _real, ctypes.POINTER(_i64)),  # batches, sets, callback, outputs
 ]
 
 
@@ -83,12 +83,15 @@ def _kernel() -> Any:
 
 def contract(
     plan: Plan, species_of_atom: NDArray[np.int64], neighbours: Neighbours, gradient: GradientCallback,
-    virial: bool,
+    virial: bool, sets: int = 1,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
     """Fingerprints, dE/dR and the virial in one pass (``amp_gaussian_contract``), asking ``gradient`` per batch.
 
+    ``gradient`` answers ``sets`` sets of dE/dG at once, shaped (sets, B, F); each set is
+    contracted on its own, sharing the pairs' factors.
+
     Returns:
-        values (n_atoms, F), dE/dR (n_atoms, 3) eV/Angstrom, virial (3, 3) eV or ``None``.
+        values (n_atoms, F), dE/dR (sets, n_atoms, 3) eV/Angstrom, virial (sets, 3, 3) eV or ``None``.
 
     Raises:
         DataError: the kernel refused its input. Whatever ``gradient`` raised propagates.
@@ -100,28 +103,28 @@ def contract(
     codes = table.code[species_of_atom]
     failure: list[BaseException] = []
 
-    def answer(n: int, rows: Any, nf: int, vals: Any, grad: Any) -> int:
+    def answer(n: int, rows: Any, nf: int, n_sets: int, vals: Any, grad: Any) -> int:
         try:
             index = np.ctypeslib.as_array(rows, shape=(n,)).copy()
             given = np.ctypeslib.as_array(vals, shape=(n, nf))
             result = np.asarray(gradient(index, given), dtype=np.float64)
-            if result.shape != (n, nf):
-                raise ValueError(f"the gradient callback returned shape {result.shape}, expected {(n, nf)}")
-            np.ctypeslib.as_array(grad, shape=(n, nf))[...] = result
+            if result.shape != (n_sets, n, nf):
+                raise ValueError(f"the gradient callback returned shape {result.shape}, expected {(n_sets, n, nf)}")
+            np.ctypeslib.as_array(grad, shape=(n_sets, n, nf))[...] = result
             return 0
         except BaseException as exc:  # noqa: BLE001 - re-raised after the kernel returns
             failure.append(exc)
             return 1
 
     callback = CALLBACK(answer)
-    values, de_dr, w = np.empty((n_atoms, f_max)), np.empty((n_atoms, 3)), np.empty((3, 3))
+    values, de_dr, w = np.empty((n_atoms, f_max)), np.empty((sets, n_atoms, 3)), np.empty((sets, 3, 3))
     bad = _i64(-1)
     status = library.amp_gaussian_contract(
         *(n_atoms, len(table.counts), codes, len(neighbours.centre), neighbours.starts),
         *(neighbours.neighbour, neighbours.vectors, *table.cutoff),
         *(f_max, table.counts, table.types, table.el1, table.el2),
         *(table.eta, table.zeta, table.gamma, table.offset),
-        *(BATCH, callback, int(virial), values, de_dr, w, ctypes.byref(bad)),
+        *(BATCH, sets, callback, int(virial), values, de_dr, w, ctypes.byref(bad)),
     )
     if failure:
         raise failure[0]

@@ -46,12 +46,14 @@ class _Target:
 
 @dataclass
 class Sink:
-    """A one-pass contraction being accumulated (instead of derivative blocks).
+    """A one-pass contraction being accumulated (instead of derivative blocks), for one or more
+    sets of dE/dG (an ensemble's members).
 
     Attributes:
-        gradient: ``gradient(rows, values) -> dE/dG`` (see ``amp_core.protocols.GradientCallback``).
-        de_dr: (n_atoms, 3) float64 dE/dR being summed, eV/Angstrom.
-        virial: (3, 3) float64 sum of (dE/d r_ij) outer r_ij, eV, or ``None`` when not wanted.
+        gradient: ``gradient(rows, values) -> dE/dG`` (sets, B, F) (see
+            ``amp_core.protocols.GradientCallback``).
+        de_dr: (sets, n_atoms, 3) float64 dE/dR being summed, eV/Angstrom.
+        virial: (sets, 3, 3) float64 sum of (dE/d r_ij) outer r_ij, eV, or ``None`` when not wanted.
     """
 
     gradient: GradientCallback
@@ -62,18 +64,20 @@ class Sink:
             neighbour: NDArray[np.int64], block: Block) -> None:
         """Contract a block's entry gradients ``ge`` (n_e, 3, F) with dE/dG of its ``centres``."""
         de_dg = np.asarray(self.gradient(centres, values), dtype=np.float64)
-        if de_dg.shape != values.shape:
-            raise ValueError(f"the gradient callback returned shape {de_dg.shape}, expected {values.shape}")
+        if de_dg.shape != (len(self.de_dr), *values.shape):
+            raise ValueError(f"the gradient callback returned shape {de_dg.shape}, "
+                             f"expected {(len(self.de_dr), *values.shape)}")
         if block.n_entries == 0:
             return
         owner = np.repeat(np.arange(len(centres)), np.diff(block.starts))
-        v = np.einsum("elf,ef->el", ge, de_dg[owner])  # dE/d r_ij of every entry
-        n = len(self.de_dr)
-        for axis in range(3):
-            self.de_dr[:, axis] += np.bincount(neighbour, v[:, axis], minlength=n)
-            self.de_dr[:, axis] -= np.bincount(centres[owner], v[:, axis], minlength=n)
-        if self.virial is not None:
-            self.virial += v.T @ block.vectors
+        n = self.de_dr.shape[1]
+        for k, set_k in enumerate(de_dg):
+            v = np.einsum("elf,ef->el", ge, set_k[owner])  # dE/d r_ij of every entry
+            for axis in range(3):
+                self.de_dr[k, :, axis] += np.bincount(neighbour, v[:, axis], minlength=n)
+                self.de_dr[k, :, axis] -= np.bincount(centres[owner], v[:, axis], minlength=n)
+            if self.virial is not None:
+                self.virial[k] += v.T @ block.vectors
 
 
 def fingerprint(

@@ -36,7 +36,7 @@ module amp_gaussian_kernels
 
   integer, parameter :: dp = c_double, ik = c_int64_t
   real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
-  integer(ik), parameter :: abi_version = 3
+  integer(ik), parameter :: abi_version = 4
 
   integer(ik), parameter :: err_shape = 1      ! a size argument is negative or inconsistent
   integer(ik), parameter :: err_element = 2    ! an atom's element code is out of range
@@ -103,15 +103,15 @@ module amp_gaussian_kernels
   ! 1/r_k, cos c, cutoff product f, sum of squared distances sr, the cutoff-derivative
   ! factors dj, dk, gq (see pair_factors); pw(:, u) = (1 + gamma c)^(zeta - 1) and
   ! pz(:, u) = (1 + gamma c)^zeta of each distinct (zeta, gamma) u. Per neighbour n of the
-  ! centre: dE/dx_n = dv(n, :) + sv(n) x_n. rows, grad: the batch of centres given to the
-  ! callback and its dE/dG.
+  ! centre and set m of dE/dG: dE/dx_n = dv(n, :, m) + sv(n, m) x_n. rows, grad: the batch of
+  ! centres given to the callback and its dE/dG (grad(:, b, m): centre b, set m).
   type :: tri_t
     integer :: n, nq, chunk
     integer, allocatable :: jj(:), kk(:)
     integer(ik), allocatable :: rows(:)
     real(dp), allocatable :: c(:), f(:), sr(:), dj(:), dk(:), gq(:), xj(:, :), xk(:, :), irj(:), irk(:)
     real(dp), allocatable :: ex(:), bb(:), pw(:, :), pz(:, :), pp(:), qq(:), uu(:), vv(:), ww(:)
-    real(dp), allocatable :: sv(:), dv(:, :), grad(:, :)
+    real(dp), allocatable :: sv(:, :), dv(:, :, :), grad(:, :, :)
   end type tri_t
 
   ! amp_gaussian_fingerprints takes its angular values from the folded routine (angular_pass,
@@ -128,12 +128,12 @@ module amp_gaussian_kernels
 
   ! The caller's dE/dG for a batch of centres (see amp_gaussian_contract); returns 0 or a failure.
   abstract interface
-    function gradient_callback(n, rows, nf, vals, grad) result(status) bind(C)
+    function gradient_callback(n, rows, nf, nsets, vals, grad) result(status) bind(C)
       import :: c_int64_t, c_double
-      integer(c_int64_t), value :: n, nf
+      integer(c_int64_t), value :: n, nf, nsets
       integer(c_int64_t), intent(in) :: rows(n)
       real(c_double), intent(in) :: vals(nf, n)
-      real(c_double), intent(out) :: grad(nf, n)
+      real(c_double), intent(out) :: grad(nf, n, nsets)
       integer(c_int64_t) :: status
     end function gradient_callback
   end interface
@@ -207,7 +207,7 @@ contains
                                              deriv, shell, batch)
     ! wide groups: the angular values of contract_folded (same numbers from every routine)
     folded = groups%largest_angular > fold_min
-    if (status == 0 .and. folded) status = allocate_tri(largest_shell(n_atoms, first), groups, 1, &
+    if (status == 0 .and. folded) status = allocate_tri(largest_shell(n_atoms, first), groups, 1, 1, &
                                                         int(nf_max), tri)
     if (status /= 0) return
     values = 0
@@ -219,10 +219,10 @@ contains
       call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, deriv, values(:, i))
       if (folded) then
         if (deriv) then  ! derivatives only: its values are discarded
-          tri%grad(:, 1) = 0
-          call angular(int(atom_el(i)) + 1, shell, groups, cut, .true., tri%grad(:, 1), batch)
+          tri%grad(:, 1, 1) = 0
+          call angular(int(atom_el(i)) + 1, shell, groups, cut, .true., tri%grad(:, 1, 1), batch)
         end if
-        call angular_pass(int(atom_el(i)) + 1, shell, groups, cut, .false., values(:, i), tri%grad(:, 1), tri)
+        call angular_pass(int(atom_el(i)) + 1, shell, groups, cut, .false., values(:, i), tri%grad(:, 1, :), tri)
       else
         call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
       end if
@@ -240,15 +240,17 @@ contains
   !> dE/dG for them, and the batch's derivatives (kept for that batch only) are contracted
   !> with it into de_dr(3, n_atoms) = dE/dR and, with want_virial /= 0, into
   !> virial(3, 3) = sum over neighbour images of (dE/d r_ij) outer r_ij (the Python (3, 3)
-  !> array's [a, b] is the sum of dE/d r_a times r_b).
+  !> array's [a, b] is the sum of dE/d r_a times r_b). With n_sets > 1 the callback returns
+  !> n_sets sets of dE/dG (an ensemble's members; grad(nf, n, n_sets)), each contracted into its
+  !> own de_dr(:, :, m) and virial(:, :, m); the sets share every pair's factors and powers.
   !> Arguments as amp_gaussian_fingerprints; returns 0 or an err_* code (err_callback when
   !> the callback returned non-zero; bad_index is then the first row of the batch).
   function amp_gaussian_contract(n_atoms, n_el, atom_el, n_entries, first, nb_atom, nb_vec, &
                                  cut_kind, rc, cut_gamma, nf_max, nf, ftype, fel1, fel2, &
-                                 feta, fzeta, fgamma, foffset, batch_size, callback, want_virial, &
+                                 feta, fzeta, fgamma, foffset, batch_size, n_sets, callback, want_virial, &
                                  values, de_dr, virial, bad_index) &
     result(status) bind(C, name="amp_gaussian_contract")
-    integer(ik), value :: n_atoms, n_el, n_entries, cut_kind, nf_max, batch_size, want_virial
+    integer(ik), value :: n_atoms, n_el, n_entries, cut_kind, nf_max, batch_size, n_sets, want_virial
     real(dp), value :: rc, cut_gamma
     type(c_funptr), value :: callback
     integer(ik), intent(in) :: atom_el(n_atoms), first(n_atoms + 1), nb_atom(n_entries)
@@ -256,7 +258,7 @@ contains
     integer(ik), intent(in) :: nf(n_el), ftype(nf_max, n_el), fel1(nf_max, n_el), fel2(nf_max, n_el)
     real(dp), intent(in) :: feta(nf_max, n_el), fzeta(nf_max, n_el), fgamma(nf_max, n_el)
     real(dp), intent(in) :: foffset(nf_max, n_el)
-    real(dp), intent(out) :: values(nf_max, n_atoms), de_dr(3, n_atoms), virial(3, 3)
+    real(dp), intent(out) :: values(nf_max, n_atoms), de_dr(3, n_atoms, n_sets), virial(3, 3, n_sets)
     integer(ik), intent(out) :: bad_index
     integer(ik) :: status
     procedure(gradient_callback), pointer :: gradient
@@ -265,7 +267,7 @@ contains
 
     bad_index = -1
     status = check_sizes(n_atoms, n_el, n_entries, nf_max, 0_ik, first, bad_index)
-    if (status == 0 .and. batch_size < 1) status = err_shape
+    if (status == 0 .and. (batch_size < 1 .or. n_sets < 1)) status = err_shape
     if (status == 0) status = check_atoms(n_atoms, n_el, n_entries, atom_el, nb_atom, bad_index)
     if (status == 0) status = check_table(n_el, nf_max, nf, ftype, fel1, fel2, bad_index)
     if (status == 0) status = make_cutoff(cut_kind, rc, cut_gamma, cut)
@@ -277,7 +279,7 @@ contains
     de_dr = 0
     virial = 0
     status = contract_folded(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, groups, nf_max, &
-                             batch_size, gradient, want_virial /= 0, values, de_dr, virial, bad_index)
+                             batch_size, n_sets, gradient, want_virial /= 0, values, de_dr, virial, bad_index)
   end function amp_gaussian_contract
 
   ! The one-pass contraction's routines (contract_folded and the folded angular terms).
