@@ -27,7 +27,8 @@
 ! in gaussian_contract.inc, included below, so each file stays under 1,000 lines). Its parts
 ! (input checks, cutoffs, feature groups, per-centre terms) share private types and are
 ! only meaningful together, and one source file keeps the bounds-checked test build a
-! single gfortran call (tests/test_gaussian_fortran.py).
+! single gfortran call (tests/test_gaussian_fortran.py). (The build does not see the included
+! file: after editing gaussian_contract.inc, touch this file so an editable install rebuilds.)
 module amp_gaussian_kernels
   use, intrinsic :: iso_c_binding, only: c_int64_t, c_double, c_funptr, c_f_procpointer
   implicit none
