@@ -152,12 +152,16 @@ def _search(atoms: Atoms, cutoff: float, *, full: bool, quantities: str) -> tupl
     return n, found
 
 
-def _check_structure(
-    positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
-) -> None:
+def _check_positions(positions: NDArray[np.float64]) -> None:
     if not np.isfinite(positions).all():
         bad = int(np.nonzero(~np.isfinite(positions).all(axis=1))[0][0])
         raise DataError(f"atom {bad} has a non-finite position {positions[bad].tolist()}; fix the structure")
+
+
+def _check_structure(
+    positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
+) -> None:
+    _check_positions(positions)
     if not np.isfinite(cell).all():
         raise DataError(f"the cell has non-finite entries {cell.tolist()}; fix the structure")
     if pbc.any():
@@ -225,7 +229,9 @@ class SkinList:
     Attributes:
         cutoff: the descriptor's cutoff Rc, Angstrom; ``skin``: the extra radius, Angstrom.
         half_search: the search it was built with (the entry order of :func:`neighbour_list`).
-        centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre.
+        centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre
+            (ascending).
+        starts: (n_atoms + 1,) int64; centre i's entries are ``starts[i]:starts[i + 1]``.
         n_atoms: the atom count it was built for.
         cell: (3, 3) float64 the cell it was built for; ``offsets`` (n, 3) float64 ``shift @ cell``
             for that cell (Angstrom), reused while the cell is the same.
@@ -237,6 +243,7 @@ class SkinList:
     centre: NDArray[np.int64]
     neighbour: NDArray[np.int64]
     shift: NDArray[np.int64]
+    starts: NDArray[np.int64]
     n_atoms: int
     cell: NDArray[np.float64]
     offsets: NDArray[np.float64]
@@ -246,8 +253,8 @@ def skin_list(atoms: Atoms, cutoff: float, skin: float, *, half_search: bool) ->
     """Return the images within ``cutoff + skin`` (Angstrom) of every atom, for :func:`from_skin_list`."""
     found = neighbour_list(atoms, cutoff + skin, half_search=half_search)
     cell = np.array(atoms.cell.array, dtype=np.float64)
-    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift, len(atoms),
-                    cell, found.shift @ cell)
+    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift,
+                    found.starts, len(atoms), cell, found.shift @ cell)
 
 
 def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
@@ -255,30 +262,36 @@ def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
 
     The entries are those of a fresh :func:`neighbour_list` while no atom has moved more
     than ``skin.skin / 2`` since the list was built (and cell, pbc and numbers are the same);
-    their order within a centre may differ (round-off only).
+    their order within a centre may differ (round-off only). Called every MD step: it
+    gathers with ``np.take`` (several times faster than fancy indexing) and computes each
+    distance once.
 
     Raises:
         DataError: non-finite positions, a different atom count, or overlapping atoms.
     """
     positions = np.asarray(atoms.positions, dtype=np.float64)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    _check_structure(positions, cell, np.asarray(atoms.pbc, dtype=bool))
+    same_cell = np.array_equal(cell, skin.cell)
+    if same_cell:  # the cell was checked when the list was built
+        _check_positions(positions)
+    else:
+        _check_structure(positions, cell, np.asarray(atoms.pbc, dtype=bool))
     if len(positions) != skin.n_atoms:
         raise DataError(f"the neighbour list was built for {skin.n_atoms} atoms, the structure has "
                         f"{len(positions)}; build a new one")
-    vectors = skin.offsets + positions[skin.neighbour] if np.array_equal(cell, skin.cell) else (
-        skin.shift @ cell + positions[skin.neighbour])
-    vectors -= positions[skin.centre]
+    vectors = np.take(positions, skin.neighbour, axis=0)  # r_ij = (R_j + S @ cell) - R_i
+    vectors += skin.offsets if same_cell else skin.shift @ cell
+    vectors -= np.repeat(positions, np.diff(skin.starts), axis=0)  # the entries are grouped by centre
     squares = np.einsum("ij,ij->i", vectors, vectors)
     keep = np.flatnonzero(squares < skin.cutoff * skin.cutoff)
-    distances = np.sqrt(squares[keep])
-    keep = keep[distances < skin.cutoff]  # the test a fresh search applies, on the same rounded distance
-    distances = np.sqrt(squares[keep])
+    distances = np.sqrt(squares.take(keep))
+    inside = distances < skin.cutoff  # the test a fresh search applies, on the rounded distance
+    if not inside.all():
+        keep, distances = keep[inside], distances[inside]
     if len(distances) and distances.min() < OVERLAP:
         k = int(np.argmin(distances))
         raise DataError(f"atoms {skin.centre[keep[k]]} and {skin.neighbour[keep[k]]} overlap (distance "
                         f"{distances[k]:.2e} Angstrom); fingerprints need distinct positions: remove duplicate atoms")
-    centre = skin.centre[keep]
-    starts = np.zeros(skin.n_atoms + 1, np.int64)
-    np.cumsum(np.bincount(centre, minlength=skin.n_atoms), out=starts[1:])
-    return Neighbours(centre, skin.neighbour[keep], skin.shift[keep], vectors[keep], distances, starts)
+    starts = np.searchsorted(keep, skin.starts).astype(np.int64, copy=False)  # kept entries before each centre's
+    return Neighbours(skin.centre.take(keep), skin.neighbour.take(keep), np.take(skin.shift, keep, axis=0),
+                      np.take(vectors, keep, axis=0), distances, starts)
