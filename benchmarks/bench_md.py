@@ -156,7 +156,7 @@ class MDRun:
             return {}
         parts = {k: v / self.steps for k, v in self.totals.items()}
         calc, atoms = self.calc, self.atoms
-        descriptor, kept = calc._descriptor(), calc._neighbours[0]
+        descriptor, kept = calc._descriptor(), calc._frame.neighbours[1]
         filtering = best_of(lambda: from_skin_list(atoms, kept))
         values = best_of(lambda: descriptor.compute(atoms, neighbours=kept)) - filtering
         parts["neighbour list"] += filtering
