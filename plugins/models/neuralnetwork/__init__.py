@@ -41,6 +41,9 @@ VERSION = 1
 
 __all__ = ["NeuralNetwork", "NeuralNetworkParams", "from_dict"]
 
+GROUPS_KEPT = 8
+"""How many ``numbers`` arrays :meth:`NeuralNetwork.atomic_gradient` keeps the element grouping of."""
+
 
 class _Net(NamedTuple):
     """One element's network as prediction uses it: symbol, input width, input scaling, weights, energy scaling."""
@@ -80,7 +83,7 @@ class NeuralNetwork:
         self._layout: Layout | None = None
         self._penalty_mask: tuple[Layout, Array] | None = None
         self._nets_cache: tuple[Any, Any, Any, dict[int, _Net]] | None = None
-        self._groups_cache: tuple[NDArray[np.int64], list[tuple[int, NDArray[np.int64] | None]]] | None = None
+        self._groups_cache: dict[tuple[str, bytes], list[tuple[int, NDArray[np.int64] | None]]] = {}
 
     @property
     def elements(self) -> tuple[str, ...] | None:
@@ -314,15 +317,17 @@ class NeuralNetwork:
 
     def _groups(self, numbers: NDArray[np.int64]) -> list[tuple[int, NDArray[np.int64] | None]]:
         """(atomic number, rows of its atoms) for each element of ``numbers`` in ascending order; rows ``None``:
-        all of them. Kept for the last ``numbers`` (an MD run asks with the same ones every step)."""
+        all of them. Kept for the last few ``numbers`` (an MD run asks with the same ones every step)."""
         numbers = np.asarray(numbers)
-        cached = self._groups_cache
-        if cached is not None and np.array_equal(cached[0], numbers):
-            return cached[1]
-        present = np.unique(numbers).tolist()
-        groups = ([(int(present[0]), None)] if len(present) == 1
-                  else [(int(z), np.flatnonzero(numbers == z)) for z in present])
-        self._groups_cache = (numbers.copy(), groups)
+        key = (numbers.dtype.str, numbers.tobytes())
+        groups = self._groups_cache.get(key)
+        if groups is None:
+            present = np.unique(numbers).tolist()
+            groups = ([(int(present[0]), None)] if len(present) == 1
+                      else [(int(z), np.flatnonzero(numbers == z)) for z in present])
+            if len(self._groups_cache) >= GROUPS_KEPT:
+                self._groups_cache.pop(next(iter(self._groups_cache)))
+            self._groups_cache[key] = groups
         return groups
 
     # -- saving --------------------------------------------------------------------
