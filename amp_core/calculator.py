@@ -56,12 +56,14 @@ class _Frame:
 
     def holds(self, atoms: Atoms, skin: float) -> bool:
         """Whether the lists built for this frame are valid for ``atoms`` (``skin`` in Angstrom)."""
-        positions = np.asarray(atoms.positions)
-        if (skin != self.skin or len(positions) != len(self.positions) or not np.array_equal(self.cell, atoms.cell.array)
-                or not np.array_equal(self.pbc, atoms.pbc) or not np.array_equal(self.numbers, atoms.numbers)):
+        positions = atoms.positions
+        if (skin != self.skin or positions.shape != self.positions.shape or not (self.cell == atoms.cell.array).all()
+                or not (self.pbc == atoms.pbc).all() or not (self.numbers == atoms.numbers).all()):
             return False
+        if not len(positions):
+            return True
         moved = positions - self.positions
-        return bool(np.max(np.einsum("ij,ij->i", moved, moved), initial=0.0) < (0.5 * skin) ** 2)
+        return bool(np.einsum("ij,ij->i", moved, moved).max() < (0.5 * skin) ** 2)
 
 
 class Potential(Calculator):
@@ -166,13 +168,18 @@ class Potential(Calculator):
         old = self.atoms
         if old is None:
             return list(all_changes)
-        checked: set[str] = set(all_changes) - set(self.ignored_changes)
-        changes: list[str] = [name for name in ("cell", "pbc")
-                              if name in checked and not _same(getattr(old, name), getattr(atoms, name), tol)]
-        ours: set[str] = checked & set(old.arrays)
-        theirs: set[str] = checked & set(atoms.arrays)
-        changes += sorted(ours ^ theirs)
-        changes += [name for name in sorted(ours & theirs) if not _same(old.arrays[name], atoms.arrays[name], tol)]
+        checked = set(all_changes).difference(self.ignored_changes)
+        changes: list[str] = []
+        if "cell" in checked and not _same(old.cell.array, atoms.cell.array, tol):
+            changes.append("cell")
+        if "pbc" in checked and not _same(old.pbc, atoms.pbc, tol):
+            changes.append("pbc")
+        ours, theirs = old.arrays, atoms.arrays
+        for name in sorted(checked.intersection(ours).symmetric_difference(checked.intersection(theirs))):
+            changes.append(name)
+        for name in sorted(checked.intersection(ours).intersection(theirs)):
+            if not _same(ours[name], theirs[name], tol):
+                changes.append(name)
         return changes
 
     def _calculate(self, properties: Any) -> None:
@@ -409,14 +416,13 @@ class Potential(Calculator):
 
 
 def _same(a: Any, b: Any, tol: float) -> bool:
-    """ASE's ``equal(a, b, atol=tol)`` (``np.allclose`` with ``rtol=0``), with cheaper comparisons first."""
-    if np.shape(a) != np.shape(b):
+    """ASE's ``equal(a, b, atol=tol)`` (``np.allclose`` with ``rtol=0``) of two arrays, with cheaper tests first."""
+    if a.shape != b.shape:
         return False
-    a, b = np.asarray(a), np.asarray(b)
-    if np.array_equal(a, b):
+    if (a == b).all():
         return True
     if a.dtype.kind == "f" and b.dtype.kind == "f" and np.isfinite(a).all() and np.isfinite(b).all():
-        return bool(np.all(np.abs(a - b) <= tol))  # allclose's test for finite numbers
+        return bool((np.abs(a - b) <= tol).all())  # allclose's test for finite numbers
     return bool(equal(a, b, atol=tol))
 
 

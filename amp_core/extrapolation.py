@@ -210,34 +210,58 @@ class TrainingRange:
                 a radius of at least :attr:`contact_radius`; ``None``: search the pairs anew.
         """
         numbers = np.asarray(atoms.numbers)
-        known = self._known[numbers]
-        unknown = {int(i): chemical_symbols[int(numbers[i])] for i in np.flatnonzero(~known)}
+        checking = values is not None and values.size > 0
+        unknown, lower, upper = self._atom_bounds(numbers, values.shape[1] if checking else 0)  # type: ignore[union-attr]
         features: dict[int, NDArray[np.int64]] = {}
-        if values is not None and values.size:
-            lower, upper = self._bounds(values.shape[1])
-            z = np.where(known, numbers, 0)  # no bounds for unknown elements (row 0 is infinite)
-            outside = (values < lower[z]) | (values > upper[z])
-            rows = np.flatnonzero(outside.any(axis=1))
-            for r in rows[np.argsort(numbers[rows], kind="stable")].tolist():  # by element, as they are listed
-                features[r] = np.flatnonzero(outside[r]).astype(np.int64)
+        if checking:
+            below, above = values < lower, values > upper
+            if below.any() or above.any():
+                outside = below | above
+                rows = np.flatnonzero(outside.any(axis=1))
+                for r in rows[np.argsort(numbers[rows], kind="stable")].tolist():  # by element, as listed
+                    features[r] = np.flatnonzero(outside[r]).astype(np.int64)
         close = self._close(atoms, contacts)
         if not (unknown or features or close):
             return Extrapolation(np.zeros(0, dtype=np.int64))
         flagged = sorted(set(unknown) | set(features) | set(close))
-        return Extrapolation(np.array(flagged, dtype=np.int64), features, close, unknown)
+        return Extrapolation(np.array(flagged, dtype=np.int64), features, close, dict(unknown))
+
+    @functools.cached_property
+    def _kept_atoms(self) -> dict[tuple[bytes, int], tuple[dict[int, str], Any, Any]]:
+        return {}
+
+    def _atom_bounds(self, numbers: NDArray[Any], width: int) -> tuple[dict[int, str], Any, Any]:
+        """The atoms of unknown elements (index -> symbol) and (n_atoms, width) lower and upper feature bounds of
+        each atom (infinite for unknown elements), kept for the last ``numbers`` (an MD run's are the same)."""
+        key = (numbers.tobytes(), width)
+        kept = self._kept_atoms.get(key)
+        if kept is None:
+            known = self._known[numbers]
+            unknown = {int(i): chemical_symbols[int(numbers[i])] for i in np.flatnonzero(~known)}
+            lower = upper = None
+            if width:
+                table_low, table_high = self._bounds(width)
+                z = np.where(known, numbers, 0)  # row 0 (no element) is infinite
+                lower, upper = table_low[z], table_high[z]
+            kept = (unknown, lower, upper)
+            self._kept_atoms.clear()
+            self._kept_atoms[key] = kept
+        return kept
 
     def _close(self, atoms: Any, contacts: ContactList | None) -> dict[int, tuple[int, float, float]]:
         """Atoms with a neighbour closer than the training minimum of their element pair."""
         radius = self.contact_radius
         if radius <= 0 or len(atoms) < 2 and not np.any(atoms.pbc):
             return {}
-        if contacts is not None and contacts.radius >= radius:
-            i, j, d = contacts.pairs(atoms)
+        numbers = np.asarray(atoms.numbers)
+        if contacts is not None and contacts.radius >= radius:  # every candidate: limit <= radius
+            i, j, d, limit = contacts.i, contacts.j, contacts.distances(atoms), contacts.limits(self._limits, numbers)
         else:
             i, j, d = _pairs(np.asarray(atoms.positions), np.asarray(atoms.cell.array), np.asarray(atoms.pbc), radius)
-        numbers = np.asarray(atoms.numbers)
-        limit = self._limits[numbers[i], numbers[j]]
+            limit = self._limits[numbers[i], numbers[j]]
         below = np.flatnonzero(d < limit)
+        if not len(below):
+            return {}
         close: dict[int, tuple[int, float, float]] = {}
         for k in below[np.argsort(d[below])].tolist():
             for a, b in ((int(i[k]), int(j[k])), (int(j[k]), int(i[k]))):
@@ -264,15 +288,29 @@ class ContactList:
         self.i, self.j, shift = _pairs(positions, cell, pbc, self.radius + self.skin, shifts=True)
         self.offsets = shift @ np.asarray(cell, dtype=np.float64)
 
-    def pairs(self, atoms: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-        """Every pair (i, j, distance) closer than :attr:`radius` now, each once."""
+        self._limits: tuple[Any, bytes, NDArray[np.float64]] | None = None
+
+    def distances(self, atoms: Any) -> NDArray[np.float64]:
+        """The current distance (Angstrom) of every candidate pair (``i``, ``j``)."""
         positions = np.asarray(atoms.positions, dtype=np.float64)
         vectors = np.take(positions, self.j, axis=0)
         vectors += self.offsets
         vectors -= np.take(positions, self.i, axis=0)
-        d = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        distances: NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        return distances
+
+    def pairs(self, atoms: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        """Every pair (i, j, distance) closer than :attr:`radius` now, each once."""
+        d = self.distances(atoms)
         keep = np.flatnonzero(d < self.radius)
         return self.i.take(keep), self.j.take(keep), d.take(keep)
+
+    def limits(self, table: NDArray[np.float64], numbers: NDArray[Any]) -> NDArray[np.float64]:
+        """``table[numbers[i], numbers[j]]`` of every candidate pair, kept for the last table and numbers."""
+        key = numbers.tobytes()
+        if self._limits is None or self._limits[0] is not table or self._limits[1] != key:
+            self._limits = (table, key, table[numbers[self.i], numbers[self.j]])
+        return self._limits[2]
 
 
 def _chunk_distances(chunk: Mapping[str, NDArray[Any]], distances: dict[str, float]) -> None:

@@ -174,16 +174,19 @@ def test_flags_equal_the_plain_check_on_random_structures(seed, n, pbc, gold, wi
         skin = 0.6
         before = atoms.positions + rng.uniform(-1, 1, (n, 3)) * 0.29 / np.sqrt(3)
         kept = ContactList(before, cell, np.array(pbc), record.contact_radius, skin)
-    found = record.check(atoms, values, kept)
-    flagged, features, close, unknown = _reference_check(record, atoms, values)
-    assert found.atoms.tolist() == flagged and found.atoms.dtype == np.int64
-    assert list(found.features) == list(features)
-    for i in features:
-        np.testing.assert_array_equal(found.features[i], features[i])
-    assert found.unknown == unknown
-    assert set(found.close) == set(close)
-    for i, (_, d, limit) in close.items():  # equal distances may name another neighbour
-        assert found.close[i][1] == pytest.approx(d, rel=1e-12) and found.close[i][2] == limit
+    swapped = atoms.copy()
+    swapped.numbers = np.where(numbers == 29, 78, np.where(numbers == 78, 29, numbers))
+    for structure in (atoms, swapped, atoms):  # the record and the list keep tables for the last numbers
+        found = record.check(structure, values, kept)
+        flagged, features, close, unknown = _reference_check(record, structure, values)
+        assert found.atoms.tolist() == flagged and found.atoms.dtype == np.int64
+        assert list(found.features) == list(features)
+        for i in features:
+            np.testing.assert_array_equal(found.features[i], features[i])
+        assert found.unknown == unknown
+        assert set(found.close) == set(close)
+        for i, (_, d, limit) in close.items():  # equal distances may name another neighbour
+            assert found.close[i][1] == pytest.approx(d, rel=1e-12) and found.close[i][2] == limit
 
 
 def test_fingerprints_narrower_than_the_record_are_refused():
