@@ -157,7 +157,7 @@ class MDRun:
         parts = {k: v / self.steps for k, v in self.totals.items()}
         calc, atoms = self.calc, self.atoms
         descriptor, kept = calc._descriptor(), calc._frame.neighbours[1]
-        filtering = best_of(lambda: from_skin_list(atoms, kept))
+        filtering = best_of(lambda: from_skin_list(atoms, kept, compiled=descriptor.kernel == "fortran"))
         values = best_of(lambda: descriptor.compute(atoms, neighbours=kept)) - filtering
         parts["neighbour list"] += filtering
         one_pass = parts["calculator"] - parts["neighbour list"] - parts["network"] - parts["extrapolation check"]
