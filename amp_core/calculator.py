@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, all_changes, equal
 
 from amp_core.ensemble import Ensemble, members_of
 from amp_core.errors import AmpError, ExtrapolationWarning, ModelFileError, PropertyNotImplementedError
-from amp_core.extrapolation import TrainingRange
+from amp_core.extrapolation import ContactList, TrainingRange
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
 from amp_core.protocols import (
@@ -36,6 +36,38 @@ FORMAT = "amp-core-potential"
 FORMAT_VERSION = 1
 
 
+class _Frame:
+    """The structure the kept lists were built for (positions, cell, pbc, numbers), and those lists.
+
+    The lists stay valid while no atom moved more than ``skin / 2`` from ``positions`` and
+    cell, pbc, numbers and the skin they were built with are the same (:meth:`holds`).
+
+    Attributes:
+        neighbours: (descriptor, its list from ``descriptor.neighbours``) or ``None`` until built.
+        contacts: the :class:`~amp_core.extrapolation.ContactList` of the extrapolation check, or ``None``.
+    """
+
+    def __init__(self, atoms: Atoms, skin: float) -> None:
+        self.skin = skin
+        self.positions = np.array(atoms.positions, dtype=np.float64)
+        self.cell = np.array(atoms.cell.array, dtype=np.float64)
+        self.pbc = np.array(atoms.pbc, dtype=bool)
+        self.numbers = np.array(atoms.numbers)
+        self.neighbours: tuple[Any, Any] | None = None
+        self.contacts: ContactList | None = None
+
+    def holds(self, atoms: Atoms, skin: float) -> bool:
+        """Whether the lists built for this frame are valid for ``atoms`` (``skin`` in Angstrom)."""
+        positions = atoms.positions
+        if (skin != self.skin or positions.shape != self.positions.shape or not (self.cell == atoms.cell.array).all()
+                or not (self.pbc == atoms.pbc).all() or not (self.numbers == atoms.numbers).all()):
+            return False
+        if not len(positions):
+            return True
+        moved = positions - self.positions
+        return bool(np.einsum("ij,ij->i", moved, moved).max() < (0.5 * skin) ** 2)
+
+
 class Potential(Calculator):
     """A trained (or trainable) potential: ``descriptor`` + ``model``, usable as an ASE calculator.
 
@@ -52,8 +84,9 @@ class Potential(Calculator):
 
         skin: with a descriptor that has ``NEIGHBOUR_LIST``, keep its neighbour list (built
             with cutoff + ``skin``, Angstrom) between calls while no atom moved more than
-            ``skin / 2`` and cell, pbc and numbers are unchanged; ``0`` or ``None``: search anew
-            every call.
+            ``skin / 2`` and cell, pbc and numbers are unchanged; the extrapolation check keeps
+            its list of close pairs (within the training minimum + ``skin``) the same way.
+            ``0`` or ``None``: search anew every call.
         one_pass: with a descriptor that has ``CONTRACT`` and a model that has
             ``ATOMIC_GRADIENT``, compute forces (and the stress) in one pass that contracts
             dE/dG with the fingerprint derivatives as they are produced (default ``True``);
@@ -100,7 +133,9 @@ class Potential(Calculator):
         self.compiled = compiled
         self.skin = skin
         self.one_pass = one_pass
-        self._neighbours: tuple[Any, ...] | None = None  # (list, descriptor, positions, cell, pbc, numbers)
+        self._frame: _Frame | None = None  # the kept neighbour and contact lists
+        self._frame_checked: Atoms | None = None  # the structure of this call, once _frame was checked for it
+        self._checked_numbers: Any = None  # (descriptor, model, numbers) whose elements passed the last check
         self.neighbour_builds = 0
         self._fast: tuple[Any, Any] | None = None  # (descriptor, its twin used for force calls)
         self.manager = manager
@@ -121,17 +156,46 @@ class Potential(Calculator):
                   system_changes: Any = all_changes) -> None:
         """Compute energy (eV) and, when asked, forces (eV/A) of ``atoms``."""
         super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
+        try:
+            self._calculate(properties)
+        finally:
+            self._frame_checked = None
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """Return what changed since the last calculation (ASE's :func:`~ase.calculators.calculator.compare_atoms`).
+
+        The same changes as ASE's (each group sorted by name; ASE's order is a set's), several
+        times faster for the three calls an MD step makes: an exactly equal property is
+        unchanged without ASE's ``np.allclose``.
+        """
+        old = self.atoms
+        if old is None:
+            return list(all_changes)
+        checked = set(all_changes).difference(self.ignored_changes)
+        changes: list[str] = []
+        if "cell" in checked and not _same(old.cell.array, atoms.cell.array, tol):
+            changes.append("cell")
+        if "pbc" in checked and not _same(old.pbc, atoms.pbc, tol):
+            changes.append("pbc")
+        ours, theirs = old.arrays, atoms.arrays
+        for name in sorted(checked.intersection(ours).symmetric_difference(checked.intersection(theirs))):
+            changes.append(name)
+        for name in sorted(checked.intersection(ours).intersection(theirs)):
+            if not _same(ours[name], theirs[name], tol):
+                changes.append(name)
+        return changes
+
+    def _calculate(self, properties: Any) -> None:
         atoms = self.atoms
         assert atoms is not None
         origin = "structure given to the calculator"
         check_structure(atoms, origin)
         forces = "forces" in properties and "forces" in self.implemented_properties
         uses_fingerprints = self.model.inputs == "fingerprints"
-        trained = self.trained
-        if uses_fingerprints:
-            check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}",
-                           trained=trained)
-        check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}", trained=trained)
+        checked = self._checked_numbers
+        if (checked is None or checked[0] is not self.descriptor or checked[1] is not self.model
+                or not np.array_equal(checked[2], atoms.numbers)):
+            self._check_elements(atoms, origin)
         stress = "stress" in properties and "stress" in self.implemented_properties
         if stress and not np.all(atoms.pbc):
             raise PropertyNotImplementedError(
@@ -155,6 +219,17 @@ class Potential(Calculator):
         self.results["free_energy"] = float(energy)
         if forces and force_values is not None:
             self.results["forces"] = np.asarray(force_values, dtype=np.float64)
+
+    def _check_elements(self, atoms: Atoms, origin: str) -> None:
+        """Refuse elements the descriptor or model does not know; remember the numbers that passed."""
+        self._checked_numbers = None
+        trained = self.trained
+        if self.model.inputs == "fingerprints":
+            check_elements([atoms], [origin], self.descriptor.elements, f"descriptor {self.descriptor.name!r}",
+                           trained=trained)
+        check_elements([atoms], [origin], self.model.elements, f"model {self.model.name!r}", trained=trained)
+        if trained:  # its elements are fixed: the same numbers pass again
+            self._checked_numbers = (self.descriptor, self.model, np.array(atoms.numbers))
 
     def _spread(self, energies: Any, forces: Any) -> tuple[float, Any]:
         """An ensemble's members' mean energy and forces; their spread into ``results``: ``energy_std``
@@ -240,7 +315,7 @@ class Potential(Calculator):
                     "%s has no training range (an Amp file, or written before amp-core recorded one): "
                     "extrapolation is not checked; retrain with amp-core to record it", self.loaded_from)
             return
-        found = self.training_range.check(atoms, values)
+        found = self.training_range.check(atoms, values, self._contacts(atoms, self.training_range.contact_radius))
         self.results["extrapolating_atoms"] = found.atoms
         if len(found.atoms) == 0:
             return
@@ -260,18 +335,34 @@ class Potential(Calculator):
         """``{"neighbours": list}`` for the descriptor: the kept list while valid, else a new one; or ``{}``."""
         if not self.skin or NEIGHBOUR_LIST not in descriptor.implemented:
             return {}
-        kept = self._neighbours
-        positions = np.asarray(atoms.positions)
-        if (kept is None or kept[1] is not descriptor or len(kept[2]) != len(positions)
-                or not np.array_equal(kept[3], atoms.cell.array) or not np.array_equal(kept[4], atoms.pbc)
-                or not np.array_equal(kept[5], atoms.numbers)
-                or np.max(np.einsum("ij,ij->i", positions - kept[2], positions - kept[2]), initial=0.0)
-                >= (0.5 * self.skin) ** 2):
-            kept = (descriptor.neighbours(atoms, float(self.skin)), descriptor, positions.copy(),
-                    atoms.cell.array.copy(), np.array(atoms.pbc), np.array(atoms.numbers))
-            self._neighbours = kept
+        frame = self._kept(atoms)
+        assert frame is not None
+        if frame.neighbours is None or frame.neighbours[0] is not descriptor:
+            if frame.neighbours is not None or frame.contacts is not None:  # build all at these positions
+                frame = self._frame = _Frame(atoms, frame.skin)
+            frame.neighbours = (descriptor, descriptor.neighbours(atoms, frame.skin))
             self.neighbour_builds += 1
-        return {"neighbours": kept[0]}
+        return {"neighbours": frame.neighbours[1]}
+
+    def _contacts(self, atoms: Atoms, radius: float) -> ContactList | None:
+        """The kept pair list within ``radius`` (Angstrom) for the extrapolation check, or ``None`` (search anew)."""
+        frame = self._kept(atoms)
+        if frame is None or radius <= 0:
+            return None
+        if frame.contacts is None or frame.contacts.radius < radius:  # built at the frame's positions: valid as long
+            frame.contacts = ContactList(frame.positions, frame.cell, frame.pbc, radius, frame.skin)
+        return frame.contacts
+
+    def _kept(self, atoms: Atoms) -> _Frame | None:
+        """The frame of the kept lists, new when ``atoms`` moved beyond it (checked once per call); ``None``
+        without a skin."""
+        if not self.skin:
+            return None
+        skin = float(self.skin)
+        if self._frame is None or not (atoms is self._frame_checked or self._frame.holds(atoms, skin)):
+            self._frame = _Frame(atoms, skin)
+        self._frame_checked = atoms  # this call's own copy (ASE's Calculator.calculate makes one per call)
+        return self._frame
 
     def _descriptor(self) -> Any:
         """The descriptor the force calls use: its compiled twin when asked for or available."""
@@ -357,6 +448,17 @@ def _takes_sets(descriptor: Any) -> bool:
         return "sets" in inspect.signature(descriptor.contract).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _same(a: Any, b: Any, tol: float) -> bool:
+    """ASE's ``equal(a, b, atol=tol)`` (``np.allclose`` with ``rtol=0``) of two arrays, with cheaper tests first."""
+    if a.shape != b.shape:
+        return False
+    if (a == b).all():
+        return True
+    if a.dtype.kind == "f" and b.dtype.kind == "f" and np.isfinite(a).all() and np.isfinite(b).all():
+        return bool((np.abs(a - b) <= tol).all())  # allclose's test for finite numbers
+    return bool(equal(a, b, atol=tol))
 
 
 def load(path: str | os.PathLike[str], *, manager: PluginManager | None = None) -> Potential:

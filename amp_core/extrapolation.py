@@ -10,12 +10,13 @@ fingerprint leaves that range or whose nearest neighbour is closer than any seen
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 from numpy.typing import NDArray
 
 SEARCH = 4.0
@@ -144,56 +145,172 @@ class TrainingRange:
                                  f"shapes {low[el].shape} and {high[el].shape}")
         return cls(low, high, distances, n_atoms)
 
-    def check(self, atoms: Any, values: NDArray[np.float64] | None) -> Extrapolation:
+    @functools.cached_property
+    def contact_radius(self) -> float:
+        """The largest recorded shortest distance (Angstrom): :meth:`check` looks at pairs closer than this;
+        0 when no pair distance is recorded."""
+        return max((d for d in self.min_distance.values() if d > 0), default=0.0)
+
+    @functools.cached_property
+    def _limits(self) -> NDArray[np.float64]:
+        """(119, 119) float64 shortest training distance by atomic numbers (0: no limit), built once."""
+        symbols = {s for key in self.min_distance for s in key.split("-") if s in atomic_numbers}
+        table = np.zeros((len(chemical_symbols),) * 2)
+        for a in symbols:
+            for b in symbols:
+                table[atomic_numbers[a], atomic_numbers[b]] = self.min_distance.get(_pair(a, b), 0.0)
+        return table
+
+    @functools.cached_property
+    def _known(self) -> NDArray[np.bool_]:
+        """(119,) bool: whether the training data had atoms of each atomic number."""
+        known = np.zeros(len(chemical_symbols), dtype=bool)
+        known[[atomic_numbers[el] for el in self.low if el in atomic_numbers]] = True
+        return known
+
+    @functools.cached_property
+    def _tables(self) -> dict[int, tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        return {}
+
+    def _bounds(self, width: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(119, width) float64 lower and upper feature bounds by atomic number, the slack included, built once
+        per width (the record is read-only).
+
+        Columns past an element's feature count, and elements without a record, have
+        infinite bounds (never outside).
+        """
+        if width in self._tables:
+            return self._tables[width]
+        lower = np.full((len(chemical_symbols), width), -np.inf)
+        upper = np.full((len(chemical_symbols), width), np.inf)
+        for el, lo in self.low.items():
+            if el not in atomic_numbers:
+                continue
+            hi = self.high[el]
+            if len(lo) > width:
+                raise ValueError(f"fingerprints have {width} features, fewer than the {len(lo)} of the training "
+                                 f"range of {el}: the potential's descriptor and its record disagree")
+            slack = FEATURE_TOLERANCE * (hi - lo) + 1e-12
+            lower[atomic_numbers[el], : len(lo)] = lo - slack
+            upper[atomic_numbers[el], : len(lo)] = hi + slack
+        self._tables[width] = (lower, upper)
+        return lower, upper
+
+    def check(self, atoms: Any, values: NDArray[np.float64] | None, contacts: ContactList | None = None) -> Extrapolation:
         """Flag the atoms of ``atoms`` outside this range.
+
+        One vectorised comparison with bounds tabulated once per record, so it can run
+        at every MD step.
 
         Args:
             atoms: the structure.
             values: (n_atoms, F) float64 its fingerprints (zero-padded per element), or ``None``
                 to check distances only.
+            contacts: a :class:`ContactList` still valid for ``atoms`` (the caller checks), with
+                a radius of at least :attr:`contact_radius`; ``None``: search the pairs anew.
         """
-        symbols = atoms.get_chemical_symbols()
-        flagged: set[int] = set()
-        features: dict[int, NDArray[np.int64]] = {}
-        unknown = {i: s for i, s in enumerate(symbols) if s not in self.low}
-        flagged.update(unknown)
-        if values is not None:
-            numbers = np.asarray(atoms.numbers)
-            for z in np.unique(numbers).tolist():
-                el = chemical_symbols[int(z)]
-                if el not in self.low:
-                    continue
-                rows = np.flatnonzero(numbers == z)
-                lo, hi = self.low[el], self.high[el]
-                slack = FEATURE_TOLERANCE * (hi - lo) + 1e-12
-                block = values[rows, : len(lo)]
-                outside = (block < lo - slack) | (block > hi + slack)
-                for r in np.flatnonzero(outside.any(axis=1)).tolist():
-                    features[int(rows[r])] = np.flatnonzero(outside[r]).astype(np.int64)
-            flagged.update(features)
-        close = self._close(atoms)
-        flagged.update(close)
-        return Extrapolation(np.array(sorted(flagged), dtype=np.int64), features, close, unknown)
-
-    def _close(self, atoms: Any) -> dict[int, tuple[int, float, float]]:
-        """Atoms with a neighbour closer than the training minimum of their element pair."""
-        known = [d for d in self.min_distance.values() if d > 0]
-        if not known or len(atoms) < 2 and not np.any(atoms.pbc):
-            return {}
-        i, j, d = _pairs(np.asarray(atoms.positions), np.asarray(atoms.cell.array), np.asarray(atoms.pbc),
-                         max(known))
         numbers = np.asarray(atoms.numbers)
-        present = np.unique(numbers)
-        table = np.zeros((int(present.max()) + 1,) * 2)  # shortest training distance by atomic numbers
-        for za in present.tolist():
-            for zb in present.tolist():
-                table[za, zb] = self.min_distance.get(_pair(chemical_symbols[za], chemical_symbols[zb]), 0.0)
-        limit = table[numbers[i], numbers[j]]
+        checking = values is not None and values.size > 0
+        unknown, lower, upper = self._atom_bounds(numbers, values.shape[1] if checking else 0)  # type: ignore[union-attr]
+        features: dict[int, NDArray[np.int64]] = {}
+        if checking:
+            below, above = values < lower, values > upper
+            if below.any() or above.any():
+                outside = below | above
+                rows = np.flatnonzero(outside.any(axis=1))
+                for r in rows[np.argsort(numbers[rows], kind="stable")].tolist():  # by element, as listed
+                    features[r] = np.flatnonzero(outside[r]).astype(np.int64)
+        close = self._close(atoms, contacts)
+        if not (unknown or features or close):
+            return Extrapolation(np.zeros(0, dtype=np.int64))
+        flagged = sorted(set(unknown) | set(features) | set(close))
+        return Extrapolation(np.array(flagged, dtype=np.int64), features, close, dict(unknown))
+
+    @functools.cached_property
+    def _kept_atoms(self) -> dict[tuple[bytes, int], tuple[dict[int, str], Any, Any]]:
+        return {}
+
+    def _atom_bounds(self, numbers: NDArray[Any], width: int) -> tuple[dict[int, str], Any, Any]:
+        """The atoms of unknown elements (index -> symbol) and (n_atoms, width) lower and upper feature bounds of
+        each atom (infinite for unknown elements), kept for the last ``numbers`` (an MD run's are the same)."""
+        key = (numbers.tobytes(), width)
+        kept = self._kept_atoms.get(key)
+        if kept is None:
+            known = self._known[numbers]
+            unknown = {int(i): chemical_symbols[int(numbers[i])] for i in np.flatnonzero(~known)}
+            lower = upper = None
+            if width:
+                table_low, table_high = self._bounds(width)
+                z = np.where(known, numbers, 0)  # row 0 (no element) is infinite
+                lower, upper = table_low[z], table_high[z]
+            kept = (unknown, lower, upper)
+            self._kept_atoms.clear()
+            self._kept_atoms[key] = kept
+        return kept
+
+    def _close(self, atoms: Any, contacts: ContactList | None) -> dict[int, tuple[int, float, float]]:
+        """Atoms with a neighbour closer than the training minimum of their element pair."""
+        radius = self.contact_radius
+        if radius <= 0 or len(atoms) < 2 and not np.any(atoms.pbc):
+            return {}
+        numbers = np.asarray(atoms.numbers)
+        if contacts is not None and contacts.radius >= radius:  # every candidate: limit <= radius
+            i, j, d, limit = contacts.i, contacts.j, contacts.distances(atoms), contacts.limits(self._limits, numbers)
+        else:
+            i, j, d = _pairs(np.asarray(atoms.positions), np.asarray(atoms.cell.array), np.asarray(atoms.pbc), radius)
+            limit = self._limits[numbers[i], numbers[j]]
+        below = np.flatnonzero(d < limit)
+        if not len(below):
+            return {}
         close: dict[int, tuple[int, float, float]] = {}
-        for k in np.flatnonzero(d < limit)[np.argsort(d[d < limit])].tolist():
+        for k in below[np.argsort(d[below])].tolist():
             for a, b in ((int(i[k]), int(j[k])), (int(j[k]), int(i[k]))):
                 close.setdefault(a, (b, float(d[k]), float(limit[k])))
         return close
+
+
+class ContactList:
+    """The pairs within ``radius + skin`` (Angstrom) of a structure, to find close contacts at every MD step.
+
+    Built once at some positions; :meth:`pairs` then gives the pairs within ``radius`` from
+    the current positions while no atom moved more than ``skin / 2`` and cell, pbc and
+    numbers are unchanged (the caller checks, as for a descriptor's neighbour list).
+
+    Args:
+        positions: (n_atoms, 3) float64 Angstrom; cell: (3, 3) float64; pbc: (3,) bool.
+        radius: the distance of a contact, Angstrom (at least :attr:`TrainingRange.contact_radius`).
+        skin: the extra radius searched, Angstrom.
+    """
+
+    def __init__(self, positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_],
+                 radius: float, skin: float) -> None:
+        self.radius, self.skin = float(radius), float(skin)
+        self.i, self.j, shift = _pairs(positions, cell, pbc, self.radius + self.skin, shifts=True)
+        self.offsets = shift @ np.asarray(cell, dtype=np.float64)
+
+        self._limits: tuple[Any, bytes, NDArray[np.float64]] | None = None
+
+    def distances(self, atoms: Any) -> NDArray[np.float64]:
+        """The current distance (Angstrom) of every candidate pair (``i``, ``j``)."""
+        positions = np.asarray(atoms.positions, dtype=np.float64)
+        vectors = np.take(positions, self.j, axis=0)
+        vectors += self.offsets
+        vectors -= np.take(positions, self.i, axis=0)
+        distances: NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        return distances
+
+    def pairs(self, atoms: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        """Every pair (i, j, distance) closer than :attr:`radius` now, each once."""
+        d = self.distances(atoms)
+        keep = np.flatnonzero(d < self.radius)
+        return self.i.take(keep), self.j.take(keep), d.take(keep)
+
+    def limits(self, table: NDArray[np.float64], numbers: NDArray[Any]) -> NDArray[np.float64]:
+        """``table[numbers[i], numbers[j]]`` of every candidate pair, kept for the last table and numbers."""
+        key = numbers.tobytes()
+        if self._limits is None or self._limits[0] is not table or self._limits[1] != key:
+            self._limits = (table, key, table[numbers[self.i], numbers[self.j]])
+        return self._limits[2]
 
 
 def _chunk_distances(chunk: Mapping[str, NDArray[Any]], distances: dict[str, float]) -> None:
@@ -214,17 +331,21 @@ def _chunk_distances(chunk: Mapping[str, NDArray[Any]], distances: dict[str, flo
 
 
 def _pairs(positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_],
-           cutoff: float) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """Every pair (i, j, distance) closer than ``cutoff``, each once, periodic images included (vesin)."""
+           cutoff: float, *, shifts: bool = False) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[Any]]:
+    """Every pair (i, j, distance) closer than ``cutoff``, each once, periodic images included (vesin).
+
+    With ``shifts``: (i, j, cell shift S (n, 3) float64) instead, the image of j being at
+    ``positions[j] + S @ cell``.
+    """
     from vesin import NeighborList
 
     if len(positions) == 0:
         empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0)
+        return empty, empty, np.zeros((0, 3) if shifts else 0)
     box = np.array(cell, dtype=np.float64)
     box[~np.asarray(pbc, dtype=bool)] = 0.0
     search = NeighborList(cutoff=float(cutoff), full_list=False, sorted=False, n_threads=1)
-    i, j, d = search.compute(np.ascontiguousarray(positions, dtype=np.float64), box,
-                             [bool(p) for p in pbc], "ijd")
+    i, j, s, d = search.compute(np.ascontiguousarray(positions, dtype=np.float64), box,
+                                [bool(p) for p in pbc], "ijSd")
     keep = d < cutoff
-    return i[keep].astype(np.int64), j[keep].astype(np.int64), d[keep]
+    return i[keep].astype(np.int64), j[keep].astype(np.int64), s[keep].astype(np.float64) if shifts else d[keep]

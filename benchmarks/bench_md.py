@@ -156,8 +156,8 @@ class MDRun:
             return {}
         parts = {k: v / self.steps for k, v in self.totals.items()}
         calc, atoms = self.calc, self.atoms
-        descriptor, kept = calc._descriptor(), calc._neighbours[0]
-        filtering = best_of(lambda: from_skin_list(atoms, kept))
+        descriptor, kept = calc._descriptor(), calc._frame.neighbours[1]
+        filtering = best_of(lambda: from_skin_list(atoms, kept, compiled=descriptor.kernel == "fortran"))
         values = best_of(lambda: descriptor.compute(atoms, neighbours=kept)) - filtering
         parts["neighbour list"] += filtering
         one_pass = parts["calculator"] - parts["neighbour list"] - parts["network"] - parts["extrapolation check"]

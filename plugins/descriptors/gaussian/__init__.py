@@ -336,7 +336,7 @@ class Gaussian:
         compiled = self.kernel == "fortran"
         if neighbours is None or neighbours.half_search != compiled or neighbours.cutoff != self.params.cutoff.Rc:
             return neighbour_list(atoms, self.params.cutoff.Rc, half_search=compiled)
-        return from_skin_list(atoms, neighbours)
+        return from_skin_list(atoms, neighbours, compiled=compiled)
 
     def compiled(self) -> Gaussian:
         """Return a twin of this descriptor (same parameters) that runs the compiled Fortran kernel.

@@ -7,7 +7,8 @@ d G_i / d R_m the images contribute to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ctypes
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -152,12 +153,16 @@ def _search(atoms: Atoms, cutoff: float, *, full: bool, quantities: str) -> tupl
     return n, found
 
 
-def _check_structure(
-    positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
-) -> None:
+def _check_positions(positions: NDArray[np.float64]) -> None:
     if not np.isfinite(positions).all():
         bad = int(np.nonzero(~np.isfinite(positions).all(axis=1))[0][0])
         raise DataError(f"atom {bad} has a non-finite position {positions[bad].tolist()}; fix the structure")
+
+
+def _check_structure(
+    positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
+) -> None:
+    _check_positions(positions)
     if not np.isfinite(cell).all():
         raise DataError(f"the cell has non-finite entries {cell.tolist()}; fix the structure")
     if pbc.any():
@@ -225,10 +230,14 @@ class SkinList:
     Attributes:
         cutoff: the descriptor's cutoff Rc, Angstrom; ``skin``: the extra radius, Angstrom.
         half_search: the search it was built with (the entry order of :func:`neighbour_list`).
-        centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre.
+        centre, neighbour, shift: the (i, j, S) of every image within Rc + skin, grouped by centre
+            (ascending).
+        starts: (n_atoms + 1,) int64; centre i's entries are ``starts[i]:starts[i + 1]``.
         n_atoms: the atom count it was built for.
         cell: (3, 3) float64 the cell it was built for; ``offsets`` (n, 3) float64 ``shift @ cell``
             for that cell (Angstrom), reused while the cell is the same.
+        scratch: the output buffers of the compiled filter, reused call after call (fresh
+            arrays would cost more in page faults than the filter itself).
     """
 
     cutoff: float
@@ -237,48 +246,134 @@ class SkinList:
     centre: NDArray[np.int64]
     neighbour: NDArray[np.int64]
     shift: NDArray[np.int64]
+    starts: NDArray[np.int64]
     n_atoms: int
     cell: NDArray[np.float64]
     offsets: NDArray[np.float64]
+    scratch: dict[str, NDArray[Any]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def skin_list(atoms: Atoms, cutoff: float, skin: float, *, half_search: bool) -> SkinList:
     """Return the images within ``cutoff + skin`` (Angstrom) of every atom, for :func:`from_skin_list`."""
     found = neighbour_list(atoms, cutoff + skin, half_search=half_search)
     cell = np.array(atoms.cell.array, dtype=np.float64)
-    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift, len(atoms),
-                    cell, found.shift @ cell)
+    return SkinList(float(cutoff), float(skin), half_search, found.centre, found.neighbour, found.shift,
+                    found.starts, len(atoms), cell, found.shift @ cell)
 
 
-def from_skin_list(atoms: Atoms, skin: SkinList) -> Neighbours:
+def from_skin_list(atoms: Atoms, skin: SkinList, *, compiled: bool = False) -> Neighbours:
     """Return the images of ``skin`` within its cutoff, with vectors from the current positions and cell.
 
     The entries are those of a fresh :func:`neighbour_list` while no atom has moved more
     than ``skin.skin / 2`` since the list was built (and cell, pbc and numbers are the same);
-    their order within a centre may differ (round-off only).
+    their order within a centre may differ (round-off only). Called every MD step: it
+    gathers with ``np.take`` (several times faster than fancy indexing) and computes each
+    distance once.
+
+    Args:
+        compiled: filter in one compiled pass (``skin_kernels``, when built; else numpy): the
+            same entries and vectors bitwise, distances to the last bit (the compiled
+            descriptor's path, whose kernel reads the vectors). Its arrays are read-only
+            views of buffers the list reuses: valid until the next call with the same list
+            (a descriptor uses them within its call).
 
     Raises:
         DataError: non-finite positions, a different atom count, or overlapping atoms.
     """
     positions = np.asarray(atoms.positions, dtype=np.float64)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    _check_structure(positions, cell, np.asarray(atoms.pbc, dtype=bool))
+    same_cell = np.array_equal(cell, skin.cell)
+    if same_cell:  # the cell was checked when the list was built
+        _check_positions(positions)
+    else:
+        _check_structure(positions, cell, np.asarray(atoms.pbc, dtype=bool))
     if len(positions) != skin.n_atoms:
         raise DataError(f"the neighbour list was built for {skin.n_atoms} atoms, the structure has "
                         f"{len(positions)}; build a new one")
-    vectors = skin.offsets + positions[skin.neighbour] if np.array_equal(cell, skin.cell) else (
-        skin.shift @ cell + positions[skin.neighbour])
-    vectors -= positions[skin.centre]
+    offsets = skin.offsets if same_cell else skin.shift @ cell
+    routine = _skin_filter() if compiled else None
+    if routine is not None:
+        return _filter_compiled(routine, positions, skin, offsets)
+    vectors = np.take(positions, skin.neighbour, axis=0)  # r_ij = (R_j + S @ cell) - R_i
+    vectors += offsets
+    vectors -= np.repeat(positions, np.diff(skin.starts), axis=0)  # the entries are grouped by centre
     squares = np.einsum("ij,ij->i", vectors, vectors)
     keep = np.flatnonzero(squares < skin.cutoff * skin.cutoff)
-    distances = np.sqrt(squares[keep])
-    keep = keep[distances < skin.cutoff]  # the test a fresh search applies, on the same rounded distance
-    distances = np.sqrt(squares[keep])
+    distances = np.sqrt(squares.take(keep))
+    inside = distances < skin.cutoff  # the test a fresh search applies, on the rounded distance
+    if not inside.all():
+        keep, distances = keep[inside], distances[inside]
     if len(distances) and distances.min() < OVERLAP:
         k = int(np.argmin(distances))
         raise DataError(f"atoms {skin.centre[keep[k]]} and {skin.neighbour[keep[k]]} overlap (distance "
                         f"{distances[k]:.2e} Angstrom); fingerprints need distinct positions: remove duplicate atoms")
-    centre = skin.centre[keep]
-    starts = np.zeros(skin.n_atoms + 1, np.int64)
-    np.cumsum(np.bincount(centre, minlength=skin.n_atoms), out=starts[1:])
-    return Neighbours(centre, skin.neighbour[keep], skin.shift[keep], vectors[keep], distances, starts)
+    starts = np.searchsorted(keep, skin.starts).astype(np.int64, copy=False)  # kept entries before each centre's
+    return Neighbours(skin.centre.take(keep), skin.neighbour.take(keep), np.take(skin.shift, keep, axis=0),
+                      np.take(vectors, keep, axis=0), distances, starts)
+
+
+SKIN_STEM = "skin_kernels"
+SKIN_ABI_VERSION = 1
+SKIN_ERRORS = {
+    1: "a size argument is negative",
+    2: "the entry offsets are not ascending from 0 to the entry count (centre {index})",
+    3: "a neighbour atom index is out of range (entry {index})",
+}
+_ptr, _i64, _f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+SKIN_ARGTYPES = [  # addresses of C-contiguous int64 / float64 arrays (checked when _filter_compiled keeps them)
+    *(_i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr, _f64, _f64),  # sizes, the list, offsets, positions, cutoff, overlap
+    *(_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr),  # n_kept, new starts, centre, neighbour, shift, vectors,
+]  # distances, bad index
+
+
+def _skin_filter() -> Any:
+    """The compiled filter routine (``amp_skin_filter``), or ``None`` when it was not built here."""
+    from amp_core.compiled import bind
+    from amp_core.errors import PropertyNotImplementedError
+
+    try:
+        library = bind("amp_plugins.descriptors.gaussian", SKIN_STEM, "amp_skin_abi_version", SKIN_ABI_VERSION,
+                       {"amp_skin_filter": SKIN_ARGTYPES})
+    except (PropertyNotImplementedError, OSError):
+        return None
+    return library.amp_skin_filter
+
+
+def _filter_compiled(routine: Any, positions: NDArray[np.float64], skin: SkinList,
+                     offsets: NDArray[np.float64]) -> Neighbours:
+    """:func:`from_skin_list` in one compiled pass (the arguments checked there)."""
+    from amp_core.compiled import refused
+
+    n = len(skin.centre)
+    out = skin.scratch
+    if not out:  # once per list: the output buffers, and the list's arrays as the kernel reads them
+        out.update(centre=np.empty(n, np.int64), neighbour=np.empty(n, np.int64), shift=np.empty((n, 3), np.int64),
+                   vectors=np.empty((n, 3)), distances=np.empty(n), starts=np.empty(skin.n_atoms + 1, np.int64),
+                   counts=np.zeros(2, np.int64),  # (n_kept, bad_index)
+                   list_starts=np.ascontiguousarray(skin.starts, dtype=np.int64),
+                   list_neighbour=np.ascontiguousarray(skin.neighbour, dtype=np.int64),
+                   list_shift=np.ascontiguousarray(skin.shift, dtype=np.int64),
+                   list_offsets=np.ascontiguousarray(skin.offsets, dtype=np.float64))
+    outputs = ("centre", "neighbour", "shift", "vectors", "distances", "starts")
+    for name in outputs:
+        out[name].flags.writeable = True
+    positions = np.ascontiguousarray(positions, dtype=np.float64)
+    offsets = out["list_offsets"] if offsets is skin.offsets else np.ascontiguousarray(offsets, dtype=np.float64)
+    counts = out["counts"]
+    address = counts.ctypes.data
+    status = routine(skin.n_atoms, n, out["list_starts"].ctypes.data, out["list_neighbour"].ctypes.data,
+                     out["list_shift"].ctypes.data, offsets.ctypes.data, positions.ctypes.data, skin.cutoff, OVERLAP,
+                     address, out["starts"].ctypes.data, out["centre"].ctypes.data, out["neighbour"].ctypes.data,
+                     out["shift"].ctypes.data, out["vectors"].ctypes.data, out["distances"].ctypes.data, address + 8)
+    for name in outputs:
+        out[name].flags.writeable = False
+    if status == 4:
+        e = int(counts[1])
+        d = np.linalg.norm(positions[skin.neighbour[e]] + offsets[e] - positions[skin.centre[e]])
+        raise DataError(f"atoms {skin.centre[e]} and {skin.neighbour[e]} overlap (distance {d:.2e} Angstrom); "
+                        "fingerprints need distinct positions: remove duplicate atoms")
+    if status != 0:
+        raise refused("skin-list filter", SKIN_STEM, SKIN_ERRORS, status, int(counts[1]))
+    k = int(counts[0])
+    return Neighbours(out["centre"][:k], out["neighbour"][:k], out["shift"][:k], out["vectors"][:k],
+                      out["distances"][:k], out["starts"])

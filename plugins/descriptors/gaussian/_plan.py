@@ -239,8 +239,8 @@ class Plan:
             DataError: the structure has atoms of an element without symmetry functions.
         """
         numbers = np.asarray(atoms.numbers)
-        species = self.species_of_z[np.clip(numbers, 0, len(self.species_of_z) - 1)]
-        if (species < 0).any():
+        species = self.species_of_z.take(numbers, mode="clip")  # numbers past the table: unknown (-1)
+        if len(species) and species.min() < 0:
             unknown = sorted(set(np.asarray(atoms.get_chemical_symbols())[species < 0]))
             centres = ", ".join(self.species[: self.n_centre])
             raise DataError(

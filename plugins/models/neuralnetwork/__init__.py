@@ -10,7 +10,7 @@ Behler-Parrinello networks (J. Behler and M. Parrinello, Phys. Rev. Lett. 98, 14
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
@@ -41,6 +41,21 @@ VERSION = 1
 
 __all__ = ["NeuralNetwork", "NeuralNetworkParams", "from_dict"]
 
+GROUPS_KEPT = 8
+"""How many ``numbers`` arrays :meth:`NeuralNetwork.atomic_gradient` keeps the element grouping of."""
+
+
+class _Net(NamedTuple):
+    """One element's network as prediction uses it: symbol, input width, input scaling, weights, energy scaling."""
+
+    symbol: str
+    width: int
+    scale: Array
+    shift: Array
+    weights: list[Array]
+    intercept: float
+    slope: float
+
 
 class NeuralNetwork:
     """Atom-centred neural network (one per element), trained on energies and forces.
@@ -67,6 +82,8 @@ class NeuralNetwork:
             self._fprange = {el: np.array(r, dtype=np.float64).reshape(-1, 2) for el, r in p.fprange}
         self._layout: Layout | None = None
         self._penalty_mask: tuple[Layout, Array] | None = None
+        self._nets_cache: tuple[Any, Any, Any, dict[int, _Net]] | None = None
+        self._groups_cache: dict[tuple[str, bytes], list[tuple[int, NDArray[np.int64] | None]]] = {}
 
     @property
     def elements(self) -> tuple[str, ...] | None:
@@ -258,28 +275,60 @@ class NeuralNetwork:
 
         The energy of a structure is the sum of its atoms' energies, each a function of the
         atom's own fingerprint only (columns past an element's feature count get zero gradient).
+        Called at every MD step: the per-element input scaling is computed once per set of
+        parameters, and the atoms of each element are grouped once per ``numbers``.
 
         Raises:
             DataError: an element without a network, or fingerprints narrower than its network.
         """
-        weights, scalings, fprange = self._require()
-        numbers = np.asarray(numbers)
-        known = tuple(sorted(weights))
+        nets = self._nets()
+        values = np.asarray(values)
         energies = np.empty(len(numbers))
         gradient = np.zeros_like(values, dtype=np.float64)
-        for z in np.unique(numbers):
-            el = symbol_of(int(z), known, "prediction")
-            rows = np.flatnonzero(numbers == z)
-            width = len(fprange[el])
+        for z, rows in self._groups(numbers):
+            net = nets.get(z)
+            if net is None:
+                symbol_of(z, tuple(sorted(net.symbol for net in nets.values())), "prediction")
+                raise AssertionError("unreachable: symbol_of raises for an element without a network")
+            width = net.width
             if values.shape[1] < width:
-                check_width(el, int(values.shape[1]), width, "prediction")
-            scale, shift = input_scaling(fprange[el])
-            outputs = core.forward(values[rows, :width] * scale + shift, weights[el], self.activation)
-            intercept, slope = scalings[el]
-            energies[rows] = slope * outputs[-1][:, 0] + intercept
+                check_width(net.symbol, int(values.shape[1]), width, "prediction")
+            block = values[:, :width] if rows is None else np.take(values, rows, axis=0)[:, :width]
+            outputs = core.forward(block * net.scale + net.shift, net.weights, self.activation)
+            energies[rows if rows is not None else slice(None)] = net.slope * outputs[-1][:, 0] + net.intercept
             fprimes = core.derivatives(outputs, self.activation)
-            gradient[rows, :width] = core.input_gradient(weights[el], fprimes, slope) * scale
+            gradient[rows if rows is not None else slice(None), :width] = (
+                core.input_gradient(net.weights, fprimes, net.slope) * net.scale)
         return energies, gradient
+
+    def _nets(self) -> dict[int, _Net]:
+        """Atomic number -> its network and input scaling, built once per set of parameters."""
+        weights, scalings, fprange = self._require()
+        cached = self._nets_cache
+        if cached is not None and cached[0] is weights and cached[1] is scalings and cached[2] is fprange:
+            return cached[3]
+        nets = {}
+        for el in weights:
+            scale, shift = input_scaling(fprange[el])
+            intercept, slope = scalings[el]
+            nets[atomic_numbers[el]] = _Net(el, len(fprange[el]), scale, shift, weights[el], intercept, slope)
+        self._nets_cache = (weights, scalings, fprange, nets)
+        return nets
+
+    def _groups(self, numbers: NDArray[np.int64]) -> list[tuple[int, NDArray[np.int64] | None]]:
+        """(atomic number, rows of its atoms) for each element of ``numbers`` in ascending order; rows ``None``:
+        all of them. Kept for the last few ``numbers`` (an MD run asks with the same ones every step)."""
+        numbers = np.asarray(numbers)
+        key = (numbers.dtype.str, numbers.tobytes())
+        groups = self._groups_cache.get(key)
+        if groups is None:
+            present = np.unique(numbers).tolist()
+            groups = ([(int(present[0]), None)] if len(present) == 1
+                      else [(int(z), np.flatnonzero(numbers == z)) for z in present])
+            if len(self._groups_cache) >= GROUPS_KEPT:
+                self._groups_cache.pop(next(iter(self._groups_cache)))
+            self._groups_cache[key] = groups
+        return groups
 
     # -- saving --------------------------------------------------------------------
 
