@@ -53,9 +53,9 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
         atoms.calc = potential
         with warnings.catch_warnings():  # the fraction is reported in the table instead
             warnings.simplefilter("ignore", ExtrapolationWarning)
+            if forces and reference_forces is not None:  # first: one pass gives both (energy alone first
+                atoms.get_forces(apply_constraint=False)  # would be a values-only pass, then a full one)
             energy.append((atoms.get_potential_energy() - reference) / len(atoms))
-            if forces and reference_forces is not None:
-                atoms.get_forces(apply_constraint=False)
         if "energy_std" in potential.results:
             spreads["energy"].append(potential.results["energy_std"])
             spreads["energy_error"].append(abs(energy[-1]))

@@ -36,6 +36,23 @@ def test_file_rmse_matches_the_loss_pipeline(saved):
     assert errors.force_mae <= errors.force_rmse <= errors.force_max
 
 
+def test_each_image_is_computed_once_for_energy_and_forces(saved, monkeypatch):
+    potential, _ = saved
+    asked = []
+    original = Potential.calculate
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        asked.append(tuple(properties))
+        return original(self, atoms, properties, system_changes)
+
+    monkeypatch.setattr(Potential, "calculate", calculate)
+    file_errors(potential, f"{DATA / 'ptcu-validation.xyz'}@0:3", forces=True)
+    assert asked == [("forces",)] * 3  # the energy comes from the same pass
+    asked.clear()
+    file_errors(potential, f"{DATA / 'ptcu-validation.xyz'}@0:3", forces=False)
+    assert asked == [("energy",)] * 3
+
+
 def test_amp_evaluate_prints_a_row_per_file(saved):
     _, path = saved
     run = subprocess.run([sys.executable, "-m", "amp_core.cli", "evaluate", str(path),
