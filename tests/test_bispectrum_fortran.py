@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -34,28 +33,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("bispectrum_kernels")
-    flags = ["-shared", "-fPIC", "-fcheck=all", "-g", "-O1"]
-    subprocess.run(
-        ["gfortran", *flags, str(SOURCE), "-o", str(folder / "bispectrum_kernels.so")], check=True, cwd=folder
-    )
-    return folder
-
-
 @pytest.fixture()
-def checked(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def checked(bounds_checked):
     """Load the bounds-checked build for the test; afterwards prove it was the one used."""
-    from amp_core.compiled import load_library
-
-    monkeypatch.setenv("AMP_KERNEL_DIR", str(kernel_dir))
-    monkeypatch.setenv("AMP_KERNEL_GENERIC", "1")
-    load_library.cache_clear()
-    yield
-    loaded = load_library("amp_plugins.descriptors.bispectrum", "bispectrum_kernels")._name
-    assert loaded.startswith(str(kernel_dir)), f"the tests ran {loaded}, not the bounds-checked build"
-    load_library.cache_clear()
+    with bounds_checked.loaded(bounds_checked(SOURCE), "amp_plugins.descriptors.bispectrum", "bispectrum_kernels"):
+        yield
 
 
 def structures() -> list[Atoms]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import pickle
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -32,35 +31,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="session")
-def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Compile the kernel once per session, bounds-checked, and point AMP_KERNEL_DIR at it."""
-    folder = tmp_path_factory.mktemp("gaussian_kernels")
-    flags = ["-shared", "-fPIC", "-fcheck=all", "-g", "-O1"]
-    subprocess.run(
-        ["gfortran", *flags, str(SOURCE), "-o", str(folder / "gaussian_kernels.so")],
-        check=True,
-        cwd=folder,
-    )
-    return folder
-
-
 @pytest.fixture()
-def compiled(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def compiled(bounds_checked):
     """Return ``make(cutoff, Gs) -> compiled gaussian descriptor``, with the bounds-checked build loaded."""
-    from amp_core.compiled import load_library
-
-    monkeypatch.setenv("AMP_KERNEL_DIR", str(kernel_dir))
-    monkeypatch.setenv("AMP_KERNEL_GENERIC", "1")
-    load_library.cache_clear()
 
     def make(cutoff: dict, Gs: dict) -> Gaussian:
         return Gaussian(GaussianParams(cutoff=cutoff, Gs=Gs)).compiled()
 
-    yield make
-    loaded = load_library("amp_plugins.descriptors.gaussian", "gaussian_kernels")._name
-    assert loaded.startswith(str(kernel_dir)), f"the tests ran {loaded}, not the bounds-checked build"
-    load_library.cache_clear()
+    with bounds_checked.loaded(bounds_checked(SOURCE), "amp_plugins.descriptors.gaussian", "gaussian_kernels"):
+        yield make
 
 
 # ----------------------------------------------------------------------------- reference

@@ -8,7 +8,6 @@ is given.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from amp_core.compiled import load_library
 from amp_core.data import ImageFingerprints, LossSettings
 from amp_core.errors import DataError, UsageError
 from amp_core.reshape import build_arrays
@@ -30,29 +28,11 @@ ELEMENTS = ("Au", "Cu", "H", "Pt")  # sorted by symbol; Au is absent from the da
 
 
 @pytest.fixture(scope="session", autouse=True)
-def checked_kernels(tmp_path_factory):
-    """Compile the kernel with bounds checking into a temporary folder and load it from there."""
-    compiler = shutil.which("gfortran")
-    if compiler is None:
-        pytest.skip("gfortran is not installed: the compiled neural-network kernel cannot be built")
-    folder = tmp_path_factory.mktemp("nn_kernels")
-    flags = ["-shared", "-fPIC", "-fcheck=all", "-g", "-O1", "-std=f2008", "-Wall", "-Werror"]
-    subprocess.run(
-        [compiler, *flags, str(SOURCE), "-o", str(folder / "neuralnetwork_kernels.so")], check=True
-    )
-    old = {name: os.environ.get(name) for name in ("AMP_KERNEL_DIR", "AMP_KERNEL_GENERIC")}
-    os.environ["AMP_KERNEL_DIR"] = str(folder)
-    os.environ["AMP_KERNEL_GENERIC"] = "1"
-    load_library.cache_clear()
-    yield folder
-    loaded = load_library("amp_plugins.models.neuralnetwork", "neuralnetwork_kernels")._name
-    assert loaded.startswith(str(folder)), f"the tests ran {loaded}, not the bounds-checked build"
-    load_library.cache_clear()
-    for name, value in old.items():
-        if value is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = value
+def checked_kernels(bounds_checked):
+    """Compile the kernel with bounds checking (and -std=f2008 -Wall -Werror) and load it from there."""
+    folder = bounds_checked(SOURCE, "-std=f2008", "-Wall", "-Werror")
+    with bounds_checked.loaded(folder, "amp_plugins.models.neuralnetwork", "neuralnetwork_kernels"):
+        yield folder
 
 
 def fake_fingerprints(atoms: Atoms, rng: np.random.Generator) -> ImageFingerprints:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -111,27 +110,11 @@ needs_gfortran = pytest.mark.skipif(shutil.which("gfortran") is None,
                                     reason="gfortran is not installed: the compiled filter cannot be built")
 
 
-@pytest.fixture(scope="module")
-def checked_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The filter compiled bounds-checked into a folder of its own."""
-    folder = tmp_path_factory.mktemp("skin_kernels")
-    subprocess.run(["gfortran", "-shared", "-fPIC", "-fcheck=all", "-g", "-O1", str(SOURCE), "-o",
-                    str(folder / "skin_kernels.so")], check=True, cwd=folder)
-    return folder
-
-
 @pytest.fixture()
-def bounds_checked(checked_build: Path, monkeypatch: pytest.MonkeyPatch):
-    """Load the bounds-checked build for the test (and check that it was the one used)."""
-    from amp_core.compiled import load_library
-
-    monkeypatch.setenv("AMP_KERNEL_DIR", str(checked_build))
-    monkeypatch.setenv("AMP_KERNEL_GENERIC", "1")
-    load_library.cache_clear()
-    yield
-    loaded = load_library("amp_plugins.descriptors.gaussian", "skin_kernels")._name
-    assert loaded.startswith(str(checked_build)), f"the test ran {loaded}, not the bounds-checked build"
-    load_library.cache_clear()
+def checked_filter(bounds_checked):
+    """Load the filter compiled bounds-checked for the test (and check that it was the one used)."""
+    with bounds_checked.loaded(bounds_checked(SOURCE), "amp_plugins.descriptors.gaussian", "skin_kernels"):
+        yield
 
 
 @needs_gfortran
@@ -139,7 +122,7 @@ def bounds_checked(checked_build: Path, monkeypatch: pytest.MonkeyPatch):
                                                                  HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 27), pbc=st.tuples(st.booleans(), st.booleans(), st.booleans()),
        strain=st.sampled_from([0.0, 0.005]))
-def test_the_compiled_filter_gives_the_numpy_entries_and_vectors_bitwise(bounds_checked, seed, n, pbc, strain):
+def test_the_compiled_filter_gives_the_numpy_entries_and_vectors_bitwise(checked_filter, seed, n, pbc, strain):
     atoms = _structure(seed, n, pbc)
     kept = skin_list(atoms, CUTOFF, SKIN, half_search=True)
     moved = atoms.copy()
@@ -159,7 +142,7 @@ def test_the_compiled_filter_gives_the_numpy_entries_and_vectors_bitwise(bounds_
 
 
 @needs_gfortran
-def test_the_compiled_filter_refuses_overlaps_and_corrupt_lists(bounds_checked):
+def test_the_compiled_filter_refuses_overlaps_and_corrupt_lists(checked_filter):
     atoms = _structure(4, 8, (True, True, True))
     kept = skin_list(atoms, CUTOFF, SKIN, half_search=True)
     close = atoms.copy()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -111,29 +110,9 @@ def test_compiled_kernel_refuses_inconsistent_input():
 
 
 @pytest.mark.skipif(shutil.which("gfortran") is None, reason="gfortran is not installed")
-def test_bounds_checked_build_gives_the_same_numbers(tmp_path, monkeypatch):
+def test_bounds_checked_build_gives_the_same_numbers(bounds_checked):
     """Built with -fcheck=all: no array is read or written out of bounds, same numbers as numpy."""
-    from amp_core.compiled import load_library
-
-    subprocess.run(
-        [
-            "gfortran",
-            "-shared",
-            "-fPIC",
-            "-fcheck=all",
-            "-g",
-            "-O1",
-            str(SOURCE),
-            "-o",
-            str(tmp_path / "zernike_kernels.so"),
-        ],
-        check=True,
-        cwd=tmp_path,
-    )
-    monkeypatch.setenv("AMP_KERNEL_DIR", str(tmp_path))
-    monkeypatch.setenv("AMP_KERNEL_GENERIC", "1")
-    load_library.cache_clear()
-    try:
+    with bounds_checked.loaded(bounds_checked(SOURCE), "amp_plugins.descriptors.zernike", "zernike_kernels"):
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
         atoms.symbols[3] = "Pt"
         atoms.rattle(0.05, seed=2)
@@ -145,8 +124,3 @@ def test_bounds_checked_build_gives_the_same_numbers(tmp_path, monkeypatch):
             assert np.allclose(
                 b.derivatives, a.derivatives, rtol=1e-10, atol=1e-10 * np.abs(a.derivatives).max()
             )
-        assert load_library("amp_plugins.descriptors.zernike", "zernike_kernels")._name.startswith(
-            str(tmp_path)
-        )
-    finally:
-        load_library.cache_clear()
