@@ -38,6 +38,11 @@ def _cell(shape: str, seed: int = 0):
 @pytest.fixture(scope="module")
 def model():
     """A (10, 10) network initialised on three EMT-labelled cells (random weights: numbers, not physics)."""
+    return initialised_model()
+
+
+def initialised_model():
+    """(descriptor, model): a (10, 10) network initialised on three EMT-labelled 32-atom Cu/Pt cells."""
     images = []
     for seed in range(3):
         atoms = _cell("cubic", seed)

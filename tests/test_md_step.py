@@ -16,17 +16,17 @@ import pytest
 from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import compare_atoms
-from ase.calculators.emt import EMT
 from ase.data import chemical_symbols
 from ase.md.verlet import VelocityVerlet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amp_core import ExtrapolationWarning, Potential, create_descriptor, create_model, evaluate_loss
+from amp_core import ExtrapolationWarning, Potential, create_descriptor, create_model
 from amp_core.errors import DataError
 from amp_core.extrapolation import FEATURE_TOLERANCE, ContactList, TrainingRange, _pair, _pairs
 from amp_plugins.models.neuralnetwork import _core as core
 from amp_plugins.models.neuralnetwork._loss import input_scaling
+from tests.test_md_forces import initialised_model
 
 
 def _cell(seed: int = 0, repeat: int = 2) -> Atoms:
@@ -36,19 +36,12 @@ def _cell(seed: int = 0, repeat: int = 2) -> Atoms:
     return atoms
 
 
+
+
 @pytest.fixture(scope="module")
 def model():
     """A (10, 10) network initialised on three EMT-labelled cells (random weights: numbers, not physics)."""
-    images = []
-    for seed in range(3):
-        atoms = _cell(seed)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        images.append(atoms)
-    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]),
-                          create_model("neuralnetwork", hiddenlayers=(10, 10), seed=1))
-    evaluate_loss(images, potential, forces=True)
-    return potential.descriptor, potential.model
+    return initialised_model()
 
 
 # -- check_state --------------------------------------------------------------------
