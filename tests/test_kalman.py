@@ -122,9 +122,25 @@ def test_residuals_through_the_session_agree_with_the_evaluator(tmp_path, slab_i
                                                                          f.chunks[1].n_images + 2]])
 
 
-def test_resume_continues_the_ekf_trajectory_bit_for_bit(tmp_path, slab_images, monkeypatch):
+def _interrupted_at_residuals(monkeypatch, n, config):
+    """Train ``config`` until its ``n``-th residual request raises KeyboardInterrupt (as Ctrl-C would)."""
     from amp_core.loss import LossFunction
 
+    original, calls = LossFunction.residuals, {"n": 0}
+
+    def interrupted(self, vector, requests):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(self, vector, requests)
+
+    monkeypatch.setattr(LossFunction, "residuals", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, echo=None)
+    monkeypatch.setattr(LossFunction, "residuals", original)
+
+
+def test_resume_continues_the_ekf_trajectory_bit_for_bit(tmp_path, slab_images, monkeypatch):
     write(tmp_path / "train.xyz", slab_images[:6])
     write(tmp_path / "valid.xyz", slab_images[6:8])
 
@@ -135,18 +151,7 @@ def test_resume_continues_the_ekf_trajectory_bit_for_bit(tmp_path, slab_images, 
         return cfg
 
     whole = train(config("whole"), echo=None)
-    original, calls = LossFunction.residuals, {"n": 0}
-
-    def interrupted(self, vector, requests):
-        calls["n"] += 1
-        if calls["n"] == 40:  # some passes in, between two updates
-            raise KeyboardInterrupt
-        return original(self, vector, requests)
-
-    monkeypatch.setattr(LossFunction, "residuals", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(config("parts"), echo=None)
-    monkeypatch.setattr(LossFunction, "residuals", original)
+    _interrupted_at_residuals(monkeypatch, 40, config("parts"))  # some passes in, between two updates
     checkpoint = json.loads((tmp_path / "parts" / "checkpoint.json").read_text())
     assert 0 < checkpoint["iteration"] < 10
     resumed = train(config("parts"), resume=True, echo=None)
@@ -215,8 +220,6 @@ def test_lm_requests_every_energy_and_the_sampled_forces_per_chunk():
 
 
 def test_resume_continues_the_lm_trajectory_bit_for_bit(tmp_path, slab_images, monkeypatch):
-    from amp_core.loss import LossFunction
-
     write(tmp_path / "train.xyz", slab_images[:6])
 
     def config(folder):
@@ -225,18 +228,7 @@ def test_resume_continues_the_lm_trajectory_bit_for_bit(tmp_path, slab_images, m
         return cfg
 
     whole = train(config("whole"), echo=None)
-    original, calls = LossFunction.residuals, {"n": 0}
-
-    def interrupted(self, vector, requests):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(self, vector, requests)
-
-    monkeypatch.setattr(LossFunction, "residuals", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(config("parts"), echo=None)
-    monkeypatch.setattr(LossFunction, "residuals", original)
+    _interrupted_at_residuals(monkeypatch, 5, config("parts"))
     checkpoint = json.loads((tmp_path / "parts" / "checkpoint.json").read_text())
     assert 0 < checkpoint["iteration"] < 8 and checkpoint["journal"]["records"] > 0
     resumed = train(config("parts"), resume=True, echo=None)
