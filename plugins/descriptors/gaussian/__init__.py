@@ -31,6 +31,7 @@ import numpy as np
 from amp_core import DescriptorEntry, hookimpl
 from amp_core.compiled import compiled_twin
 from amp_core.data import ImageFingerprints
+from amp_core.errors import PropertyNotImplementedError
 from amp_core.protocols import (
     COMPILED,
     CONTRACT,
@@ -165,15 +166,23 @@ class GaussianParams:
             :func:`make_systematic_symmetry_functions`, scaled to the cutoff) or
             ``"amp"`` (Amp's minimal default, :func:`make_default_symmetry_functions`).
             After normalisation it is None: ``Gs`` holds the functions.
+        angular_cutoff: radius in Angstrom (0 < it <= Rc) of the angular functions (G4, G5),
+            or None (default): the cutoff's. The angular functions are then exactly those of
+            a descriptor whose cutoff (same kind) has this radius: only neighbours within it,
+            every cutoff factor (fc(r_jk) too) and eta's 1/Rc^2 taken at it. A shorter
+            angular than radial cutoff (as in ANI) cuts the neighbour triplets, the bulk of
+            the work, by (R_angular / Rc)^6 roughly. Normalised to None when equal to Rc.
     """
 
     cutoff: Any = 6.5
     Gs: Any = None
     elements: Any = None
     preset: Any = None
+    angular_cutoff: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cutoff", Cutoff.parse(self.cutoff))
+        object.__setattr__(self, "angular_cutoff", _angular_radius(self.angular_cutoff, self.cutoff.Rc))
         elements = self.elements
         if isinstance(elements, str):
             raise ValueError(f"elements must be a list of symbols such as ['Cu', 'Pt'], got {elements!r}")
@@ -202,8 +211,34 @@ class GaussianParams:
         object.__setattr__(self, "preset", None)
 
     def todict(self) -> dict[str, Any]:
-        """Return JSON-serialisable keyword arguments that rebuild these parameters."""
-        return {"cutoff": self.cutoff.todict(), "Gs": gs_todict(self.Gs), "elements": list(self.elements)}
+        """Return JSON-serialisable keyword arguments that rebuild these parameters
+        (``angular_cutoff`` only when set, so descriptors without one keep their store keys)."""
+        out = {"cutoff": self.cutoff.todict(), "Gs": gs_todict(self.Gs), "elements": list(self.elements)}
+        if self.angular_cutoff is not None:
+            out["angular_cutoff"] = self.angular_cutoff
+        return out
+
+    @property
+    def angular(self) -> Cutoff:
+        """The cutoff function of the angular functions: the cutoff's kind at ``angular_cutoff``."""
+        if self.angular_cutoff is None:
+            return self.cutoff
+        return Cutoff(self.cutoff.name, self.angular_cutoff, self.cutoff.gamma)
+
+
+def _angular_radius(value: Any, rc: float) -> float | None:
+    """Validate ``angular_cutoff`` against the cutoff radius ``rc``; None when absent or equal to ``rc``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"angular_cutoff must be a radius in Angstrom (a number), got {value!r}")
+    radius = float(value)
+    if not 0 < radius <= rc:
+        raise ValueError(
+            f"angular_cutoff must be positive and at most the cutoff radius Rc = {rc:g} Angstrom "
+            f"(the neighbour list reaches Rc), got {value!r}; raise cutoff or lower angular_cutoff"
+        )
+    return None if radius == rc else radius
 
 
 class Gaussian:
@@ -224,7 +259,7 @@ class Gaussian:
 
         self.params = params
         self.elements: tuple[str, ...] = params.elements
-        self.plan: Plan = make_plan(params.Gs, params.cutoff)
+        self.plan: Plan = make_plan(params.Gs, params.cutoff, params.angular)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -238,7 +273,8 @@ class Gaussian:
 
     def __repr__(self) -> str:
         kernel = "" if self.kernel == "numpy" else f", kernel={self.kernel!r}"
-        return f"Gaussian(cutoff={self.params.cutoff.todict()}, elements={list(self.elements)}{kernel})"
+        angular = "" if self.params.angular_cutoff is None else f", angular_cutoff={self.params.angular_cutoff:g}"
+        return f"Gaussian(cutoff={self.params.cutoff.todict()}{angular}, elements={list(self.elements)}{kernel})"
 
     def n_features(self, symbol: str) -> int:
         """Return the fingerprint length of atoms of element ``symbol``."""
@@ -347,11 +383,13 @@ class Gaussian:
         return compiled_twin(self, probe)
 
     def cost(self, atoms: Atoms) -> float:
-        """Estimate relative work: atoms plus neighbour images plus neighbour pairs."""
+        """Estimate relative work: atoms plus neighbour images plus neighbour pairs (within the angular cutoff)."""
         from amp_plugins.descriptors.gaussian._neighbors import neighbour_counts
 
         counts = neighbour_counts(atoms, self.params.cutoff.Rc).astype(np.float64)
-        return float(len(atoms) + counts.sum() + 0.5 * (counts * counts).sum())
+        inner = counts if self.params.angular_cutoff is None else \
+            neighbour_counts(atoms, self.params.angular_cutoff).astype(np.float64)
+        return float(len(atoms) + counts.sum() + 0.5 * (inner * inner).sum())
 
     def todict(self) -> dict[str, Any]:
         """Return JSON-serialisable keyword arguments: ``cutoff`` (dict), ``Gs``, ``elements``."""
@@ -364,6 +402,12 @@ class Gaussian:
         default-set shorthand), ``elements`` sorted.
         """
         cutoff = self.params.cutoff
+        if self.params.angular_cutoff is not None:
+            raise PropertyNotImplementedError(
+                f"descriptor 'gaussian' with angular_cutoff = {self.params.angular_cutoff:g} Angstrom cannot be "
+                "written as an Amp .amp file: Amp's Gaussian has one cutoff for all symmetry functions; save the "
+                "potential as amp-core JSON (Potential.save) instead"
+            )
         kwargs = {"Rc": cutoff.Rc} if cutoff.gamma is None else {"Rc": cutoff.Rc, "gamma": cutoff.gamma}
         return {
             "importname": AMP_IMPORTNAME,

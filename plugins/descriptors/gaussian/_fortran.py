@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the descriptor imports this module for its probe: keep that
 
 PACKAGE = "amp_plugins.descriptors.gaussian"
 STEM = "gaussian_kernels"
-ABI_VERSION = 4
+ABI_VERSION = 5
 ERRORS = {
     1: "a size argument is negative or inconsistent",
     2: "an atom's element code is out of range (entry {index})",
@@ -51,7 +51,7 @@ _real = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
 _i64, _f64 = ctypes.c_int64, ctypes.c_double
 ARGTYPES = [
     *(_i64, _i64, _int, _i64, _int, _int, _real),  # atoms and neighbour list
-    *(_i64, _f64, _f64),  # cutoff
+    *(_i64, _f64, _f64, _f64),  # cutoff (kind, Rc, polynomial gamma, angular Rc)
     *(_i64, _int, _int, _int, _int, _real, _real, _real, _real),  # feature table
     *(_i64, _i64, _int, _int, _real, _real, ctypes.POINTER(_i64)),  # derivatives, outputs
 ]
@@ -62,7 +62,7 @@ CALLBACK = ctypes.CFUNCTYPE(_i64, _i64, ctypes.POINTER(_i64), _i64, _i64,
                             ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))
 CONTRACT_ARGTYPES = [
     *(_i64, _i64, _int, _i64, _int, _int, _real),  # atoms and neighbour list
-    *(_i64, _f64, _f64),  # cutoff
+    *(_i64, _f64, _f64, _f64),  # cutoff (kind, Rc, polynomial gamma, angular Rc)
     *(_i64, _int, _int, _int, _int, _real, _real, _real, _real),  # feature table
     *(_i64, _i64, CALLBACK, _i64, _real, _real, _real, ctypes.POINTER(_i64)),  # batches, sets, callback, outputs
 ]

@@ -130,7 +130,7 @@ def fingerprint(
                 entry_species[idx], starts, n_species,
             )  # fmt: skip
             try:
-                chunk_values, ge = _block(element, block, cutoff, derivatives)
+                chunk_values, ge = _block(element, block, cutoff, plan.angular, derivatives)
             except SingularTriplet as exc:
                 first, second = order[idx[exc.e1]], order[idx[exc.e2]]
                 raise singular_error(neighbours, int(first), int(second), exc.zeta, exc.gamma) from None
@@ -162,7 +162,7 @@ def _gather(
 
 
 def _block(
-    plan: ElementPlan, block: Block, cutoff: Cutoff, derivatives: bool
+    plan: ElementPlan, block: Block, cutoff: Cutoff, angular: Cutoff, derivatives: bool
 ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
     n_c = len(block.starts) - 1
     values = np.zeros((n_c, plan.n_features))
@@ -170,12 +170,33 @@ def _block(
     if block.n_entries == 0:
         return values, ge
     centre = block.centre_matrix()
-    onehot = block.onehot()
     if plan.radial is not None:
         _radial(plan.radial, block, centre, values, ge)
-    if plan.angular is not None:
-        _angular(plan.angular, block, cutoff, centre, onehot, values, ge)
+    if plan.angular is None:
+        return values, ge
+    if angular.Rc == cutoff.Rc:
+        _angular(plan.angular, block, cutoff, centre, block.onehot(), values, ge)
+        return values, ge
+    inner, near = _within(block, angular, derivatives)  # the angular functions' own neighbours
+    if inner.n_entries:
+        ge_inner = None if ge is None else np.zeros((inner.n_entries, 3, plan.n_features))
+        _angular(plan.angular, inner, angular, inner.centre_matrix(), inner.onehot(), values, ge_inner)
+        if ge is not None:
+            ge[near] += ge_inner  # zero there before: the radial columns of ge_inner are zero
     return values, ge
+
+
+def _within(block: Block, cutoff: Cutoff, derivatives: bool) -> tuple[Block, NDArray[np.int64]]:
+    """The block's entries closer than ``cutoff.Rc`` (cutoff values at that radius), and their indices."""
+    near = np.flatnonzero(block.r < cutoff.Rc)
+    fc, dfc = cutoff.evaluate(block.r[near], derivatives)
+    n_c = len(block.starts) - 1
+    owner = np.repeat(np.arange(n_c), np.diff(block.starts))
+    counts = np.bincount(owner[near], minlength=n_c)
+    starts = np.zeros(len(block.starts), np.int64)
+    np.cumsum(counts, out=starts[1:])
+    inner = Block(block.vectors[near], block.r[near], fc, dfc, block.species[near], starts, block.n_species)
+    return inner, near
 
 
 def _radial(

@@ -103,14 +103,16 @@ class ElementPlan:
 
 
 def make_element_plan(
-    functions: tuple[SymmetryFunction, ...], species: tuple[str, ...], rc: float
+    functions: tuple[SymmetryFunction, ...], species: tuple[str, ...], rc: float, rc_angular: float | None = None
 ) -> ElementPlan:
     """Build the index tables of one centre element's symmetry functions.
 
     Args:
         functions: the element's symmetry functions, in fingerprint order.
         species: every symbol the descriptor knows; indices refer to this tuple.
-        rc: cutoff radius, Angstrom (eta is divided by rc^2 here).
+        rc: cutoff radius, Angstrom (the G2 eta is divided by rc^2 here).
+        rc_angular: the angular functions' cutoff radius (their eta is divided by its
+            square); None: ``rc``.
     """
     index = {s: k for k, s in enumerate(species)}
     radial: dict[tuple[float, float], int] = {}
@@ -126,6 +128,7 @@ def make_element_plan(
             a, b = sorted((index[g.elements[0]], index[g.elements[1]]))
             rows4.append((f, a, b, p))
     scale = 1.0 / (rc * rc)
+    scale_angular = scale if rc_angular is None else 1.0 / (rc_angular * rc_angular)
     radial_plan = None
     if rows2:
         keys = np.array(list(radial), dtype=np.float64).reshape(-1, 2)
@@ -136,7 +139,7 @@ def make_element_plan(
         keys = np.array(list(angular), dtype=np.float64).reshape(-1, 4)
         table = np.array(rows4, dtype=np.int64)
         angular_plan = AngularPlan(
-            keys[:, 0].astype(bool), keys[:, 1] * scale, keys[:, 2].copy(), keys[:, 3].copy(),
+            keys[:, 0].astype(bool), keys[:, 1] * scale_angular, keys[:, 2].copy(), keys[:, 3].copy(),
             table[:, 0], table[:, 1:3].copy(), table[:, 3],
         )  # fmt: skip
     return ElementPlan(len(functions), radial_plan, angular_plan)
@@ -160,7 +163,8 @@ class FeatureTable:
         types, el1, el2: (E, F) int64 type code (2, 4, 5) and neighbour element codes.
         eta, zeta, gamma, offset: (E, F) float64 parameters as given (eta not divided by
             Rc^2; offset in Angstrom; zeta and gamma 0 for G2).
-        cutoff: (kind code 1 Cosine | 2 Polynomial, Rc in Angstrom, polynomial gamma).
+        cutoff: (kind code 1 Cosine | 2 Polynomial, Rc in Angstrom, polynomial gamma, the
+            angular functions' radius in Angstrom: Rc unless the descriptor has a shorter one).
     """
 
     code: NDArray[np.int64]
@@ -172,7 +176,7 @@ class FeatureTable:
     zeta: NDArray[np.float64]
     gamma: NDArray[np.float64]
     offset: NDArray[np.float64]
-    cutoff: tuple[int, float, float]
+    cutoff: tuple[int, float, float, float]
 
     @property
     def n_features(self) -> int:
@@ -181,7 +185,7 @@ class FeatureTable:
 
 
 def make_feature_table(
-    gs: SymmetryFunctions, species: tuple[str, ...], n_centre: int, cutoff: Cutoff
+    gs: SymmetryFunctions, species: tuple[str, ...], n_centre: int, cutoff: Cutoff, angular: Cutoff | None = None
 ) -> FeatureTable:
     """Flatten the symmetry functions ``gs`` (species numbered as in ``species``) for the compiled kernel."""
     symbols = tuple(sorted(species[:n_centre])) + species[n_centre:]
@@ -201,7 +205,8 @@ def make_feature_table(
                 offset[e, f] = g.offset
             else:
                 zeta[e, f], gamma[e, f] = g.zeta, g.gamma
-    kind = (CUTOFF_CODES[cutoff.name], cutoff.Rc, 4.0 if cutoff.gamma is None else cutoff.gamma)
+    kind = (CUTOFF_CODES[cutoff.name], cutoff.Rc, 4.0 if cutoff.gamma is None else cutoff.gamma,
+            cutoff.Rc if angular is None else angular.Rc)
     codes = np.array([code[s] for s in species], dtype=np.int64)
     return FeatureTable(codes, counts, types, el1, el2, eta, zeta, gamma, offset, kind)
 
@@ -212,6 +217,8 @@ class Plan:
 
     Attributes:
         cutoff: the cutoff function (Rc in Angstrom).
+        angular: the cutoff function of the angular functions (G4, G5): ``cutoff``, or the
+            same kind at the descriptor's shorter ``angular_cutoff``.
         species: the symbols the species numbers stand for: the centre elements in ``Gs``
             order, then the elements only named as neighbours (sorted).
         n_centre: number of centre elements (species numbers below it).
@@ -224,6 +231,7 @@ class Plan:
     """
 
     cutoff: Cutoff
+    angular: Cutoff
     species: tuple[str, ...]
     n_centre: int
     elements: dict[int, ElementPlan]
@@ -251,17 +259,20 @@ class Plan:
         return species
 
 
-def make_plan(gs: SymmetryFunctions, cutoff: Cutoff) -> Plan:
-    """Prepare validated symmetry functions ``gs`` (``GaussianParams.Gs``) and ``cutoff`` for the kernels."""
+def make_plan(gs: SymmetryFunctions, cutoff: Cutoff, angular: Cutoff | None = None) -> Plan:
+    """Prepare validated symmetry functions ``gs`` (``GaussianParams.Gs``), ``cutoff`` and the angular
+    functions' cutoff ``angular`` (None: ``cutoff``; same kind, radius at most Rc) for the kernels."""
+    angular = cutoff if angular is None else angular
+    rc_angular = None if angular.Rc == cutoff.Rc else angular.Rc
     centres = tuple(symbol for symbol, _ in gs)
     referenced = {s for _, functions in gs for g in functions for s in g.elements}
     species = centres + tuple(sorted(referenced - set(centres)))
-    elements = {k: make_element_plan(functions, species, cutoff.Rc) for k, (_, functions) in enumerate(gs)}
+    elements = {k: make_element_plan(functions, species, cutoff.Rc, rc_angular) for k, (_, functions) in enumerate(gs)}
     lengths = np.zeros(len(species), dtype=np.int64)
     lengths[: len(gs)] = [len(functions) for _, functions in gs]
-    table = make_feature_table(gs, species, len(centres), cutoff)
+    table = make_feature_table(gs, species, len(centres), cutoff, angular)
     from ase.data import atomic_numbers, chemical_symbols
 
     species_of_z = np.full(len(chemical_symbols), -1, dtype=np.int64)
     species_of_z[[atomic_numbers[s] for s in centres]] = np.arange(len(centres))
-    return Plan(cutoff, species, len(centres), elements, lengths, int(lengths.max()), table, species_of_z)
+    return Plan(cutoff, angular, species, len(centres), elements, lengths, int(lengths.max()), table, species_of_z)

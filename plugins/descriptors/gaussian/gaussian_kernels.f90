@@ -23,12 +23,11 @@
 ! coefficients of dcos, d(sum r^2) and d(cutoffs)), whatever the number of functions;
 ! powers are computed once per distinct (zeta, gamma), exponentials once per eta.
 !
-! Size: one module of about 1,500 lines in two files (the one-pass contraction's routines are
-! in gaussian_contract.inc, included below, so each file stays under 1,000 lines). Its parts
-! (input checks, cutoffs, feature groups, per-centre terms) share private types and are
-! only meaningful together, and one source file keeps the bounds-checked test build a
-! single gfortran call (tests/test_gaussian_fortran.py). (The build does not see the included
-! file: after editing gaussian_contract.inc, touch this file so an editable install rebuilds.)
+! Size: one module of about 1,600 lines in two files (the one-pass contraction's routines and the
+! angular shell are in gaussian_contract.inc, included below, so each file stays under 1,000
+! lines); its parts share private types, and one source file keeps the bounds-checked test build
+! a single gfortran call (tests/test_gaussian_fortran.py). The build does not see the included
+! file: after editing gaussian_contract.inc, touch this file so an editable install rebuilds.
 module amp_gaussian_kernels
   use, intrinsic :: iso_c_binding, only: c_int64_t, c_double, c_funptr, c_f_procpointer
   implicit none
@@ -37,7 +36,7 @@ module amp_gaussian_kernels
 
   integer, parameter :: dp = c_double, ik = c_int64_t
   real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
-  integer(ik), parameter :: abi_version = 4
+  integer(ik), parameter :: abi_version = 5
 
   integer(ik), parameter :: err_shape = 1      ! a size argument is negative or inconsistent
   integer(ik), parameter :: err_element = 2    ! an atom's element code is out of range
@@ -164,6 +163,8 @@ contains
   !>   first(n_atoms+1): neighbour entries of centre i are first(i+1) .. first(i+2)-1 (0-based).
   !>   nb_atom(n_entries), nb_vec(3, n_entries): neighbour atom and vector R_j - R_i (Angstrom),
   !>     periodic images included.
+  !>   cut_kind, rc, cut_gamma, rc_angular: cutoff (1 Cosine, 2 Polynomial with exponent cut_gamma)
+  !>     at Rc; the G4/G5 functions take the same kind at rc_angular (0 < rc_angular <= Rc) instead.
   !>   nf(n_el), ftype/fel1/fel2/feta/fzeta/fgamma/foffset(nf_max, n_el): feature table; type
   !>     2, 4 or 5; element codes (fel2 unused for G2); eta, zeta, gamma, offset (Angstrom).
   !>   nb_slot(n_entries), centre_slot(n_atoms): derivative block (0-based) of each neighbour
@@ -171,12 +172,12 @@ contains
   !>   values(nf_max, n_atoms), derivs(nf_max, 3, n_pairs): outputs (overwritten).
   !> Returns 0, or an err_* code with the 0-based offending index in bad_index.
   function amp_gaussian_fingerprints(n_atoms, n_el, atom_el, n_entries, first, nb_atom, nb_vec, &
-                                     cut_kind, rc, cut_gamma, nf_max, nf, ftype, fel1, fel2, &
+                                     cut_kind, rc, cut_gamma, rc_angular, nf_max, nf, ftype, fel1, fel2, &
                                      feta, fzeta, fgamma, foffset, want_deriv, n_pairs, nb_slot, &
                                      centre_slot, values, derivs, bad_index) &
     result(status) bind(C, name="amp_gaussian_fingerprints")
     integer(ik), value :: n_atoms, n_el, n_entries, cut_kind, nf_max, want_deriv, n_pairs
-    real(dp), value :: rc, cut_gamma
+    real(dp), value :: rc, cut_gamma, rc_angular
     integer(ik), intent(in) :: atom_el(n_atoms), first(n_atoms + 1), nb_atom(n_entries)
     real(dp), intent(in) :: nb_vec(3, n_entries)
     integer(ik), intent(in) :: nf(n_el), ftype(nf_max, n_el), fel1(nf_max, n_el), fel2(nf_max, n_el)
@@ -186,9 +187,10 @@ contains
     real(dp), intent(out) :: values(nf_max, n_atoms), derivs(nf_max, 3, n_pairs)
     integer(ik), intent(out) :: bad_index
     integer(ik) :: status
-    type(cutoff_t) :: cut
+    type(cutoff_t) :: cut, cut_a
     type(groups_t) :: groups
-    type(shell_t) :: shell
+    type(shell_t), target :: shell, shell_a
+    type(shell_t), pointer :: sa
     type(batch_t) :: batch
     type(tri_t) :: tri
     logical :: deriv, folded
@@ -200,12 +202,14 @@ contains
     if (status == 0) status = check_atoms(n_atoms, n_el, n_entries, atom_el, nb_atom, bad_index)
     if (status == 0) status = check_table(n_el, nf_max, nf, ftype, fel1, fel2, bad_index)
     if (status == 0 .and. deriv) status = check_slots(n_pairs, nb_slot, centre_slot, bad_index)
-    if (status == 0) status = make_cutoff(cut_kind, rc, cut_gamma, cut)
+    if (status == 0) status = make_cutoffs(cut_kind, rc, cut_gamma, rc_angular, cut, cut_a)
     if (status /= 0) return
 
     status = build_groups(int(n_el), int(nf_max), nf, ftype, fel1, fel2, feta, fzeta, fgamma, foffset, groups)
     if (status == 0) status = allocate_shell(largest_shell(n_atoms, first), int(nf_max), int(n_el), &
                                              deriv, shell, batch)
+    if (status == 0) status = angular_shell(cut, cut_a, largest_shell(n_atoms, first), int(nf_max), int(n_el), &
+                                            deriv, shell, shell_a, sa)
     ! wide groups: the angular values of contract_folded (same numbers from every routine)
     folded = groups%largest_angular > fold_min
     if (status == 0 .and. folded) status = allocate_tri(largest_shell(n_atoms, first), groups, 1, 1, &
@@ -218,21 +222,23 @@ contains
                             deriv, deriv, shell, bad_index)
       if (status /= 0) return
       call radial(int(atom_el(i)) + 1, shell, groups, cut%rc, deriv, values(:, i))
+      if (.not. associated(sa, shell)) call inner_shell(shell, cut_a, deriv, sa)
       if (folded) then
         if (deriv) then  ! derivatives only: its values are discarded
           tri%grad(:, 1, 1) = 0
-          call angular(int(atom_el(i)) + 1, shell, groups, cut, .true., tri%grad(:, 1, 1), batch)
+          call angular(int(atom_el(i)) + 1, sa, groups, cut_a, .true., tri%grad(:, 1, 1), batch)
         end if
-        call angular_pass(int(atom_el(i)) + 1, shell, groups, cut, .false., values(:, i), tri%grad(:, 1, :), tri)
+        call angular_pass(int(atom_el(i)) + 1, sa, groups, cut_a, .false., values(:, i), tri%grad(:, 1, :), tri)
       else
-        call angular(int(atom_el(i)) + 1, shell, groups, cut, deriv, values(:, i), batch)
+        call angular(int(atom_el(i)) + 1, sa, groups, cut_a, deriv, values(:, i), batch)
       end if
-      if (shell%bad_j >= 0) then
+      if (sa%bad_j >= 0) then
         status = err_singular
-        bad_index = shell%bad_j * n_entries + shell%bad_k
+        bad_index = sa%bad_j * n_entries + sa%bad_k
         return
       end if
       if (deriv) call scatter(shell, centre_slot(i) + 1, derivs)
+      if (deriv .and. .not. associated(sa, shell)) call scatter(sa, centre_slot(i) + 1, derivs)
     end do
   end function amp_gaussian_fingerprints
 
@@ -247,12 +253,12 @@ contains
   !> Arguments as amp_gaussian_fingerprints; returns 0 or an err_* code (err_callback when
   !> the callback returned non-zero; bad_index is then the first row of the batch).
   function amp_gaussian_contract(n_atoms, n_el, atom_el, n_entries, first, nb_atom, nb_vec, &
-                                 cut_kind, rc, cut_gamma, nf_max, nf, ftype, fel1, fel2, &
+                                 cut_kind, rc, cut_gamma, rc_angular, nf_max, nf, ftype, fel1, fel2, &
                                  feta, fzeta, fgamma, foffset, batch_size, n_sets, callback, want_virial, &
                                  values, de_dr, virial, bad_index) &
     result(status) bind(C, name="amp_gaussian_contract")
     integer(ik), value :: n_atoms, n_el, n_entries, cut_kind, nf_max, batch_size, n_sets, want_virial
-    real(dp), value :: rc, cut_gamma
+    real(dp), value :: rc, cut_gamma, rc_angular
     type(c_funptr), value :: callback
     integer(ik), intent(in) :: atom_el(n_atoms), first(n_atoms + 1), nb_atom(n_entries)
     real(dp), intent(in) :: nb_vec(3, n_entries)
@@ -263,7 +269,7 @@ contains
     integer(ik), intent(out) :: bad_index
     integer(ik) :: status
     procedure(gradient_callback), pointer :: gradient
-    type(cutoff_t) :: cut
+    type(cutoff_t) :: cut, cut_a
     type(groups_t) :: groups
 
     bad_index = -1
@@ -271,7 +277,7 @@ contains
     if (status == 0 .and. (batch_size < 1 .or. n_sets < 1)) status = err_shape
     if (status == 0) status = check_atoms(n_atoms, n_el, n_entries, atom_el, nb_atom, bad_index)
     if (status == 0) status = check_table(n_el, nf_max, nf, ftype, fel1, fel2, bad_index)
-    if (status == 0) status = make_cutoff(cut_kind, rc, cut_gamma, cut)
+    if (status == 0) status = make_cutoffs(cut_kind, rc, cut_gamma, rc_angular, cut, cut_a)
     if (status /= 0) return
     call c_f_procpointer(callback, gradient)
     status = build_groups(int(n_el), int(nf_max), nf, ftype, fel1, fel2, feta, fzeta, fgamma, foffset, groups)
@@ -279,7 +285,7 @@ contains
     values = 0
     de_dr = 0
     virial = 0
-    status = contract_folded(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, groups, nf_max, &
+    status = contract_folded(n_atoms, atom_el, n_entries, first, nb_atom, nb_vec, cut, cut_a, groups, nf_max, &
                              batch_size, n_sets, gradient, want_virial /= 0, values, de_dr, virial, bad_index)
   end function amp_gaussian_contract
 
