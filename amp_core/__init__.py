@@ -19,6 +19,7 @@ from amp_core.errors import (
     PluginError,
     PropertyNotImplementedError,
     RunError,
+    SlowKernelWarning,
     UnknownPluginError,
     UsageError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Descriptor",
     "DescriptorEntry",
     "ExtrapolationWarning",
+    "SlowKernelWarning",
     "FileReader",
     "ImageFingerprints",
     "LossParts",

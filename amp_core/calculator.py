@@ -16,7 +16,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes, equal
 
 from amp_core.ensemble import Ensemble, members_of
-from amp_core.errors import AmpError, ExtrapolationWarning, ModelFileError, PropertyNotImplementedError
+from amp_core.errors import (
+    AmpError,
+    ExtrapolationWarning,
+    ModelFileError,
+    PropertyNotImplementedError,
+    SlowKernelWarning,
+)
 from amp_core.extrapolation import ContactList, TrainingRange
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
@@ -376,9 +382,10 @@ class Potential(Calculator):
         if self.compiled is not False and COMPILED in self.descriptor.implemented:
             try:
                 chosen = self.descriptor.compiled()
-            except PropertyNotImplementedError:
+            except PropertyNotImplementedError as exc:
                 if self.compiled:
                     raise
+                _slow_kernel(self.descriptor.name, exc)
         self._fast = (self.descriptor, chosen)
         return chosen
 
@@ -587,3 +594,18 @@ def _load_foreign(path: Path, text: str, manager: PluginManager, error: Exceptio
         f"{path} is not an amp-core potential file (not valid JSON: {error}) and no installed model plugin "
         f"reads its format (readers: {', '.join(formats) or 'none'})"
     )
+
+
+_WARNED_SLOW: set[str] = set()
+"""Descriptors whose missing compiled kernels were already reported in this process."""
+
+
+def _slow_kernel(name: str, reason: Exception) -> None:
+    """Warn once per process and descriptor that force calls run numpy (the compiled kernels are missing)."""
+    if name in _WARNED_SLOW:
+        return
+    _WARNED_SLOW.add(name)
+    warnings.warn(SlowKernelWarning(
+        f"descriptor {name!r}: force calls run the numpy kernels, several times slower than the compiled ones, "
+        f"which are not available here ({reason}); Potential(..., compiled=False) chooses numpy without this "
+        "warning"), stacklevel=4)

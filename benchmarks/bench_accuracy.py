@@ -17,7 +17,7 @@ accuracy). A learning-curve PNG (validation RMSE against time) is written when m
 is installed (``pip install ".[plot]"``).
 
 Run: ``python benchmarks/bench_accuracy.py [--sets Mo Ge PtCu] [--max-time 600]
-[--configs defaults amp] [--optimizers bfgs cg ekf lbfgs:maxcor=50] [--out bench-accuracy]``
+[--configs defaults amp angular:5.0] [--optimizers bfgs cg ekf lbfgs:maxcor=50] [--out bench-accuracy]``
 (an optimiser's settings after a colon, as ``[training.optimizer_options]`` takes them). Each run takes
 ``--max-time`` seconds plus set-up; the full table takes about an hour on 2 cores.
 """
@@ -47,8 +47,8 @@ PUBLISHED = {
 
 
 def config(elements: list[str], train: Path, kind: str, max_time: float, directory: Path) -> str:
-    """Return the TOML text of one run (``kind``: defaults, amp, or an optimiser name with optional
-    settings, ``"lbfgs:maxcor=50"``)."""
+    """Return the TOML text of one run (``kind``: defaults, amp, ``"angular:5.0"`` (the defaults with that
+    ``angular_cutoff``), or an optimiser name with optional settings, ``"lbfgs:maxcor=50"``)."""
     descriptor = f'name = "gaussian"\nelements = {json.dumps(elements)}\n'
     model = 'name = "neuralnetwork"\n'
     training = f"max_time = {max_time}\ndirectory = \"{directory}\"\n"
@@ -56,6 +56,8 @@ def config(elements: list[str], train: Path, kind: str, max_time: float, directo
         descriptor += 'preset = "amp"\n'
         model += "hiddenlayers = [5, 5]\n"
         training += 'optimizer = "lbfgs"\nforce_coefficient = 0.04\n'
+    elif kind.startswith("angular:"):  # the defaults with a shorter cutoff radius of the angular functions
+        descriptor += f"angular_cutoff = {float(kind.partition(':')[2])}\n"
     elif kind != "defaults":  # an optimiser, with options as "name:key=value,key=value"
         name, _, options = kind.partition(":")
         training += f'optimizer = "{name}"\n'

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from amp_core import Potential, PropertyNotImplementedError, create_descriptor, create_model, evaluate_loss
+import amp_core.calculator as calculator
+from amp_core import (
+    Potential,
+    PropertyNotImplementedError,
+    SlowKernelWarning,
+    create_descriptor,
+    create_model,
+    evaluate_loss,
+)
+from amp_plugins.descriptors.gaussian import Gaussian
 from amp_plugins.descriptors.gaussian._fortran import probe
 
 requires_kernels = pytest.mark.skipif(probe() is not None, reason=f"Fortran kernels not built: {probe()}")
@@ -55,3 +66,26 @@ def test_compiled_true_without_kernels_is_an_error(slab_images):
         atoms.get_potential_energy()
     potential.compiled = None  # when available: numpy here
     assert potential.kernel == "numpy" and np.isfinite(atoms.get_potential_energy())
+
+
+def test_numpy_fallback_is_reported_once_and_never_when_chosen(slab_images, monkeypatch):
+    def missing(self):
+        raise PropertyNotImplementedError("the gaussian kernel was not built (install gfortran)")
+
+    monkeypatch.setattr(Gaussian, "compiled", missing)
+    monkeypatch.setattr(calculator, "_WARNED_SLOW", set())
+    automatic, chosen = _trained(None, slab_images), _trained(False, slab_images)
+    with pytest.warns(SlowKernelWarning, match=r"numpy kernels.*install gfortran.*compiled=False") as caught:
+        assert automatic.kernel == "numpy"
+        atoms = slab_images[5].copy()
+        atoms.calc = automatic
+        atoms.get_forces()
+        again = _trained(None, slab_images)
+        assert again.kernel == "numpy"
+    assert len([w for w in caught if w.category is SlowKernelWarning]) == 1  # once per process and descriptor
+    monkeypatch.setattr(calculator, "_WARNED_SLOW", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowKernelWarning)
+        assert chosen.kernel == "numpy"  # compiled=False: asked for, so no warning
+        with pytest.raises(PropertyNotImplementedError, match="not built"):
+            assert _trained(True, slab_images).kernel  # compiled=True: an error, as before
