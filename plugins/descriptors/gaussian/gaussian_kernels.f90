@@ -410,21 +410,6 @@ contains
     end if
   end function make_cutoff
 
-  !> Cutoff value fc(r) and its derivative dfc/dr (1/Angstrom); both 0 for r >= Rc.
-  pure subroutine cutoff_value(cut, r, fc, dfc)
-    type(cutoff_t), intent(in) :: cut
-    real(dp), intent(in) :: r
-    real(dp), intent(out) :: fc, dfc
-    fc = 0
-    dfc = 0
-    if (r >= cut%rc) return
-    if (cut%kind == cut_cosine) then
-      call cosine_cutoff(r, cut%rc, fc, dfc)
-    else
-      call polynomial_cutoff(cut, r, fc, dfc)
-    end if
-  end subroutine cutoff_value
-
   !> Cosine cutoff 0.5 (cos(pi r / Rc) + 1) = cos(phi)^2, phi = pi r / (2 Rc), for 0 <= r < Rc.
   !> With v = phi - pi/4 in [-pi/4, pi/4): cos(phi) = (cos v - sin v) / sqrt(2) and
   !> sin(2 phi) = cos v^2 - sin v^2, from Taylor series (truncation error below 1e-16);
@@ -663,10 +648,10 @@ contains
       end if
       s%r(n) = sqrt(s%r2(n))
       s%inv_r(n) = 1 / s%r(n)
-      call cutoff_value(cut, s%r(n), s%fc(n), s%dfc(n))
       if (slots) s%slot(n) = nb_slot(q) + 1
       s%entry(n) = q - 1
     end do
+    call shell_cutoffs(cut, s%n, s%r, s%fc, s%dfc)
     do b = size(s%seg), 2, -1
       s%seg(b) = s%seg(b - 1)
     end do
