@@ -19,7 +19,6 @@ from amp_core.errors import (
     PluginError,
     PropertyNotImplementedError,
     RunError,
-    SlowKernelWarning,
     UnknownPluginError,
     UsageError,
 )
@@ -45,7 +44,6 @@ __all__ = [
     "Descriptor",
     "DescriptorEntry",
     "ExtrapolationWarning",
-    "SlowKernelWarning",
     "FileReader",
     "ImageFingerprints",
     "LossParts",

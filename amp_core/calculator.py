@@ -16,13 +16,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes, equal
 
 from amp_core.ensemble import Ensemble, members_of
-from amp_core.errors import (
-    AmpError,
-    ExtrapolationWarning,
-    ModelFileError,
-    PropertyNotImplementedError,
-    SlowKernelWarning,
-)
+from amp_core.errors import AmpError, ExtrapolationWarning, ModelFileError, PropertyNotImplementedError
 from amp_core.extrapolation import ContactList, TrainingRange
 from amp_core.images import check_elements, check_structure
 from amp_core.manager import PluginManager, resolve
@@ -601,11 +595,13 @@ _WARNED_SLOW: set[str] = set()
 
 
 def _slow_kernel(name: str, reason: Exception) -> None:
-    """Warn once per process and descriptor that force calls run numpy (the compiled kernels are missing)."""
+    """Say once per process and descriptor (logger ``amp_core``, WARNING: on stderr unless logging is
+    configured otherwise) that force calls run numpy because the compiled kernels are missing. A log
+    record, not a Python warning, so code that turns warnings into errors around MD still runs."""
     if name in _WARNED_SLOW:
         return
     _WARNED_SLOW.add(name)
-    warnings.warn(SlowKernelWarning(
-        f"descriptor {name!r}: force calls run the numpy kernels, several times slower than the compiled ones, "
-        f"which are not available here ({reason}); Potential(..., compiled=False) chooses numpy without this "
-        "warning"), stacklevel=4)
+    logging.getLogger("amp_core").warning(
+        "descriptor %r: force calls run the numpy kernels, several times slower than the compiled ones, "
+        "which are not available here (%s); Potential(..., compiled=False) chooses numpy without this "
+        "message", name, reason)

@@ -81,10 +81,5 @@ class AmpPluginWarning(UserWarning):
     """Warned when a third-party plugin fails to load and the run goes on without it."""
 
 
-class SlowKernelWarning(UserWarning):
-    """Warned once per descriptor when a potential's force calls run numpy because the compiled kernels
-    are not built here (several times slower; ``Potential(..., compiled=False)`` asks for numpy silently)."""
-
-
 class ExtrapolationWarning(UserWarning):
     """Warned (rate-limited) when a potential evaluates atoms outside the range of its training data."""
