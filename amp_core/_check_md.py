@@ -9,13 +9,18 @@ differences of a homogeneously strained cell).
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from amp_core.protocols import CONTRACT, FINGERPRINT_DERIVATIVES, NEIGHBOUR_LIST, STRAIN_DERIVATIVES
+from amp_core.protocols import (
+    CONTRACT,
+    FINGERPRINT_DERIVATIVES,
+    NEIGHBOUR_LIST,
+    STRAIN_DERIVATIVES,
+    takes_sets,
+)
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -51,7 +56,7 @@ def check_md(descriptor: Any, atoms: Atoms, values: NDArray[np.float64], where: 
     if virial:
         close(np.asarray(result.virial), _strain_derivative(descriptor, atoms, weights, step), atol, rtol,
               f"{where}: contract() virial versus central finite differences of a strained cell (step {step})")
-    if "sets" in inspect.signature(descriptor.contract).parameters:
+    if takes_sets(descriptor):
         _sets(descriptor, atoms, weights, result, virial, where, atol, rtol, close)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from amp_core.protocols import (
     NEIGHBOUR_LIST,
     STRAIN_DERIVATIVES,
     Contraction,
+    takes_sets,
 )
 from amp_core.store import write_json
 
@@ -256,7 +256,7 @@ class Potential(Calculator):
         numbers = np.asarray(atoms.numbers)
         members = members_of(self.model)
         models = members if members is not None else [self.model]
-        if members is not None and _takes_sets(descriptor):
+        if members is not None and takes_sets(descriptor):
             answers = self._sets_pass(descriptor, models, atoms, numbers, stress)
         else:
             answers = [self._one_pass(descriptor, model, atoms, numbers, stress) for model in models]
@@ -441,14 +441,6 @@ class Potential(Calculator):
                 f"an ensemble of {len(members)} members has no Amp counterpart: save one member, e.g. "
                 "Potential(potential.descriptor, potential.model.members[0]).save_amp(path)")
         return save_amp(self.descriptor, self.model, path)
-
-
-def _takes_sets(descriptor: Any) -> bool:
-    """Whether the descriptor's ``contract`` takes ``sets`` (several sets of dE/dG in one pass)."""
-    try:
-        return "sets" in inspect.signature(descriptor.contract).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _same(a: Any, b: Any, tol: float) -> bool:

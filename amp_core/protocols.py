@@ -7,6 +7,7 @@ is a descriptor, model or backend. Capabilities are declared in ``implemented``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -190,6 +191,16 @@ class Contracting(Protocol):
         with it as with a fresh list, to round-off).
         """
         ...
+
+
+def takes_sets(descriptor: Any) -> bool:
+    """Whether ``descriptor.contract`` takes the optional keyword ``sets`` (several sets of dE/dG in one
+    pass, an ensemble's members: ``gradient`` then answers (sets, B, F), forces and virial gain a
+    leading sets axis)."""
+    try:
+        return "sets" in inspect.signature(descriptor.contract).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @runtime_checkable
