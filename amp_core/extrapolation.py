@@ -272,9 +272,10 @@ class TrainingRange:
 class ContactList:
     """The pairs within ``radius + skin`` (Angstrom) of a structure, to find close contacts at every MD step.
 
-    Built once at some positions; :meth:`pairs` then gives the pairs within ``radius`` from
-    the current positions while no atom moved more than ``skin / 2`` and cell, pbc and
-    numbers are unchanged (the caller checks, as for a descriptor's neighbour list).
+    Built once at some positions; its candidate pairs (``i``, ``j``) then hold every pair within
+    ``radius`` of the current positions (their :meth:`distances`) while no atom moved more than
+    ``skin / 2`` and cell, pbc and numbers are unchanged (the caller checks, as for a
+    descriptor's neighbour list).
 
     Args:
         positions: (n_atoms, 3) float64 Angstrom; cell: (3, 3) float64; pbc: (3,) bool.
@@ -287,7 +288,6 @@ class ContactList:
         self.radius, self.skin = float(radius), float(skin)
         self.i, self.j, shift = _pairs(positions, cell, pbc, self.radius + self.skin, shifts=True)
         self.offsets = shift @ np.asarray(cell, dtype=np.float64)
-
         self._limits: tuple[Any, bytes, NDArray[np.float64]] | None = None
 
     def distances(self, atoms: Any) -> NDArray[np.float64]:
@@ -298,12 +298,6 @@ class ContactList:
         vectors -= np.take(positions, self.i, axis=0)
         distances: NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
         return distances
-
-    def pairs(self, atoms: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-        """Every pair (i, j, distance) closer than :attr:`radius` now, each once."""
-        d = self.distances(atoms)
-        keep = np.flatnonzero(d < self.radius)
-        return self.i.take(keep), self.j.take(keep), d.take(keep)
 
     def limits(self, table: NDArray[np.float64], numbers: NDArray[Any]) -> NDArray[np.float64]:
         """``table[numbers[i], numbers[j]]`` of every candidate pair, kept for the last table and numbers."""

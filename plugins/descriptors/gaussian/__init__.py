@@ -43,7 +43,7 @@ from amp_core.protocols import (
     GradientCallback,
 )
 from amp_plugins.descriptors.gaussian._fortran import probe  # the library loads only when called
-from amp_plugins.descriptors.gaussian._params import Cutoff, gs_todict, parse_gs
+from amp_plugins.descriptors.gaussian._params import Cutoff, _number, gs_todict, parse_gs
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -230,9 +230,7 @@ def _angular_radius(value: Any, rc: float) -> float | None:
     """Validate ``angular_cutoff`` against the cutoff radius ``rc``; None when absent or equal to ``rc``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"angular_cutoff must be a radius in Angstrom (a number), got {value!r}")
-    radius = float(value)
+    radius = _number(value, "angular_cutoff (a radius in Angstrom)")
     if not 0 < radius <= rc:
         raise ValueError(
             f"angular_cutoff must be positive and at most the cutoff radius Rc = {rc:g} Angstrom "

@@ -189,13 +189,14 @@ def _block(
 def _within(block: Block, cutoff: Cutoff, derivatives: bool) -> tuple[Block, NDArray[np.int64]]:
     """The block's entries closer than ``cutoff.Rc`` (cutoff values at that radius), and their indices."""
     near = np.flatnonzero(block.r < cutoff.Rc)
-    fc, dfc = cutoff.evaluate(block.r[near], derivatives)
+    r = block.r[near]
+    fc, dfc = cutoff.evaluate(r, derivatives)
     n_c = len(block.starts) - 1
     owner = np.repeat(np.arange(n_c), np.diff(block.starts))
     counts = np.bincount(owner[near], minlength=n_c)
     starts = np.zeros(len(block.starts), np.int64)
     np.cumsum(counts, out=starts[1:])
-    inner = Block(block.vectors[near], block.r[near], fc, dfc, block.species[near], starts, block.n_species)
+    inner = Block(block.vectors[near], r, fc, dfc, block.species[near], starts, block.n_species)
     return inner, near
 
 
