@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from amp_core.errors import ExtrapolationWarning
 from amp_core.images import load_dataset
+from amp_core.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,13 @@ class FileErrors:
     force_spearman: float | None = None
 
 
-def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
-    """Predict every image of ``source`` (a file, ``file@slice`` allowed) with ``potential``; return the errors."""
+def file_errors(potential: Any, source: str, forces: bool, progress: bool | None = None) -> FileErrors:
+    """Predict every image of ``source`` (a file, ``file@slice`` allowed) with ``potential``; return the errors.
+
+    ``progress``: show a progress line on stderr (``None``: when stderr is a terminal).
+    """
     data = load_dataset(source, forces=forces)
+    shown = Progress(f"predicting {Path(source).name}", len(data), enabled=progress)
     energy, force_sq, force_abs, force_max, components = [], [], 0.0, 0.0, 0
     flagged: int | None = None
     spreads: dict[str, list[Any]] = {"energy": [], "energy_error": [], "forces": [], "force_error": []}
@@ -71,6 +77,7 @@ def file_errors(potential: Any, source: str, forces: bool) -> FileErrors:
             if "forces_std" in potential.results:
                 spreads["forces"].append(potential.results["forces_std"])
                 spreads["force_error"].append(np.linalg.norm(error, axis=1))
+        shown(len(energy))
     e = np.abs(np.array(energy))
     values: dict[str, Any] = {"energy_mae": float(e.mean()), "energy_rmse": float(np.sqrt(np.mean(e**2))),
                               "energy_max": float(e.max())}

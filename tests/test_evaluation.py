@@ -63,3 +63,12 @@ def test_amp_evaluate_prints_a_row_per_file(saved):
     assert lines[0].split()[:4] == ["file", "images", "atoms", "E"]
     assert lines[1].split()[1:3] == ["4", "144"] and lines[2].split()[1:3] == ["2", "72"]
     assert lines[3].startswith("energy RMSE") and lines[4].startswith("force  RMSE")
+
+
+def test_the_prediction_stage_shows_progress_on_a_terminal(saved, capsys):
+    potential, _ = saved
+    file_errors(potential, f"{DATA / 'ptcu-validation.xyz'}@0:3", forces=True, progress=True)
+    err = capsys.readouterr().err
+    assert "predicting ptcu-validation.xyz@0:3: 3/3 images" in err
+    file_errors(potential, f"{DATA / 'ptcu-validation.xyz'}@0:3", forces=True, progress=False)
+    assert capsys.readouterr().err == ""
