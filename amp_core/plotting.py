@@ -83,20 +83,23 @@ def parity_plot(model: str | os.PathLike[str], data: Sequence[str], output: str 
     """Plot predicted against reference energies per atom (and forces); return the PNG path."""
     from amp_core.calculator import load
     from amp_core.images import load_dataset
+    from amp_core.progress import Progress
 
     plt = _pyplot()
     potential = load(model)
     forces = "forces" in potential.implemented_properties
     dataset = load_dataset(list(data), forces=forces)
+    shown = Progress("predicting", len(dataset))
     e_ref, e_pred, f_ref, f_pred = [], [], [], []
     for atoms, (energy, ref_forces) in zip(dataset.images, dataset.targets):
         atoms = atoms.copy()
         atoms.calc = potential
+        if forces and ref_forces is not None:  # first: one pass gives the energy too; fixed atoms as trained
+            f_ref.append(ref_forces.ravel())
+            f_pred.append(atoms.get_forces(apply_constraint=False).ravel())
         e_ref.append(energy / len(atoms))
         e_pred.append(atoms.get_potential_energy() / len(atoms))
-        if forces and ref_forces is not None:
-            f_ref.append(ref_forces.ravel())
-            f_pred.append(atoms.get_forces().ravel())
+        shown(len(e_pred))
     panels = [("energy (eV/atom)", np.array(e_ref), np.array(e_pred))]
     if f_ref:
         panels.append(("force (eV/A)", np.concatenate(f_ref), np.concatenate(f_pred)))

@@ -72,3 +72,21 @@ def test_the_prediction_stage_shows_progress_on_a_terminal(saved, capsys):
     assert "predicting ptcu-validation.xyz@0:3: 3/3 images" in err
     file_errors(potential, f"{DATA / 'ptcu-validation.xyz'}@0:3", forces=True, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_the_parity_plot_computes_each_image_once(saved, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from amp_core.plotting import parity_plot
+
+    _, path = saved
+    asked = []
+    original = Potential.calculate
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        asked.append(tuple(properties))
+        return original(self, atoms, properties, system_changes)
+
+    monkeypatch.setattr(Potential, "calculate", calculate)
+    out = parity_plot(path, [f"{DATA / 'ptcu-validation.xyz'}@0:3"], str(tmp_path / "p.png"))
+    assert asked == [("forces",)] * 3  # the energy comes from the same pass
+    assert out.stat().st_size > 1000
