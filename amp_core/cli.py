@@ -258,7 +258,9 @@ def check_cores_option(cores: int, backend: str, where: str) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from amp_core import create_backend, evaluate_loss, load
     from amp_core.chunks import oversubscription
+    from amp_core.ensemble import members_of
     from amp_core.errors import DataError
+    from amp_core.evaluation import file_errors, summary, table
 
     potential = load(args.model)
     forces = not args.no_forces and "forces" in potential.implemented_properties
@@ -268,8 +270,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     warning = oversubscription(backend.cores)
     if warning:
         print(f"amp evaluate: {warning}", file=sys.stderr)
-    try:
-        result = evaluate_loss(args.data, potential, backend, forces=forces)
+    result = None
+    try:  # the calculator in this process (one pass per image); the backend only for an ensemble's members
+        rows = [file_errors(potential, source, forces) for source in args.data]
+        if members_of(potential.model) is not None:  # each member's errors: the loss pipeline has them
+            result = evaluate_loss(args.data, potential, backend, forces=forces)
     except DataError as exc:
         if exc.missing != "forces":
             raise
@@ -278,19 +283,18 @@ def _evaluate(args: argparse.Namespace) -> int:
                         origin=exc.origin, missing="forces") from exc
     finally:
         backend.close()
-    from amp_core.evaluation import file_errors, table
-
-    for line in table([file_errors(potential, source, forces) for source in args.data]):
+    for line in table(rows):
         print(line)
-    if result.members:  # the table has the ensemble mean's errors; these lines are the members'
+    if result is not None and result.members:  # the table has the ensemble mean's errors; these the members'
         print(f"members: {len(result.members)}; each member's energy RMSE (eV/atom): "
               + " ".join(f"{m.energy_rmse:.4e}" for m in result.members))
         if forces:
             print("each member's force RMSE (eV/A): " + " ".join(f"{m.force_rmse:.4e}" for m in result.members))
         return 0
-    print(f"energy RMSE {result.energy_rmse:.6e} eV/atom   max |dE|/N {result.energy_maxresid:.6e} eV/atom")
+    total = summary(rows)
+    print(f"energy RMSE {total.energy_rmse:.6e} eV/atom   max |dE|/N {total.energy_max:.6e} eV/atom")
     if forces:
-        print(f"force  RMSE {result.force_rmse:.6e} eV/A      max |dF|   {result.force_maxresid:.6e} eV/A")
+        print(f"force  RMSE {total.force_rmse:.6e} eV/A      max |dF|   {total.force_max:.6e} eV/A")
     return 0
 
 

@@ -92,6 +92,23 @@ def file_errors(potential: Any, source: str, forces: bool, progress: bool | None
     return FileErrors(source, len(data), n_atoms, **values)
 
 
+def summary(rows: list[FileErrors]) -> FileErrors:
+    """The errors of ``rows`` (files) taken together: RMSEs over all their images (as the loss
+    pipeline's: per image, the force term each image's mean squared component error), MAEs over
+    all images (energies) and components (forces), the largest errors."""
+    images = sum(r.images for r in rows)
+    values: dict[str, Any] = {
+        "energy_mae": sum(r.energy_mae * r.images for r in rows) / images,
+        "energy_rmse": float(np.sqrt(sum(r.energy_rmse**2 * r.images for r in rows) / images)),
+        "energy_max": max(r.energy_max for r in rows)}
+    if all(r.force_rmse is not None for r in rows):
+        components = [3 * r.atoms for r in rows]
+        values.update(force_mae=sum(float(r.force_mae or 0) * n for r, n in zip(rows, components)) / sum(components),
+                      force_rmse=float(np.sqrt(sum(float(r.force_rmse or 0)**2 * r.images for r in rows) / images)),
+                      force_max=max(float(r.force_max or 0) for r in rows))
+    return FileErrors("all", images, sum(r.atoms for r in rows), **values)
+
+
 def spearman(spread: Any, error: Any) -> float | None:
     """Spearman rank correlation of ``spread`` and ``error`` (``None`` below 3 values or when either is constant)."""
     from scipy.stats import spearmanr

@@ -90,3 +90,22 @@ def test_the_parity_plot_computes_each_image_once(saved, monkeypatch, tmp_path):
     out = parity_plot(path, [f"{DATA / 'ptcu-validation.xyz'}@0:3"], str(tmp_path / "p.png"))
     assert asked == [("forces",)] * 3  # the energy comes from the same pass
     assert out.stat().st_size > 1000
+
+
+def test_amp_evaluate_summary_equals_the_loss_pipeline_without_running_it(saved, monkeypatch, capsys):
+    import amp_core
+    from amp_core.cli import main
+
+    potential, path = saved
+    sources = [f"{DATA / 'ptcu-validation.xyz'}@0:4", f"{DATA / 'ptcu-train.xyz'}@0:2"]
+    reference = evaluate_loss(sources, potential, forces=True)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a single model's amp evaluate needs no loss-pipeline pass")
+
+    monkeypatch.setattr(amp_core, "evaluate_loss", forbidden)
+    assert main(["evaluate", str(path), *sources]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3] == (f"energy RMSE {reference.energy_rmse:.6e} eV/atom   "
+                        f"max |dE|/N {reference.energy_maxresid:.6e} eV/atom")
+    assert lines[4] == f"force  RMSE {reference.force_rmse:.6e} eV/A      max |dF|   {reference.force_maxresid:.6e} eV/A"
