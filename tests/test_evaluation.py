@@ -109,3 +109,30 @@ def test_amp_evaluate_summary_equals_the_loss_pipeline_without_running_it(saved,
     assert lines[3] == (f"energy RMSE {reference.energy_rmse:.6e} eV/atom   "
                         f"max |dE|/N {reference.energy_maxresid:.6e} eV/atom")
     assert lines[4] == f"force  RMSE {reference.force_rmse:.6e} eV/A      max |dF|   {reference.force_maxresid:.6e} eV/A"
+
+
+def test_the_summary_of_two_files_equals_the_errors_of_one_file_holding_both(saved, tmp_path):
+    from ase.io import read, write
+
+    from amp_core.evaluation import summary
+
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    potential, _ = saved
+    small = []  # 8-atom cells beside the 36-atom slabs: per-image and per-atom weights differ
+    for seed in range(3):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 1, 1))
+        atoms.symbols[::3] = "Pt"
+        atoms.rattle(0.1, seed=seed)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        small.append(atoms)
+    write(tmp_path / "small.xyz", small)
+    first, second = f"{DATA / 'ptcu-validation.xyz'}@0:4", str(tmp_path / "small.xyz")
+    write(tmp_path / "both.xyz", read(DATA / "ptcu-validation.xyz", ":4") + small)
+    together = summary([file_errors(potential, first, True), file_errors(potential, second, True)])
+    one = file_errors(potential, str(tmp_path / "both.xyz"), True)
+    assert (together.images, together.atoms) == (one.images, one.atoms) == (7, 4 * 36 + 3 * 8)
+    for key in ("energy_mae", "energy_rmse", "energy_max", "force_mae", "force_rmse", "force_max"):
+        assert getattr(together, key) == pytest.approx(getattr(one, key), rel=1e-12), key
