@@ -112,12 +112,11 @@ def test_amp_evaluate_summary_equals_the_loss_pipeline_without_running_it(saved,
 
 
 def test_the_summary_of_two_files_equals_the_errors_of_one_file_holding_both(saved, tmp_path):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
     from ase.io import read, write
 
     from amp_core.evaluation import summary
-
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
 
     potential, _ = saved
     small = []  # 8-atom cells beside the 36-atom slabs: per-image and per-atom weights differ
