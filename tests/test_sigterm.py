@@ -59,9 +59,11 @@ def test_sigterm_during_fingerprinting_keeps_every_finished_entry(tmp_path, many
 
 def test_sigterm_during_evaluate_leaves_no_temporary_folder(tmp_path, many, slab_images):
     from amp_core import Potential, create_descriptor, create_model, evaluate_loss
+    from amp_core.ensemble import Ensemble
 
-    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]),
-                          create_model("neuralnetwork", hiddenlayers=(3,)))
+    # an ensemble: its members' errors come from the loss pipeline, with its temporary store
+    members = [create_model("neuralnetwork", hiddenlayers=(3,), seed=seed) for seed in (1, 2)]
+    potential = Potential(create_descriptor("gaussian", elements=["Cu", "Pt"]), Ensemble(members))
     evaluate_loss(slab_images[:2], potential)
     model = potential.save(tmp_path / "potential.json")
     scratch = tmp_path / "scratch"
