@@ -36,16 +36,22 @@ def test_file_rmse_matches_the_loss_pipeline(saved):
     assert errors.force_mae <= errors.force_rmse <= errors.force_max
 
 
-def test_each_image_is_computed_once_for_energy_and_forces(saved, monkeypatch):
-    potential, _ = saved
-    asked = []
+@pytest.fixture
+def asked(monkeypatch):
+    """The properties of every calculator call, in order."""
+    calls: list[tuple[str, ...]] = []
     original = Potential.calculate
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
-        asked.append(tuple(properties))
+        calls.append(tuple(properties))
         return original(self, atoms, properties, system_changes)
 
     monkeypatch.setattr(Potential, "calculate", calculate)
+    return calls
+
+
+def test_each_image_is_computed_once_for_energy_and_forces(saved, asked):
+    potential, _ = saved
     file_errors(potential, f"{DATA / 'ptcu-validation.xyz'}@0:3", forces=True)
     assert asked == [("forces",)] * 3  # the energy comes from the same pass
     asked.clear()
@@ -74,19 +80,11 @@ def test_the_prediction_stage_shows_progress_on_a_terminal(saved, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_the_parity_plot_computes_each_image_once(saved, monkeypatch, tmp_path):
+def test_the_parity_plot_computes_each_image_once(saved, asked, tmp_path):
     pytest.importorskip("matplotlib")
     from amp_core.plotting import parity_plot
 
     _, path = saved
-    asked = []
-    original = Potential.calculate
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
-        asked.append(tuple(properties))
-        return original(self, atoms, properties, system_changes)
-
-    monkeypatch.setattr(Potential, "calculate", calculate)
     out = parity_plot(path, [f"{DATA / 'ptcu-validation.xyz'}@0:3"], str(tmp_path / "p.png"))
     assert asked == [("forces",)] * 3  # the energy comes from the same pass
     assert out.stat().st_size > 1000
