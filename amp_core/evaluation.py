@@ -55,13 +55,10 @@ def file_errors(potential: Any, source: str, forces: bool, progress: bool | None
     flagged: int | None = None
     spreads: dict[str, list[Any]] = {"energy": [], "energy_error": [], "forces": [], "force_error": []}
     for atoms, (reference, reference_forces) in zip(data.images, data.targets):
-        atoms = atoms.copy()
-        atoms.calc = potential
         with warnings.catch_warnings():  # the fraction is reported in the table instead
             warnings.simplefilter("ignore", ExtrapolationWarning)
-            if forces and reference_forces is not None:  # first: one pass gives both (energy alone first
-                atoms.get_forces(apply_constraint=False)  # would be a values-only pass, then a full one)
-            energy.append((atoms.get_potential_energy() - reference) / len(atoms))
+            predicted, predicted_forces = predict(potential, atoms, forces and reference_forces is not None)
+        energy.append((predicted - reference) / len(atoms))
         if "energy_std" in potential.results:
             spreads["energy"].append(potential.results["energy_std"])
             spreads["energy_error"].append(abs(energy[-1]))
@@ -69,7 +66,7 @@ def file_errors(potential: Any, source: str, forces: bool, progress: bool | None
         if found is not None:
             flagged = (flagged or 0) + len(found)
         if forces and reference_forces is not None:
-            error = atoms.get_forces(apply_constraint=False) - reference_forces  # fixed atoms too, as trained
+            error = predicted_forces - reference_forces
             force_sq.append(float(np.mean(error**2)))
             force_abs += float(np.abs(error).sum())
             force_max = max(force_max, float(np.abs(error).max()))
@@ -90,6 +87,16 @@ def file_errors(potential: Any, source: str, forces: bool, progress: bool | None
     if spreads["forces"]:
         values["force_spearman"] = spearman(np.concatenate(spreads["forces"]), np.concatenate(spreads["force_error"]))
     return FileErrors(source, len(data), n_atoms, **values)
+
+
+def predict(potential: Any, atoms: Any, forces: bool) -> tuple[float, Any]:
+    """The energy (eV) of ``atoms`` and, with ``forces``, its forces (eV/A; fixed atoms' too, as trained)
+    by ``potential``, from one calculator pass (energy alone first would be a values-only pass, then
+    a full one); ``None`` for forces without ``forces``. ``atoms`` is not changed."""
+    atoms = atoms.copy()
+    atoms.calc = potential
+    predicted = atoms.get_forces(apply_constraint=False) if forces else None
+    return float(atoms.get_potential_energy()), predicted
 
 
 def summary(rows: list[FileErrors]) -> FileErrors:

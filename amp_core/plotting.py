@@ -82,6 +82,7 @@ def convergence_plot(log: str | os.PathLike[str], output: str | None = None) -> 
 def parity_plot(model: str | os.PathLike[str], data: Sequence[str], output: str | None = None) -> Path:
     """Plot predicted against reference energies per atom (and forces); return the PNG path."""
     from amp_core.calculator import load
+    from amp_core.evaluation import predict
     from amp_core.images import load_dataset
     from amp_core.progress import Progress
 
@@ -92,13 +93,12 @@ def parity_plot(model: str | os.PathLike[str], data: Sequence[str], output: str 
     shown = Progress("predicting", len(dataset))
     e_ref, e_pred, f_ref, f_pred = [], [], [], []
     for atoms, (energy, ref_forces) in zip(dataset.images, dataset.targets):
-        atoms = atoms.copy()
-        atoms.calc = potential
-        if forces and ref_forces is not None:  # first: one pass gives the energy too; fixed atoms as trained
+        predicted, predicted_forces = predict(potential, atoms, forces and ref_forces is not None)
+        if predicted_forces is not None and ref_forces is not None:
             f_ref.append(ref_forces.ravel())
-            f_pred.append(atoms.get_forces(apply_constraint=False).ravel())
+            f_pred.append(predicted_forces.ravel())
         e_ref.append(energy / len(atoms))
-        e_pred.append(atoms.get_potential_energy() / len(atoms))
+        e_pred.append(predicted / len(atoms))
         shown(len(e_pred))
     panels = [("energy (eV/atom)", np.array(e_ref), np.array(e_pred))]
     if f_ref:

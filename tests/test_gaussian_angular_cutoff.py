@@ -61,7 +61,7 @@ def built() -> None:
     try:
         create_descriptor("gaussian", cutoff=5.0, elements=["Cu"]).compiled()
     except PropertyNotImplementedError as exc:
-        pytest.skip(f"compiled gaussian kernel not built: {exc}")
+        pytest.skip(f"compiled (Fortran) gaussian kernel not built: {exc}")
 
 
 @pytest.fixture(params=["numpy", "compiled"])
